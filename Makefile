@@ -1,0 +1,37 @@
+# Two entry points: `make demo` (the main job) and `make test` (the full suite).
+# Both create the virtual environment and install the package on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := data/demo
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# Pinned: a CPU build of torch that lies on this machine's disk (an unpinned
+	# torch would pull a multi-GB CUDA build).
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/mmscel synth --scale tiny --seed 0 --out $(DEMO) --overwrite
+	$(BIN)/mmscel prepare --data $(DEMO)
+	$(BIN)/mmscel baseline --data $(DEMO) --out oof/submissions/mean_profile.csv.gz
+	$(BIN)/mmscel score oof/submissions/mean_profile.csv.gz --data $(DEMO) --name mean-profile
+
+# pytest exits 5 when it collected no test: that must fail, not pass silently.
+test: install
+	$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -1,0 +1,217 @@
+"""The ``mmscel`` command line: thin typer commands over the package's stages.
+
+Conventions: every command that reads a competition folder takes ``--data``
+(default ``data/``); the prepared cache lives in ``DATA/.cache`` unless
+``--cache`` says otherwise; run outputs go under ``--oof`` (default ``oof/``).
+Exit codes: 0 success, 2 bad input or usage (one line, no traceback),
+1 internal error.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmscel.errors import InputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="mmscel: a competition stack for multimodal single-cell prediction (Kaggle open-problems-multimodal).",
+)
+out = Console()
+err = Console(stderr=True)
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Competition folder.")]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="Prepared cache folder (default DATA/.cache).")]
+OofOpt = Annotated[Path, typer.Option("--oof", help="Root of everything runs produce.")]
+
+
+def cli_errors(command):
+    """Report bad input as one line with exit code 2, anything else as an internal error (1)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if os.environ.get("MMSCEL_DEBUG"):
+                traceback.print_exc()
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.command()
+@cli_errors
+def synth(
+    scale: Annotated[str, typer.Option(help="tiny, small, medium or full.")] = "tiny",
+    seed: Annotated[int, typer.Option(help="Random seed (the output is deterministic for a seed).")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the competition into.")] = Path("data"),
+    raw: Annotated[bool, typer.Option("--raw/--no-raw", help="Also write the raw-count *_raw.h5 files.")] = False,
+    extras: Annotated[bool, typer.Option("--extras/--no-extras", help="Write the extra day-2 donor-27678 CITEseq file.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
+):
+    """Generate a synthetic competition in Kaggle's layout, with its hidden truth under OUT/truth."""
+    from mmscel.data.synth.generate import generate
+
+    truth = generate(out_dir, scale, seed, extras=extras, raw=raw, overwrite=overwrite)
+    table = Table(title=f"synthetic competition '{scale}' (seed {seed}) in {out_dir}")
+    for column in ("task", "split", "cells", "oracle", "mean profile"):
+        table.add_column(column, justify="right" if column != "task" else "left")
+    counts = truth["n_test_cells"]
+    for task, key in (("cite", "cite"), ("multi", "multi_scored")):
+        for split in ("public", "private"):
+            table.add_row(task, split, str(counts[key][split]), _fmt(truth["oracle"][task].get(split)), _fmt(truth["mean_profile"][task].get(split)))
+    for split in ("public", "private"):
+        table.add_row("pooled", split, "", _fmt(truth["oracle"]["leaderboard"][split]), _fmt(truth["mean_profile"]["leaderboard"][split]))
+    out.print(table)
+    out.print(f"{truth['shapes']['evaluation_rows']:,} evaluation rows; written in {truth['wall_seconds']:.1f} s")
+
+
+@app.command()
+@cli_errors
+def prepare(
+    data_dir: Annotated[Optional[Path], typer.Argument(help="Competition folder (same as --data).", show_default=False)] = None,
+    data: DataOpt = Path("data"),
+    cache: CacheOpt = None,
+    compress: Annotated[bool, typer.Option(help="Deflate the .npz files (smaller, slower).")] = False,
+):
+    """Convert the competition's HDF5 files into the sparse cache (streamed in row chunks)."""
+    from mmscel.data.cache import prepare as run_prepare
+
+    report = run_prepare(data_dir or data, cache, compress=compress)
+    table = Table(title=f"sparse cache in {report.cache}")
+    for column in ("matrix", "cells", "features", "non-zero", "status"):
+        table.add_column(column, justify="left" if column in ("matrix", "status") else "right")
+    for stem, (rows, cols) in report.shapes.items():
+        density = report.nnz[stem] / max(1, rows * cols)
+        table.add_row(stem, f"{rows:,}", f"{cols:,}", f"{density:.1%}", "built" if stem in report.built else "reused")
+    out.print(table)
+    if report.cite_duplicates:
+        out.print(f"[yellow]{report.cite_duplicates:,} CITEseq test rows duplicate train rows[/] (the competition's known leak; pairs in {report.cache}/cite_test_duplicates.parquet)")
+    out.print(f"done in {report.seconds:.1f} s")
+
+
+@app.command("import-anndata")
+@cli_errors
+def import_anndata_command(
+    task: Annotated[str, typer.Option(help="cite (RNA -> ADT) or multi (ATAC -> RNA).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the competition-layout dataset into.")] = Path("data"),
+    inputs: Annotated[Optional[Path], typer.Option(help="AnnData .h5ad with the input modality.")] = None,
+    targets: Annotated[Optional[Path], typer.Option(help="AnnData .h5ad with the target modality.")] = None,
+    test_inputs: Annotated[Optional[Path], typer.Option(help="Separate test inputs .h5ad.")] = None,
+    test_targets: Annotated[Optional[Path], typer.Option(help="Separate test targets .h5ad.")] = None,
+    mudata: Annotated[Optional[Path], typer.Option(help="MuData .h5mu holding both modalities.")] = None,
+    input_mod: Annotated[Optional[str], typer.Option(help="MuData modality of the inputs.")] = None,
+    target_mod: Annotated[Optional[str], typer.Option(help="MuData modality of the targets.")] = None,
+    split_by: Annotated[Optional[str], typer.Option(help="obs column that decides the test cells.")] = None,
+    test_values: Annotated[Optional[str], typer.Option(help="Comma-separated values of --split-by that go to test.")] = None,
+    test_fraction: Annotated[float, typer.Option(help="Random test fraction when no column split is given.")] = 0.3,
+    seed: Annotated[int, typer.Option(help="Seed of the random split and of the scored Multiome entries.")] = 0,
+    layer: Annotated[Optional[str], typer.Option(help="Read values from this layer instead of .X.")] = None,
+    raw: Annotated[bool, typer.Option(help="Also write *_raw.h5 from layers['counts'].")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
+):
+    """Build a competition-layout dataset from AnnData / MuData files (train/test by obs column or fraction)."""
+    from mmscel.data.anndata_import import import_anndata
+
+    summary = import_anndata(
+        out_dir,
+        task,
+        inputs=inputs,
+        targets=targets,
+        mudata=mudata,
+        input_mod=input_mod,
+        target_mod=target_mod,
+        test_inputs=test_inputs,
+        test_targets=test_targets,
+        split_by=split_by,
+        test_values=test_values.split(",") if test_values else None,
+        test_fraction=test_fraction,
+        seed=seed,
+        layer=layer,
+        raw=raw,
+        overwrite=overwrite,
+    )
+    table = Table(title=f"imported {task} dataset in {out_dir}")
+    table.add_column("file")
+    table.add_column("shape", justify="right")
+    for name, shape in summary["shapes"][task].items():
+        table.add_row(name, " x ".join(f"{n:,}" for n in shape))
+    out.print(table)
+    out.print(f"{summary['train_cells']:,} train cells, {summary['test_cells']:,} test cells, {summary['evaluation_rows']:,} evaluation rows")
+
+
+@app.command()
+@cli_errors
+def baseline(
+    data: DataOpt = Path("data"),
+    cache: CacheOpt = None,
+    oof: OofOpt = Path("oof"),
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Submission file (default OOF/submissions/mean_profile.csv.gz).")] = None,
+):
+    """Write the mean-profile submission (each target's training mean): the floor."""
+    from mmscel.submission import cell_starts, evaluation_rows, mean_profile_values, write_submission
+
+    path = out_path or oof / "submissions" / "mean_profile.csv.gz"
+    values = mean_profile_values(data, cache)
+    write_submission(path, values, cell_starts(evaluation_rows(data, cache)))
+    out.print(f"wrote {path} ({len(values):,} rows)")
+
+
+@app.command()
+@cli_errors
+def score(
+    submission: Annotated[Path, typer.Argument(help="Submission CSV (row_id,target; .gz allowed).")],
+    data: DataOpt = Path("data"),
+    name: Annotated[Optional[str], typer.Option(help="Name shown on the leaderboard.")] = None,
+):
+    """Score a submission on a dataset with truth/, per task and pooled, beside the floor and the oracle."""
+    from mmscel.leaderboard import leaderboard_rows, score_submission
+
+    scores, truth = score_submission(submission, data)
+    rows = leaderboard_rows(name or Path(submission).name, scores, truth)
+    table = Table(title=f"local leaderboard ({data})")
+    for column in ("task", "split", "cells", "score", "mean profile", "oracle", "headroom"):
+        table.add_column(column, justify="left" if column in ("task", "split") else "right")
+    for row in rows:
+        cells = scores.n_cells.get(row["task"], {}).get(row["split"])
+        table.add_row(
+            row["task"],
+            row["split"],
+            f"{cells:,}" if cells else "",
+            _fmt(row["score"]),
+            _fmt(row["mean_profile"]),
+            _fmt(row["oracle"]),
+            "" if row["headroom"] is None else f"{row['headroom']:.0%}",
+        )
+    out.print(table)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def main() -> None:
+    """Entry point that keeps exit codes: 0 ok, 1 internal error, 2 bad input or usage."""
+    app(prog_name="mmscel")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Writers for the competition's table files and the hidden truth.
+
+Shared by the synthetic generator and the AnnData import, so that both produce
+exactly the layout Kaggle ships: ``metadata.csv``, ``evaluation_ids.csv``,
+``sample_submission.csv``, and, outside that layout, ``truth/solution.parquet``
+(one row per scored entry, aligned with ``evaluation_ids``) and
+``truth/truth.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmscel.data import layout
+from mmscel.fsutil import atomic_path
+
+EVAL_CHUNK_CELLS = 20_000
+
+
+def _per_cell(values: np.ndarray, n_cells: int) -> np.ndarray:
+    """View ``values`` as one row per cell (an empty task gives a 0 x 0 array)."""
+    return values.reshape(0, 0) if n_cells == 0 else values.reshape(n_cells, -1)
+
+
+def write_metadata(path: str | Path, metadata: pd.DataFrame) -> Path:
+    """Write ``metadata.csv`` (cell_id, day, donor, cell_type, technology)."""
+    missing = [c for c in layout.METADATA_COLUMNS if c not in metadata.columns]
+    if missing:
+        raise ValueError(f"metadata lacks columns {missing}")
+    with atomic_path(path) as tmp:
+        metadata.loc[:, list(layout.METADATA_COLUMNS)].to_csv(tmp, index=False)
+    return Path(path)
+
+
+def _evaluation_chunks(cite_cells, proteins, multi_cells, multi_genes, multi_positions):
+    """Yield (cell_ids, gene_ids) arrays of evaluation rows, in Kaggle's order."""
+    cite_cells = np.asarray(cite_cells, dtype=object)
+    proteins = np.asarray(proteins, dtype=object)
+    for start in range(0, len(cite_cells), EVAL_CHUNK_CELLS):
+        cells = cite_cells[start : start + EVAL_CHUNK_CELLS]
+        yield np.repeat(cells, len(proteins)), np.tile(proteins, len(cells))
+    multi_cells = np.asarray(multi_cells, dtype=object)
+    multi_genes = np.asarray(multi_genes, dtype=object)
+    positions = _per_cell(np.asarray(multi_positions, dtype=np.int64), len(multi_cells))
+    for start in range(0, len(multi_cells), EVAL_CHUNK_CELLS):
+        cells = multi_cells[start : start + EVAL_CHUNK_CELLS]
+        genes = multi_genes[positions[start : start + EVAL_CHUNK_CELLS]]
+        yield np.repeat(cells, positions.shape[1]), genes.ravel()
+
+
+def write_evaluation(
+    out_dir: str | Path,
+    cite_cells: Sequence[str],
+    proteins: Sequence[str],
+    multi_cells: Sequence[str],
+    multi_genes: Sequence[str],
+    multi_positions: np.ndarray,
+) -> int:
+    """Write ``evaluation_ids.csv`` and ``sample_submission.csv``; return the row count.
+
+    CITEseq rows come first: every test cell (test-input row order) times every
+    protein (target column order). Multiome rows follow: each scored cell in
+    test-input order times its scored genes, given as column positions into
+    ``multi_genes`` (one row of ``multi_positions`` per scored cell, sorted).
+    """
+    out_dir = Path(out_dir)
+    row = 0
+    with atomic_path(out_dir / layout.EVALUATION_IDS) as eval_tmp, atomic_path(out_dir / layout.SAMPLE_SUBMISSION) as sub_tmp:
+        with eval_tmp.open("w") as eval_file, sub_tmp.open("w") as sub_file:
+            eval_file.write(",".join(layout.EVALUATION_COLUMNS) + "\n")
+            sub_file.write(",".join(layout.SUBMISSION_COLUMNS) + "\n")
+            for cells, genes in _evaluation_chunks(cite_cells, proteins, multi_cells, multi_genes, multi_positions):
+                row_ids = np.arange(row, row + len(cells))
+                pd.DataFrame({"row_id": row_ids, "cell_id": cells, "gene_id": genes}).to_csv(
+                    eval_file, header=False, index=False
+                )
+                pd.DataFrame({"row_id": row_ids, "target": np.zeros(len(cells))}).to_csv(
+                    sub_file, header=False, index=False
+                )
+                row += len(cells)
+    return row
+
+
+def write_solution(
+    truth_dir: str | Path,
+    cite_values: np.ndarray,
+    cite_splits: Sequence[str],
+    multi_values: np.ndarray,
+    multi_splits: Sequence[str],
+) -> Path:
+    """Write ``truth/solution.parquet``: the true value of every evaluation row.
+
+    ``cite_values`` is (test cells x proteins) and ``multi_values`` (scored
+    cells x scored genes per cell), both in evaluation order; ``*_splits`` give
+    each cell's leaderboard ('public' or 'private'). Columns: row_id, target,
+    task, split and cell (a running cell number, so rows of one cell are
+    contiguous and share it).
+    """
+    path = Path(truth_dir) / layout.SOLUTION
+    cite_values = np.asarray(cite_values, dtype=np.float32)
+    multi_values = _per_cell(np.asarray(multi_values, dtype=np.float32), len(multi_splits))
+    schema = pa.schema(
+        [("row_id", pa.int64()), ("target", pa.float32()), ("task", pa.string()), ("split", pa.string()), ("cell", pa.int32())]
+    )
+    row, cell = 0, 0
+    with atomic_path(path) as tmp:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for task_name, values, splits in (("cite", cite_values, cite_splits), ("multi", multi_values, multi_splits)):
+                splits = np.asarray(splits, dtype=object)
+                for start in range(0, len(values), EVAL_CHUNK_CELLS):
+                    block = values[start : start + EVAL_CHUNK_CELLS]
+                    n_cells, width = block.shape
+                    n = n_cells * width
+                    table = pa.table(
+                        {
+                            "row_id": np.arange(row, row + n, dtype=np.int64),
+                            "target": block.ravel(),
+                            "task": np.full(n, task_name, dtype=object),
+                            "split": np.repeat(splits[start : start + n_cells], width),
+                            "cell": np.repeat(np.arange(cell, cell + n_cells, dtype=np.int32), width),
+                        },
+                        schema=schema,
+                    )
+                    writer.write_table(table)
+                    row += n
+                    cell += n_cells
+    return path

@@ -1,0 +1,115 @@
+"""Loading API for later stages: one task's split from the prepared cache."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from mmscel.data import layout
+from mmscel.data.cache import MANIFEST, _load_idxcol, default_cache, idxcol_path, matrix_sources, source_is_current, values_path
+from mmscel.errors import InputError
+
+
+@dataclass
+class Split:
+    """The cells of one task and split.
+
+    ``inputs`` is CSR float32 (cells x features). ``targets`` is a dense float32
+    array for CITEseq and CSR for Multiome (a dense Multiome target matrix is
+    ~10 GB at full scale), or None for the test split. ``metadata`` is aligned
+    with ``cell_ids``.
+    """
+
+    task: str
+    split: str
+    inputs: sp.csr_matrix
+    targets: np.ndarray | sp.csr_matrix | None
+    cell_ids: np.ndarray
+    input_names: np.ndarray
+    target_names: np.ndarray | None
+    metadata: pd.DataFrame
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.cell_ids)
+
+
+def cache_dir_for(data_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The cache folder of ``data_dir`` (``--cache`` when given)."""
+    return Path(cache_dir) if cache_dir else default_cache(Path(data_dir))
+
+
+def check_cache(data_dir: str | Path, cache_dir: str | Path | None = None) -> dict:
+    """Return the cache manifest, or raise :class:`InputError` if the cache is missing or stale.
+
+    A cache built from other data -- or from an older version of these files --
+    is refused with the name of the first file that differs.
+    """
+    data_dir, cache = Path(data_dir), cache_dir_for(data_dir, cache_dir)
+    manifest_path = cache / MANIFEST
+    if not manifest_path.exists():
+        raise InputError(cache, f"no prepared cache here; run: mmscel prepare --data {data_dir}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError:
+        raise InputError(manifest_path, "corrupt manifest; run mmscel prepare again") from None
+    entries = manifest.get("entries", {})
+    for stem, source in matrix_sources(data_dir).items():
+        entry = entries.get(stem)
+        if entry is None:
+            raise InputError(cache, f"{source.name} is not in the cache; run: mmscel prepare --data {data_dir}")
+        if not source_is_current(source, entry.get("source")):
+            raise InputError(cache, f"built from other data ({source.name} differs); run: mmscel prepare --data {data_dir}")
+    metadata = data_dir / layout.METADATA
+    if not source_is_current(metadata, entries.get("metadata", {}).get("source")):
+        raise InputError(cache, f"built from other data ({metadata.name} differs); run: mmscel prepare --data {data_dir}")
+    return manifest
+
+
+def load_matrix(cache: Path, stem: str) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """CSR values, row ids and column names of one cached matrix."""
+    path = values_path(cache, stem)
+    if not path.exists():
+        raise InputError(path, "not in the cache; run mmscel prepare")
+    try:
+        matrix = sp.load_npz(path).tocsr()
+    except Exception as exc:
+        raise InputError(path, f"unreadable cache file: {str(exc)[:120]}") from None
+    index, columns = _load_idxcol(idxcol_path(cache, stem))
+    return matrix, index.astype(object), columns.astype(object)
+
+
+def load(task: str, split: str, data_dir: str | Path = "data", cache_dir: str | Path | None = None, *, check: bool = True) -> Split:
+    """Load ``split`` ('train' or 'test') of ``task`` ('cite' or 'multi') from the prepared cache."""
+    spec = layout.task(task)
+    if split not in layout.SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(layout.SPLITS)}")
+    if check:
+        check_cache(data_dir, cache_dir)
+    cache = cache_dir_for(data_dir, cache_dir)
+    input_stem = spec.train_inputs if split == "train" else spec.test_inputs
+    inputs, cell_ids, input_names = load_matrix(cache, input_stem)
+    targets = target_names = None
+    if split == "train":
+        targets, target_ids, target_names = load_matrix(cache, spec.train_targets)
+        if task == "cite":
+            targets = targets.toarray()
+    metadata = pd.read_parquet(cache / "metadata.parquet").set_index("cell_id")
+    missing = ~pd.Index(cell_ids).isin(metadata.index)
+    if missing.any():
+        raise InputError(cache / "metadata.parquet", f"{missing.sum()} cells of {input_stem} are not in the metadata")
+    return Split(
+        task=task,
+        split=split,
+        inputs=inputs.astype(np.float32, copy=False),
+        targets=targets,
+        cell_ids=cell_ids,
+        input_names=input_names,
+        target_names=target_names,
+        metadata=metadata.loc[cell_ids].reset_index(),
+    )

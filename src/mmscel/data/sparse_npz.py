@@ -1,0 +1,96 @@
+"""Stream a CSR matrix to a scipy ``.npz`` file row chunk by row chunk.
+
+``scipy.sparse.save_npz`` needs the whole matrix in memory; this writer keeps
+only the current chunk and the row pointer, spilling values and column
+indices to scratch files that are then copied into the zip archive. The
+result loads with ``scipy.sparse.load_npz``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+_COPY_BLOCK = 2**24
+
+
+class SparseNpzWriter:
+    """Append CSR row blocks; :meth:`close` writes ``path`` atomically."""
+
+    def __init__(self, path: str | Path, n_columns: int, compress: bool = False):
+        self.path = Path(path)
+        self.n_columns = n_columns
+        self.compress = compress
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._data_path = self._tmp.with_suffix(".data")
+        self._indices_path = self._tmp.with_suffix(".indices")
+        self._data = self._data_path.open("wb")
+        self._indices = self._indices_path.open("wb")
+        self._indptr = [np.zeros(1, dtype=np.int64)]
+        self.nnz = 0
+        self.n_rows = 0
+
+    def write_dense(self, block: np.ndarray) -> None:
+        """Append rows given densely (zeros are dropped)."""
+        rows, cols = np.nonzero(block)
+        counts = np.bincount(rows, minlength=block.shape[0])
+        self._append(block[rows, cols].astype(np.float32, copy=False), cols.astype(np.int32), counts)
+
+    def write_csr(self, block: sp.csr_matrix) -> None:
+        """Append rows given as a CSR matrix."""
+        block = sp.csr_matrix(block)
+        block.sum_duplicates()
+        self._append(block.data.astype(np.float32, copy=False), block.indices.astype(np.int32), np.diff(block.indptr))
+
+    def _append(self, data: np.ndarray, indices: np.ndarray, counts: np.ndarray) -> None:
+        self._data.write(np.ascontiguousarray(data, dtype="<f4").tobytes())
+        self._indices.write(np.ascontiguousarray(indices, dtype="<i4").tobytes())
+        self._indptr.append(self.nnz + np.cumsum(counts, dtype=np.int64))
+        self.nnz += int(counts.sum())
+        self.n_rows += len(counts)
+
+    def close(self) -> Path:
+        """Assemble the ``.npz`` archive and move it onto ``path``."""
+        self._data.close()
+        self._indices.close()
+        index_dtype = "<i4" if self.nnz < 2**31 else "<i8"
+        indptr = np.concatenate(self._indptr).astype(index_dtype)
+        mode = zipfile.ZIP_DEFLATED if self.compress else zipfile.ZIP_STORED
+        try:
+            with zipfile.ZipFile(self._tmp, "w", compression=mode, allowZip64=True) as archive:
+                self._copy_entry(archive, "indices.npy", self._indices_path, "<i4", index_dtype)
+                self._small_entry(archive, "indptr.npy", indptr)
+                self._small_entry(archive, "format.npy", np.array(b"csr"))
+                self._small_entry(archive, "shape.npy", np.array([self.n_rows, self.n_columns], dtype=np.int64))
+                self._copy_entry(archive, "data.npy", self._data_path, "<f4", "<f4")
+            os.replace(self._tmp, self.path)
+        finally:
+            self.abort()
+        return self.path
+
+    def _copy_entry(self, archive, name, source: Path, stored: str, wanted: str) -> None:
+        with archive.open(name, "w", force_zip64=True) as entry:
+            np.lib.format.write_array_header_2_0(entry, {"descr": wanted, "fortran_order": False, "shape": (self.nnz,)})
+            with source.open("rb") as handle:
+                if stored == wanted:
+                    shutil.copyfileobj(handle, entry, _COPY_BLOCK)
+                    return
+                while chunk := handle.read(_COPY_BLOCK):
+                    entry.write(np.frombuffer(chunk, dtype=stored).astype(wanted).tobytes())
+
+    @staticmethod
+    def _small_entry(archive, name, array) -> None:
+        with archive.open(name, "w", force_zip64=True) as entry:
+            np.lib.format.write_array(entry, array, allow_pickle=False)
+
+    def abort(self) -> None:
+        """Remove scratch files (the final path is untouched)."""
+        for handle in (self._data, self._indices):
+            handle.close()
+        for path in (self._data_path, self._indices_path, self._tmp):
+            path.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""The synthetic competition: simulated biology in the exact Kaggle layout, with hidden truth."""

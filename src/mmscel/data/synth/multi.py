@@ -1,0 +1,183 @@
+"""Simulate the Multiome task: ATAC of ~228,942 peaks in, RNA of 23,418 genes out.
+
+Two passes over the cells. The first draws each chunk's open chromatin, its
+ATAC counts (kept sparse in a scratch folder) and its RNA, which depends on
+the programs and on the open state of peaks linked in cis to each gene. The
+second turns the counts into TF-IDF, whose inverse document frequency needs
+the column sums over all cells, and writes the dense input files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from mmscel.data import layout
+from mmscel.data.h5io import FrameWriter
+from mmscel.data.synth import modalities, names
+from mmscel.data.synth.biology import Donors, programs, sample_states
+from mmscel.data.synth.modalities import RNA_SCALE, GeneModel, PeakModel, cis_links, sample_atac, tf_idf
+from mmscel.data.synth.noise import expected_log1p_nb, sample_nb
+from mmscel.metrics import pearson_per_row
+from mmscel.progress import track
+
+CHUNK_CELLS = 256
+LIBRARY_PER_GENE = 0.5
+ORACLE_TRAIN_CELLS = 2_000
+
+
+@dataclass
+class MultiWorld:
+    """Everything sampled once for the Multiome task."""
+
+    peaks: np.ndarray
+    genes: np.ndarray
+    peak_model: PeakModel
+    gene_model: GeneModel
+    links: sp.csr_matrix  # genes x peaks
+    donors: Donors
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator, n_peaks: int, n_genes: int, donors: Donors) -> MultiWorld:
+        peaks, peak_chrom, peak_centre = names.peak_layout(rng, n_peaks)
+        chromosomes = list(names.CHROMOSOME_LENGTHS)
+        lengths = np.asarray(list(names.CHROMOSOME_LENGTHS.values()), dtype=np.float64)
+        gene_chrom = np.asarray(chromosomes, dtype=object)[rng.choice(len(chromosomes), size=n_genes, p=lengths / lengths.sum())]
+        gene_pos = (rng.random(n_genes) * np.asarray([names.CHROMOSOME_LENGTHS[c] for c in gene_chrom])).astype(np.int64)
+        gene_model = GeneModel.sample(rng, n_genes, base_sd=modalities.MULTI_BASE_SD, loading_scale=modalities.MULTI_LOADING_SCALE)
+        gene_model.on_chr_y = gene_chrom == "chrY"
+        links = cis_links(rng, gene_chrom, gene_pos, peak_chrom, peak_centre)
+        return cls(peaks, names.ensembl_ids(rng, n_genes), PeakModel.sample(rng, peak_chrom), gene_model, links, donors)
+
+
+@dataclass
+class MultiResult:
+    """What the leaderboard and truth.json need from the Multiome simulation."""
+
+    scored_truth: np.ndarray
+    scored_mean_profile: np.ndarray
+    oracle: dict[str, np.ndarray] = field(default_factory=dict)
+    cell_type: np.ndarray | None = None
+
+
+def simulate_multi(out: Path, scratch: Path, scale, plan, cell_ids, seed: int, raw: bool, scored_rows, scored_genes) -> MultiResult:
+    """Write the Multiome files of a synthetic competition; return its truth.
+
+    ``scored_rows`` are the test rows the leaderboard scores and
+    ``scored_genes`` (one row per scored cell) their scored gene columns.
+    """
+    donors = Donors.sample(np.random.default_rng([seed, 0]))
+    world = MultiWorld.sample(np.random.default_rng([seed, 21]), scale.multi_peaks, scale.multi_genes, donors)
+    states = sample_states(
+        np.random.default_rng([seed, 22]), donors, plan["donor"].to_numpy(), plan["day"].to_numpy(), LIBRARY_PER_GENE * scale.multi_genes
+    )
+    is_train = (plan["split"] == "train").to_numpy()
+    train_idx, test_idx = np.flatnonzero(is_train), np.flatnonzero(~is_train)
+    oracle_rows = np.sort(np.random.default_rng([seed, 23]).choice(len(train_idx), min(ORACLE_TRAIN_CELLS, len(train_idx)), replace=False))
+    scratch.mkdir(parents=True, exist_ok=True)
+    column_counts = np.zeros(len(world.peaks))
+    train = _first_pass(out, scratch, world, states, plan, train_idx, cell_ids, seed, raw, "train", oracle_rows, None, column_counts)
+    test = _first_pass(out, scratch, world, states, plan, test_idx, cell_ids, seed, raw, "test", scored_rows, scored_genes, column_counts)
+    idf = len(plan) / np.where(column_counts > 0, column_counts, 1.0)
+    for split, idx in (("train", train_idx), ("test", test_idx)):
+        _second_pass(out, scratch, world, idx, cell_ids, split, idf, raw)
+    shutil.rmtree(scratch, ignore_errors=True)
+    test_split = plan["split"].to_numpy()[test_idx][scored_rows]
+    mean_profile = train["target_sum"] / max(1, len(train_idx))
+    result = MultiResult(scored_truth=test["scored"], scored_mean_profile=mean_profile[scored_genes])
+    result.oracle = {"train": train["oracle"], "public": test["oracle"][test_split == "public"], "private": test["oracle"][test_split == "private"]}
+    result.cell_type = states["cell_type"].to_numpy()
+    return result
+
+
+def _first_pass(out, scratch, world, states, plan, idx, cell_ids, seed, raw, split, oracle_rows, oracle_genes, column_counts):
+    """Draw ATAC counts (to scratch) and RNA targets of one split; score the oracle on ``oracle_rows``."""
+    stem = layout.MULTI.train_targets if split == "train" else "test_multi_targets"
+    folder = out if split == "train" else out / layout.TRUTH_DIR
+    writers = {"y": FrameWriter(folder / f"{stem}.h5", stem, cell_ids[idx], world.genes)}
+    if raw and split == "train":
+        writers["raw"] = FrameWriter(out / f"{stem}{layout.RAW_SUFFIX}.h5", stem + layout.RAW_SUFFIX, cell_ids[idx], world.genes)
+    donor = plan["donor"].to_numpy()
+    oracle, scored, target_sum = [], [], np.zeros(len(world.genes))
+    ok = False
+    try:
+        starts = range(0, len(idx), CHUNK_CELLS)
+        for number, start in enumerate(track(starts, f"Multiome {split} (ATAC, RNA)", total=len(starts))):
+            rows = idx[start : start + CHUNK_CELLS]
+            rng = np.random.default_rng([seed, 30 if split == "train" else 31, number])
+            counts, rna, mu, scale = _simulate_chunk(world, states.iloc[rows], donor[rows], rng)
+            sp.save_npz(scratch / f"{split}_{number:06d}.npz", counts, compressed=False)
+            column_counts += np.asarray(counts.sum(axis=0)).ravel()
+            writers["y"].write(rna)
+            if "raw" in writers:
+                writers["raw"].write(np.rint(np.expm1(rna) / scale[:, None]))
+            target_sum += rna.sum(axis=0, dtype=np.float64)
+            local = np.flatnonzero((oracle_rows >= start) & (oracle_rows < start + len(rows)))
+            cols = None if oracle_genes is None else oracle_genes[local]
+            scores, values = _oracle(world, mu, scale, rna, oracle_rows[local] - start, cols)
+            oracle.append(scores)
+            scored.append(values)
+        ok = True
+    finally:
+        for writer in writers.values():
+            writer.close() if ok else writer.abort()
+    return {"oracle": np.concatenate(oracle), "scored": np.concatenate(scored), "target_sum": target_sum}
+
+
+def _simulate_chunk(world: MultiWorld, states: pd.DataFrame, donor: np.ndarray, rng: np.random.Generator):
+    program = programs(states)
+    donor_row = world.donors.index(donor)
+    probability = world.peak_model.open_probability(program, donor_row)
+    open_state = sp.csr_matrix(rng.random(probability.shape, dtype=np.float32) < probability)
+    del probability
+    counts = _drop_female_chr_y(sample_atac(rng, open_state, states["atac_depth"].to_numpy()), world, donor_row)
+    cis = np.asarray((open_state.astype(np.float64) @ world.links.T).todense())
+    library = states["library"].to_numpy()
+    mu = world.gene_model.mean_counts(program, donor_row, library, extra=cis)
+    scale = RNA_SCALE / library
+    rna = np.log1p(sample_nb(rng, mu, world.gene_model.theta) * scale[:, None]).astype(np.float32)
+    return counts, rna, mu, scale
+
+
+def _drop_female_chr_y(counts: sp.csr_matrix, world: MultiWorld, donor_row: np.ndarray) -> sp.csr_matrix:
+    """Background fragments must not land on chrY in the female donor either."""
+    female = donor_row == layout.DONORS.index(layout.FEMALE_DONOR)
+    if not female.any():
+        return counts
+    coo = counts.tocoo()
+    keep = ~(female[coo.row] & world.peak_model.on_chr_y[coo.col])
+    return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=counts.shape)
+
+
+def _oracle(world, mu, scale, rna, rows, cols):
+    """Per-cell Pearson of E[y | state] with y, on all genes or on each row's scored genes."""
+    if cols is None:
+        mu_rows, y_rows, theta = mu[rows], rna[rows], world.gene_model.theta[None, :]
+    else:
+        mu_rows, y_rows, theta = np.take_along_axis(mu[rows], cols, 1), np.take_along_axis(rna[rows], cols, 1), world.gene_model.theta[cols]
+    expected = expected_log1p_nb(mu_rows, theta, scale[rows][:, None])
+    return pearson_per_row(y_rows, expected), y_rows.astype(np.float32)
+
+
+def _second_pass(out, scratch, world, idx, cell_ids, split, idf, raw) -> None:
+    """TF-IDF of the scratch counts, written as the dense input file of one split."""
+    stem = layout.MULTI.train_inputs if split == "train" else layout.MULTI.test_inputs
+    writers = [(FrameWriter(out / f"{stem}.h5", stem, cell_ids[idx], world.peaks), True)]
+    if raw:
+        writers.append((FrameWriter(out / f"{stem}{layout.RAW_SUFFIX}.h5", stem + layout.RAW_SUFFIX, cell_ids[idx], world.peaks), False))
+    ok = False
+    try:
+        files = sorted(scratch.glob(f"{split}_*.npz"))
+        for path in track(files, f"Multiome {split} (TF-IDF inputs)", total=len(files)):
+            counts = sp.load_npz(path).tocsr()
+            for writer, transform in writers:
+                writer.write((tf_idf(counts, idf) if transform else counts).toarray())
+        ok = True
+    finally:
+        for writer, _ in writers:
+            writer.close() if ok else writer.abort()

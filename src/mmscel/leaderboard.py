@@ -1,0 +1,102 @@
+"""The local leaderboard: score a submission against the hidden truth, as Kaggle would."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from mmscel.data import layout
+from mmscel.errors import InputError
+from mmscel.metrics import headroom_share, pearson_per_segment
+from mmscel.submission import read_submission, validate_values
+
+SPLIT_ORDER = ("public", "private")
+
+
+@dataclass
+class Scores:
+    """Mean per-cell Pearson per (task, split), pooled per split, and cell counts."""
+
+    by_task: dict[str, dict[str, float]]
+    pooled: dict[str, float]
+    n_cells: dict[str, dict[str, int]]
+
+
+def load_truth(data_dir: str | Path) -> tuple[dict, Path]:
+    """``truth.json`` and the solution path of a synthetic or imported dataset."""
+    truth_dir = Path(data_dir) / layout.TRUTH_DIR
+    truth_json, solution = truth_dir / layout.TRUTH_JSON, truth_dir / layout.SOLUTION
+    for path in (truth_json, solution):
+        if not path.exists():
+            raise InputError(path, "file not found: scoring needs the hidden truth of a synthetic or imported dataset")
+    try:
+        return json.loads(truth_json.read_text()), solution
+    except json.JSONDecodeError:
+        raise InputError(truth_json, "not valid JSON") from None
+
+
+def score_values(values: np.ndarray, solution_path: Path, where: str = "submission") -> Scores:
+    """Score predictions aligned with the solution rows (one value per evaluation row)."""
+    table = pq.read_table(solution_path, columns=["target", "task", "split", "cell"], read_dictionary=["task", "split"])
+    truth = table.column("target").to_numpy()
+    cell = table.column("cell").to_numpy()
+    validate_values(np.asarray(values, dtype=np.float64), len(truth), None, where, check_constant=False)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(cell) != 0) + 1])
+    per_cell = pearson_per_segment(truth, values, starts)
+    task = np.asarray(table.column("task").to_numpy(zero_copy_only=False), dtype=object)[starts]
+    split = np.asarray(table.column("split").to_numpy(zero_copy_only=False), dtype=object)[starts]
+    by_task, n_cells, pooled = {}, {}, {}
+    for task_name in ("cite", "multi"):
+        for split_name in SPLIT_ORDER:
+            mask = (task == task_name) & (split == split_name)
+            if mask.any():
+                by_task.setdefault(task_name, {})[split_name] = float(per_cell[mask].mean())
+                n_cells.setdefault(task_name, {})[split_name] = int(mask.sum())
+    for split_name in SPLIT_ORDER:
+        mask = split == split_name
+        if mask.any():
+            pooled[split_name] = float(per_cell[mask].mean())
+    return Scores(by_task, pooled, n_cells)
+
+
+def score_submission(path: str | Path, data_dir: str | Path) -> tuple[Scores, dict]:
+    """Score a submission file on a dataset with ``truth/``; also return ``truth.json``."""
+    truth, solution = load_truth(data_dir)
+    n_rows = pq.ParquetFile(solution).metadata.num_rows
+    values = read_submission(path, n_rows)
+    return score_values(values, solution, str(path)), truth
+
+
+def leaderboard_rows(name: str, scores: Scores, truth: dict) -> list[dict]:
+    """Rows of the leaderboard table: the submission beside the floor and the oracle."""
+    rows = []
+    for label, key in (("cite", "cite"), ("multi", "multi"), ("pooled", "leaderboard")):
+        for split in SPLIT_ORDER:
+            score = scores.pooled.get(split) if key == "leaderboard" else scores.by_task.get(key, {}).get(split)
+            if score is None:
+                continue
+            oracle = _lookup(truth.get("oracle"), key, split)
+            floor = _lookup(truth.get("mean_profile"), key, split)
+            rows.append(
+                {
+                    "submission": name,
+                    "task": label,
+                    "split": split,
+                    "score": score,
+                    "mean_profile": floor,
+                    "oracle": oracle,
+                    "headroom": headroom_share(score, floor, oracle) if floor is not None and oracle is not None else None,
+                }
+            )
+    return rows
+
+
+def _lookup(table: dict | None, key: str, split: str):
+    if not table:
+        return None
+    value = table.get(key, {}).get(split)
+    return None if value is None else float(value)

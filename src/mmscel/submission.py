@@ -1,0 +1,154 @@
+"""Kaggle submissions: build, validate and write ``row_id,target`` files.
+
+Rows follow ``evaluation_ids``: every CITEseq test cell times its 140
+proteins, then the scored Multiome cells times their scored genes. A
+submission is validated before it is written (row count and order, finite
+values, no constant cell) and read back with the same checks before scoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from mmscel.data import layout
+from mmscel.data.load import cache_dir_for, check_cache, load_matrix
+from mmscel.errors import InputError
+from mmscel.fsutil import atomic_path
+
+
+@dataclass
+class EvaluationRows:
+    """The evaluation rows as integer codes: task, cell and target position per row."""
+
+    n_rows: int
+    is_cite: np.ndarray  # bool per row
+    cell_code: np.ndarray  # int32 per row: position of the cell in its task's test inputs
+    target_code: np.ndarray  # int32 per row: column of the target in its task's targets
+
+
+def evaluation_rows(data_dir: str | Path, cache_dir: str | Path | None = None) -> EvaluationRows:
+    """Decode the cached ``evaluation.parquet`` against the cached test inputs and target names."""
+    check_cache(data_dir, cache_dir)
+    cache = cache_dir_for(data_dir, cache_dir)
+    path = cache / "evaluation.parquet"
+    if not path.exists():
+        raise InputError(Path(data_dir) / layout.EVALUATION_IDS, "file not found; it is needed to build a submission")
+    table = pq.read_table(path, read_dictionary=["cell_id", "gene_id"])
+    cells = table.column("cell_id").combine_chunks()
+    genes = table.column("gene_id").combine_chunks()
+    cell_lookup, gene_lookup, technology = _lookups(cache)
+    cell_dict = np.asarray(cells.dictionary.to_pylist(), dtype=object)
+    gene_dict = np.asarray(genes.dictionary.to_pylist(), dtype=object)
+    cell_task = np.array([technology.get(c, "") for c in cell_dict], dtype=object)
+    unknown = np.flatnonzero(cell_task == "")
+    if unknown.size:
+        raise InputError(path, f"cell_id {cell_dict[unknown[0]]!r} is in no test inputs file")
+    row_cell = cells.indices.to_numpy(zero_copy_only=False)
+    row_gene = genes.indices.to_numpy(zero_copy_only=False)
+    is_cite = (cell_task == "cite")[row_cell]
+    cell_pos = np.array([cell_lookup[c] for c in cell_dict], dtype=np.int32)
+    gene_pos = np.full((len(gene_dict), 2), -1, dtype=np.int32)
+    for j, gene in enumerate(gene_dict):
+        gene_pos[j] = gene_lookup["cite"].get(gene, -1), gene_lookup["multi"].get(gene, -1)
+    target_code = np.where(is_cite, gene_pos[row_gene, 0], gene_pos[row_gene, 1])
+    if (target_code < 0).any():
+        bad = np.flatnonzero(target_code < 0)[0]
+        raise InputError(path, f"row {bad}: gene_id {gene_dict[row_gene[bad]]!r} is not a target of its task")
+    return EvaluationRows(len(row_cell), is_cite, cell_pos[row_cell], target_code.astype(np.int32))
+
+
+def _lookups(cache: Path):
+    cell_lookup, gene_lookup, technology = {}, {"cite": {}, "multi": {}}, {}
+    for task in (layout.CITE, layout.MULTI):
+        try:
+            _, ids, _ = load_matrix(cache, task.test_inputs)
+            _, _, targets = load_matrix(cache, task.train_targets)
+        except InputError:
+            continue
+        for i, cell in enumerate(ids):
+            cell_lookup[cell] = i
+            technology[cell] = task.name
+        gene_lookup[task.name] = {g: i for i, g in enumerate(targets)}
+    return cell_lookup, gene_lookup, technology
+
+
+def mean_profile_values(data_dir: str | Path, cache_dir: str | Path | None = None) -> np.ndarray:
+    """The floor submission: each target's mean over the training cells, for every evaluation row."""
+    rows = evaluation_rows(data_dir, cache_dir)
+    cache = cache_dir_for(data_dir, cache_dir)
+    values = np.zeros(rows.n_rows, dtype=np.float32)
+    for task, mask in ((layout.CITE, rows.is_cite), (layout.MULTI, ~rows.is_cite)):
+        if mask.any():
+            targets, _, _ = load_matrix(cache, task.train_targets)
+            mean = np.asarray(targets.mean(axis=0), dtype=np.float64).ravel()
+            values[mask] = mean[rows.target_code[mask]]
+    return values
+
+
+def cell_starts(rows: EvaluationRows) -> np.ndarray:
+    """First row of each cell's contiguous block of evaluation rows."""
+    change = np.flatnonzero((np.diff(rows.cell_code) != 0) | (np.diff(rows.is_cite.astype(np.int8)) != 0)) + 1
+    return np.concatenate([[0], change])
+
+
+def validate_values(values: np.ndarray, n_rows: int, starts: np.ndarray | None, where: str, check_constant: bool = True) -> None:
+    """Refuse a submission with the wrong row count, non-finite values, or a constant cell."""
+    if len(values) != n_rows:
+        raise InputError(where, f"{len(values)} rows, expected {n_rows} (one per row of evaluation_ids.csv)")
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise InputError(where, f"row_id {bad} is {values[bad]} (NaN or infinite values are not allowed)")
+    if check_constant and starts is not None and len(starts):
+        lo = np.minimum.reduceat(values, starts)
+        hi = np.maximum.reduceat(values, starts)
+        constant = np.flatnonzero(hi == lo)
+        if constant.size:
+            raise InputError(where, f"cell starting at row_id {starts[constant[0]]} has a constant prediction (Pearson undefined)")
+
+
+def write_submission(path: str | Path, values: np.ndarray, starts: np.ndarray | None = None) -> Path:
+    """Validate and write ``row_id,target`` (gzip when ``path`` ends in .gz), atomically."""
+    path = Path(path)
+    values = np.asarray(values, dtype=np.float32)
+    validate_values(values, len(values), starts, str(path))
+    table = pa.table({"row_id": np.arange(len(values), dtype=np.int64), "target": values})
+    with atomic_path(path) as tmp:
+        if path.suffix == ".gz":
+            with pa.CompressedOutputStream(str(tmp), "gzip") as stream:
+                pacsv.write_csv(table, stream)
+        else:
+            pacsv.write_csv(table, str(tmp))
+    return path
+
+
+def read_submission(path: str | Path, n_rows: int) -> np.ndarray:
+    """Read a submission's target column, checking columns, row count and row_id order."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    try:
+        table = pacsv.read_csv(
+            str(path), convert_options=pacsv.ConvertOptions(column_types={"row_id": pa.int64(), "target": pa.float64()})
+        )
+    except Exception as exc:
+        raise InputError(path, f"unreadable CSV: {' '.join(str(exc).split())[:160]}") from None
+    if table.column_names[:2] != list(layout.SUBMISSION_COLUMNS):
+        raise InputError(path, f"columns are {table.column_names}, expected row_id,target")
+    row_id = table.column("row_id").to_numpy()
+    if len(row_id) != n_rows:
+        raise InputError(path, f"{len(row_id)} rows, expected {n_rows} (one per row of evaluation_ids.csv)")
+    out_of_order = np.flatnonzero(row_id != np.arange(n_rows))
+    if out_of_order.size:
+        i = int(out_of_order[0])
+        raise InputError(path, f"row {i} has row_id {row_id[i]}, expected {i} (rows must follow sample_submission.csv)")
+    target = table.column("target")
+    if target.null_count:
+        raise InputError(path, f"{target.null_count} empty target values")
+    return target.to_numpy()

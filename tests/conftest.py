@@ -1,0 +1,51 @@
+"""Shared fixtures: one tiny synthetic competition (with raw files), prepared once per session."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmscel.data.cache import prepare
+from mmscel.data.synth.generate import generate
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "real-data"
+
+
+@pytest.fixture(scope="session")
+def tiny_source(tmp_path_factory) -> Path:
+    """A tiny synthetic competition (never modified by tests; copy it first)."""
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    generate(out, "tiny", seed=0, raw=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tiny_source) -> Path:
+    """The tiny competition with its sparse cache (read-only for tests)."""
+    prepare(tiny_source)
+    return tiny_source
+
+
+@pytest.fixture
+def tiny_copy(tiny_prepared, tmp_path) -> Path:
+    """A private copy of the prepared tiny competition that a test may damage."""
+    target = tmp_path / "data"
+    shutil.copytree(tiny_prepared, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The small real datasets beside the project (skip when absent)."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real data folder {REAL_DATA} is absent")
+    return REAL_DATA
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``mmscel`` in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "mmscel.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)

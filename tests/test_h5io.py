@@ -1,0 +1,71 @@
+import numpy as np
+import pandas as pd
+import pytest
+import tables
+
+from mmscel.data.h5io import FrameReader, FrameWriter, write_frame
+from mmscel.errors import InputError
+
+
+def _frame(rows=37, cols=11, seed=0):
+    rng = np.random.default_rng(seed)
+    values = (rng.random((rows, cols)) < 0.3) * rng.random((rows, cols))
+    return values.astype(np.float32), [f"c{i:03d}" for i in range(rows)], [f"g{j}" for j in range(cols)]
+
+
+def test_one_block_round_trip_readable_by_pandas(tmp_path):
+    values, index, columns = _frame()
+    path = write_frame(tmp_path / "x.h5", "train_cite_inputs", index, columns, values)
+    frame = pd.read_hdf(path)
+    assert list(frame.index) == index and list(frame.columns) == columns
+    assert frame.index.name == "cell_id" and frame.columns.name == "gene_id"
+    np.testing.assert_array_equal(frame.to_numpy(), values)
+    with tables.open_file(path) as h5:
+        node = h5.root.train_cite_inputs.block0_values
+        assert node.filters.complib == "blosc" and node.atom.dtype == np.float32
+        assert node.shape == values.shape
+
+
+def test_two_blocks_interleaved_round_trip(tmp_path):
+    values, index, columns = _frame(cols=9)
+    blocks = [np.array([0, 2, 3, 5, 8]), np.array([1, 4, 6, 7])]
+    path = write_frame(tmp_path / "x.h5", "k", index, columns, values, blocks=blocks)
+    frame = pd.read_hdf(path)
+    np.testing.assert_array_equal(frame[columns].to_numpy(), values)
+    with FrameReader(path) as reader:
+        assert len(reader.blocks) == 2
+        chunks = [block for _, block in reader.iter_chunks(chunk_rows=5)]
+    np.testing.assert_array_equal(np.vstack(chunks), values)
+
+
+def test_pandas_written_file_is_read_in_chunks(tmp_path):
+    values, index, columns = _frame(rows=50)
+    pd.DataFrame(values, index=index, columns=columns).to_hdf(tmp_path / "p.h5", key="frame", format="fixed", complib="blosc", complevel=5)
+    with FrameReader(tmp_path / "p.h5") as reader:
+        assert reader.shape == values.shape
+        np.testing.assert_array_equal(np.vstack([b for _, b in reader.iter_chunks(chunk_rows=8)]), values)
+
+
+def test_interrupted_write_leaves_no_file(tmp_path):
+    values, index, columns = _frame()
+    target = tmp_path / "x.h5"
+    with pytest.raises(RuntimeError):
+        with FrameWriter(target, "k", index, columns) as writer:
+            writer.write(values[:10])
+            raise RuntimeError("killed")
+    assert not target.exists() and not list(tmp_path.iterdir())
+
+
+def test_reader_rejects_garbage_and_truncation(tmp_path):
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not an hdf5 file at all" * 100)
+    with pytest.raises(InputError, match="garbage.h5"):
+        FrameReader(garbage)
+    values, index, columns = _frame(rows=2000, cols=50)
+    path = write_frame(tmp_path / "full.h5", "k", index, columns, values, complevel=0)
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(InputError, match="truncated.h5"):
+        with FrameReader(truncated) as reader:
+            for _ in reader.iter_chunks():
+                pass
