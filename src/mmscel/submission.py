@@ -17,6 +17,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mmscel.data import layout
+from mmscel.data.cache import idxcol_path, load_idxcol
 from mmscel.data.load import cache_dir_for, check_cache, load_matrix
 from mmscel.errors import InputError
 from mmscel.fsutil import atomic_path
@@ -66,11 +67,10 @@ def evaluation_rows(data_dir: str | Path, cache_dir: str | Path | None = None) -
 def _lookups(cache: Path):
     cell_lookup, gene_lookup, technology = {}, {"cite": {}, "multi": {}}, {}
     for task in (layout.CITE, layout.MULTI):
-        try:
-            _, ids, _ = load_matrix(cache, task.test_inputs)
-            _, _, targets = load_matrix(cache, task.train_targets)
-        except InputError:
+        if not idxcol_path(cache, task.test_inputs).exists():
             continue
+        ids = load_idxcol(idxcol_path(cache, task.test_inputs))[0]
+        targets = load_idxcol(idxcol_path(cache, task.train_targets))[1]
         for i, cell in enumerate(ids):
             cell_lookup[cell] = i
             technology[cell] = task.name

@@ -223,29 +223,26 @@ def _load(task_name, inputs, targets, mudata, input_mod, target_mod, test_inputs
 def _read_h5ad(path) -> Any:
     import anndata
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return anndata.read_h5ad(path)
-    except Exception as exc:  # h5py and anndata report corruption in many ways
-        raise InputError(path, f"cannot read as AnnData .h5ad (corrupt or not h5ad?): {_short(exc)}") from None
+    return _read_file(path, anndata.read_h5ad, "AnnData .h5ad")
 
 
 def _read_h5mu(path) -> Any:
     import mudata
 
+    return _read_file(path, mudata.read_h5mu, "MuData .h5mu")
+
+
+def _read_file(path, reader, kind: str) -> Any:
+    """Read with ``reader``; a missing or corrupt file becomes a one-line InputError."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return mudata.read_h5mu(path)
-    except Exception as exc:
-        raise InputError(path, f"cannot read as MuData .h5mu (corrupt or not h5mu?): {_short(exc)}") from None
+            return reader(path)
+    except Exception as exc:  # h5py, anndata and mudata report corruption in many ways
+        raise InputError(path, f"cannot read as {kind} (corrupt or another format?): {_short(exc)}") from None
 
 
 def _load_pair(task_name: str, inputs, targets, layer) -> _Cells:

@@ -282,7 +282,7 @@ def _adopt_sparse(source: Path, stem: str, cache: Path, known, reference) -> tup
     idxcol = idxcol_path(source.parent, stem)
     if not idxcol.exists():
         raise InputError(idxcol, "file not found (needed beside " + source.name + ")")
-    index, columns = _load_idxcol(idxcol)
+    index, columns = load_idxcol(idxcol)
     try:
         matrix = sp.load_npz(source).tocsr().astype(np.float32)
     except Exception as exc:
@@ -325,7 +325,7 @@ def _write_idxcol(cache: Path, stem: str, index: np.ndarray, columns: np.ndarray
             np.savez(handle, index=np.asarray(index, dtype=str), columns=np.asarray(columns, dtype=str))
 
 
-def _load_idxcol(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_idxcol(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return archive["index"], archive["columns"]
@@ -338,7 +338,7 @@ def _load_idxcol(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_idxcol(cache: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
-    return _load_idxcol(idxcol_path(cache, stem))
+    return load_idxcol(idxcol_path(cache, stem))
 
 
 def _check_rows_match(cache: Path, stem: str, sources: dict) -> None:

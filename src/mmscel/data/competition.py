@@ -20,7 +20,11 @@ import pyarrow.parquet as pq
 from mmscel.data import layout
 from mmscel.fsutil import atomic_path
 
-EVAL_CHUNK_CELLS = 20_000
+EVAL_CHUNK_ROWS = 2_000_000  # evaluation rows per write: bounds memory at 65 million rows
+
+
+def _cells_per_chunk(width: int) -> int:
+    return max(1, EVAL_CHUNK_ROWS // max(1, width))
 
 
 def _per_cell(values: np.ndarray, n_cells: int) -> np.ndarray:
@@ -42,15 +46,17 @@ def _evaluation_chunks(cite_cells, proteins, multi_cells, multi_genes, multi_pos
     """Yield (cell_ids, gene_ids) arrays of evaluation rows, in Kaggle's order."""
     cite_cells = np.asarray(cite_cells, dtype=object)
     proteins = np.asarray(proteins, dtype=object)
-    for start in range(0, len(cite_cells), EVAL_CHUNK_CELLS):
-        cells = cite_cells[start : start + EVAL_CHUNK_CELLS]
+    step = _cells_per_chunk(len(proteins))
+    for start in range(0, len(cite_cells), step):
+        cells = cite_cells[start : start + step]
         yield np.repeat(cells, len(proteins)), np.tile(proteins, len(cells))
     multi_cells = np.asarray(multi_cells, dtype=object)
     multi_genes = np.asarray(multi_genes, dtype=object)
     positions = _per_cell(np.asarray(multi_positions, dtype=np.int64), len(multi_cells))
-    for start in range(0, len(multi_cells), EVAL_CHUNK_CELLS):
-        cells = multi_cells[start : start + EVAL_CHUNK_CELLS]
-        genes = multi_genes[positions[start : start + EVAL_CHUNK_CELLS]]
+    step = _cells_per_chunk(positions.shape[1])
+    for start in range(0, len(multi_cells), step):
+        cells = multi_cells[start : start + step]
+        genes = multi_genes[positions[start : start + step]]
         yield np.repeat(cells, positions.shape[1]), genes.ravel()
 
 
@@ -87,6 +93,21 @@ def write_evaluation(
     return row
 
 
+SPLIT_LABELS = ("public", "private")
+
+
+def _split_codes(splits: Sequence[str]) -> np.ndarray:
+    splits = np.asarray(splits, dtype=object)
+    unknown = set(splits) - set(SPLIT_LABELS)
+    if unknown:
+        raise ValueError(f"unknown leaderboard split(s) {sorted(unknown)}; expected public or private")
+    return (splits == "private").astype(np.int8)
+
+
+def _labels(codes: np.ndarray, dictionary: list[str]) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int8()), pa.array(dictionary, type=pa.string()))
+
+
 def write_solution(
     truth_dir: str | Path,
     cite_values: np.ndarray,
@@ -105,24 +126,24 @@ def write_solution(
     path = Path(truth_dir) / layout.SOLUTION
     cite_values = np.asarray(cite_values, dtype=np.float32)
     multi_values = _per_cell(np.asarray(multi_values, dtype=np.float32), len(multi_splits))
-    schema = pa.schema(
-        [("row_id", pa.int64()), ("target", pa.float32()), ("task", pa.string()), ("split", pa.string()), ("cell", pa.int32())]
-    )
+    labels = pa.dictionary(pa.int8(), pa.string())
+    schema = pa.schema([("row_id", pa.int64()), ("target", pa.float32()), ("task", labels), ("split", labels), ("cell", pa.int32())])
     row, cell = 0, 0
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
             for task_name, values, splits in (("cite", cite_values, cite_splits), ("multi", multi_values, multi_splits)):
-                splits = np.asarray(splits, dtype=object)
-                for start in range(0, len(values), EVAL_CHUNK_CELLS):
-                    block = values[start : start + EVAL_CHUNK_CELLS]
+                split_codes = _split_codes(splits)
+                step = _cells_per_chunk(values.shape[1] if values.ndim == 2 else 1)
+                for start in range(0, len(values), step):
+                    block = values[start : start + step]
                     n_cells, width = block.shape
                     n = n_cells * width
                     table = pa.table(
                         {
                             "row_id": np.arange(row, row + n, dtype=np.int64),
                             "target": block.ravel(),
-                            "task": np.full(n, task_name, dtype=object),
-                            "split": np.repeat(splits[start : start + n_cells], width),
+                            "task": _labels(np.zeros(n, np.int8), [task_name]),
+                            "split": _labels(np.repeat(split_codes[start : start + n_cells], width), list(SPLIT_LABELS)),
                             "cell": np.repeat(np.arange(cell, cell + n_cells, dtype=np.int32), width),
                         },
                         schema=schema,

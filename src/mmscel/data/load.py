@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmscel.data import layout
-from mmscel.data.cache import MANIFEST, _load_idxcol, default_cache, idxcol_path, matrix_sources, source_is_current, values_path
+from mmscel.data.cache import MANIFEST, load_idxcol, default_cache, idxcol_path, matrix_sources, source_is_current, values_path
 from mmscel.errors import InputError
 
 
@@ -80,7 +80,7 @@ def load_matrix(cache: Path, stem: str) -> tuple[sp.csr_matrix, np.ndarray, np.n
         matrix = sp.load_npz(path).tocsr()
     except Exception as exc:
         raise InputError(path, f"unreadable cache file: {str(exc)[:120]}") from None
-    index, columns = _load_idxcol(idxcol_path(cache, stem))
+    index, columns = load_idxcol(idxcol_path(cache, stem))
     return matrix, index.astype(object), columns.astype(object)
 
 
