@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -199,9 +200,74 @@ def score(
             _fmt(row["score"]),
             _fmt(row["mean_profile"]),
             _fmt(row["oracle"]),
-            "" if row["headroom"] is None else f"{row['headroom']:.0%}",
+            "" if row["headroom"] is None else f"{round(row['headroom'], 2) + 0.0:.0%}",
         )
     out.print(table)
+
+
+@app.command()
+@cli_errors
+def level1(
+    config: Annotated[Path, typer.Argument(help="Run config, e.g. configs/cite/ridge.yaml.")],
+    data: DataOpt = Path("data"),
+    cache: CacheOpt = None,
+    oof: OofOpt = Path("oof"),
+    overwrite: Annotated[bool, typer.Option(help="Replace a run of the same name made with another config.")] = False,
+):
+    """Fit a base learner on the shared folds; write OOF and test predictions under OOF/<task>/<run>/."""
+    from mmscel.level1 import run_level1
+
+    result = run_level1(config, data, cache, oof, overwrite=overwrite)
+    manifest = result.manifest
+    table = Table(title=f"{manifest['task']}/{manifest['run']} ({manifest['learner']}, folds: {manifest['fold_scheme']})" + (" [reused]" if result.reused else ""))
+    for column in ("fold", "cells", "score", "mean profile", "best iter.", "seconds"):
+        table.add_column(column, justify="left" if column == "fold" else "right")
+    for name, fold in manifest["folds"].items():
+        best = fold.get("best_iterations")
+        best = "" if not best else (str(best[0]) if len(best) == 1 else f"{int(np.median(best))} (median)")
+        table.add_row(name, f"{fold['n_valid']:,}", _fmt(fold["score"]), _fmt(fold.get("mean_profile")), best, f"{fold['seconds']:.1f}")
+    table.add_row("CV", f"{manifest['validated_rows']:,}", _fmt(manifest["cv"]), _fmt(manifest.get("cv_mean_profile")), "", f"{manifest['wall_seconds']:.1f}")
+    out.print(table)
+    out.print(f"wrote {result.run_dir}/oof.npy {tuple(manifest['shapes']['oof'])} and test.npy {tuple(manifest['shapes']['test'])}")
+
+
+@app.command()
+@cli_errors
+def runs(
+    oof: OofOpt = Path("oof"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+):
+    """List finished level-1 runs per task, best CV first."""
+    import json
+
+    from mmscel.level1 import list_runs
+
+    manifests = list_runs(oof)
+    rows = [
+        {
+            "task": m["task"],
+            "run": m["run"],
+            "learner": m["learner"],
+            "folds": m["fold_scheme"],
+            "cv": m["cv"],
+            "cv_mean_profile": m.get("cv_mean_profile"),
+            "last_day": m["last_day"],
+            "wall_seconds": m["wall_seconds"],
+        }
+        for m in manifests
+    ]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    for task in sorted({r["task"] for r in rows}):
+        table = Table(title=f"{task} runs in {oof}")
+        for column in ("run", "learner", "folds", "CV", "floor", "last day", "seconds"):
+            table.add_column(column, justify="left" if column in ("run", "learner", "folds") else "right")
+        for r in (r for r in rows if r["task"] == task):
+            table.add_row(r["run"], r["learner"], r["folds"], _fmt(r["cv"]), _fmt(r["cv_mean_profile"]), _fmt(r["last_day"]), f"{r['wall_seconds']:.1f}")
+        out.print(table)
+    if not rows:
+        out.print(f"no finished runs under {oof}")
 
 
 def _fmt(value) -> str:
