@@ -73,6 +73,7 @@ class RunConfig(_Strict):
     validation_fraction: float = pydantic.Field(0.1, gt=0, lt=0.5)  # early-stopping part of each training fold
     test_predictions: Literal["fold_mean", "refit"] = "fold_mean"
     seed: int = 0
+    n_jobs: int = pydantic.Field(2, ge=1)  # threads per learner (part of the config: torch sums differ by thread count)
 
     def feature_config(self) -> CiteFeatures | MultiFeatures:
         """The validated feature config of this run's task."""

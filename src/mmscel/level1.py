@@ -145,7 +145,7 @@ def _run_fold(config: RunConfig, run_dir: Path, name: str, features: FeatureSet,
     fold_started = time.perf_counter()
     seed = config.seed + _fold_seed(name)
     cls = learner_class(config.learner)
-    learner = cls(config.learner_params(), seed=seed)
+    learner = cls(config.learner_params(), seed=seed, n_jobs=config.n_jobs)
     fit_rows, stop_rows = _early_stopping_split(train_rows, config.validation_fraction, seed, cls.uses_validation)
     projection = ProteinSVD.fit(targets.fit[fit_rows], config.targets.components) if config.targets.space == "svd" else None
     learner.fit(_fit_data(features, targets, fit_rows, projection), _fit_data(features, targets, stop_rows, projection), targets.basis)

@@ -1,0 +1,188 @@
+"""Level-1 runs: learners on both tasks, shared folds, resume, refusals, no pickles."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import run_cli
+from mmscel.level1 import list_runs, run_level1
+from mmscel.store import load_array
+
+FAST_PARAMS = {
+    "ridge": {"alpha": 10.0},
+    "lgbm": {"n_estimators": 40, "learning_rate": 0.1, "num_leaves": 15, "early_stopping_rounds": 10},
+    "xgb": {"n_estimators": 40, "learning_rate": 0.1, "max_depth": 4, "early_stopping_rounds": 10},
+    "catboost": {"iterations": 60, "learning_rate": 0.15, "depth": 4, "early_stopping_rounds": 10},
+    "mlp": {"hidden": [64], "epochs": 15, "patience": 4, "batch_size": 64},
+}
+FEATURES = {"cite": {"svd_components": 24}, "multi": {"svd_components": 24, "target_svd_components": 12}}
+GBDTS = ("lgbm", "xgb", "catboost")
+
+
+def fields(task, learner, **extra):
+    """A fast run config: one thread, and GBDTs on a compressed protein space (8 models, not 140)."""
+    config = {"task": task, "learner": learner, "params": FAST_PARAMS[learner], "features": FEATURES[task], "n_jobs": 1}
+    if task == "cite" and learner in GBDTS:
+        config["targets"] = {"space": "svd", "components": 8}
+    return {**config, **extra}
+
+
+def write_config(folder, name, **fields):
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(fields))
+    return path
+
+
+@pytest.mark.parametrize("task", ["cite", "multi"])
+@pytest.mark.parametrize("learner", list(FAST_PARAMS))
+def test_every_learner_beats_the_floor(tiny_prepared, tmp_path, task, learner):
+    config = write_config(tmp_path, f"{task}_{learner}", **fields(task, learner))
+    manifest = run_level1(config, tiny_prepared, oof_root=tmp_path / "oof").manifest
+    assert manifest["cv"] > manifest["cv_mean_profile"] + 0.01, manifest["cv"]
+    assert manifest["last_day"] > manifest["last_day_mean_profile"]
+    run_dir = tmp_path / "oof" / task / f"{task}_{learner}"
+    oof, test = load_array(run_dir / "oof.npy"), load_array(run_dir / "test.npy")
+    width = 140 if task == "cite" else 12
+    assert oof.shape[1] == test.shape[1] == width and oof.dtype == np.float32
+    assert np.isfinite(oof).all() and np.isfinite(test).all()
+    kinds = {"cite": "protein_svd" if learner in GBDTS else "proteins", "multi": "components"}
+    assert manifest["target_space"]["kind"] == kinds[task]
+    assert {"data_fingerprint", "fold_fingerprint", "config_hash", "libraries", "peak_rss_mb", "wall_seconds"} <= set(manifest)
+
+
+def test_compressed_protein_space_and_refit(tiny_prepared, tmp_path):
+    config = write_config(
+        tmp_path,
+        "svd_space",
+        task="cite",
+        learner="ridge",
+        features=FEATURES["cite"],
+        targets={"space": "svd", "components": 12, "standardize_cells": True},
+        test_predictions="refit",
+    )
+    manifest = run_level1(config, tiny_prepared, oof_root=tmp_path / "oof").manifest
+    assert manifest["shapes"]["oof"][1] == 140 and manifest["target_space"]["kind"] == "protein_svd"
+    assert "refit" in manifest["folds"] and manifest["cv"] > manifest["cv_mean_profile"]
+
+
+def test_fold_files_are_shared_across_runs(tiny_prepared, tmp_path):
+    oof = tmp_path / "oof"
+    first = run_level1(write_config(tmp_path, "a", task="cite", learner="ridge", features=FEATURES["cite"]), tiny_prepared, oof_root=oof)
+    fold_file = oof / "folds" / "cite_donor.parquet"
+    stamp = fold_file.stat().st_mtime_ns
+    second = run_level1(write_config(tmp_path, "b", task="cite", learner="ridge", params={"alpha": 1.0}, features=FEATURES["cite"]), tiny_prepared, oof_root=oof)
+    assert fold_file.stat().st_mtime_ns == stamp
+    assert first.manifest["fold_fingerprint"] == second.manifest["fold_fingerprint"]
+    assert first.manifest["feature_fingerprint"] == second.manifest["feature_fingerprint"]
+    assert len(list((oof / "features").iterdir())) == 1
+
+
+@pytest.mark.parametrize("scheme", ["day", "donor_day", "last_day", "random"])
+def test_fold_schemes(tiny_prepared, tmp_path, scheme):
+    config = write_config(tmp_path, scheme, task="cite", learner="ridge", features=FEATURES["cite"], folds={"scheme": scheme, "n_splits": 3})
+    manifest = run_level1(config, tiny_prepared, oof_root=tmp_path / "oof").manifest
+    oof = load_array(tmp_path / "oof" / "cite" / scheme / "oof.npy")
+    if scheme == "last_day":
+        assert 0 < manifest["validated_rows"] < len(oof) and np.isnan(oof).any(axis=1).sum() == len(oof) - manifest["validated_rows"]
+        assert manifest["last_day"] == manifest["folds"]["0"]["score"]
+    else:
+        assert manifest["validated_rows"] == len(oof) and "last_day" in manifest["folds"]
+
+
+@pytest.mark.parametrize("learner", ["ridge", "lgbm"])
+def test_a_killed_run_resumes_to_identical_results(tiny_prepared, tmp_path, monkeypatch, learner):
+    config = write_config(tmp_path, "ref", **fields("multi", learner))
+    reference = run_level1(config, tiny_prepared, oof_root=tmp_path / "a")
+    from mmscel import store
+
+    real_save = store.FoldCheckpoint.save
+    calls = []
+
+    def killed_on_second_fold(self, predictions, info):
+        calls.append(info["fold"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process dies after fitting, before the checkpoint lands
+        return real_save(self, predictions, info)
+
+    monkeypatch.setattr(store.FoldCheckpoint, "save", killed_on_second_fold)
+    with pytest.raises(KeyboardInterrupt):
+        run_level1(config, tiny_prepared, oof_root=tmp_path / "b")
+    monkeypatch.setattr(store.FoldCheckpoint, "save", real_save)
+    resumed = run_level1(config, tiny_prepared, oof_root=tmp_path / "b")
+    assert not resumed.reused
+    for name in ("oof.npy", "test.npy"):
+        a, b = load_array(reference.run_dir / name), load_array(resumed.run_dir / name)
+        assert a.tobytes() == b.tobytes(), name
+    assert resumed.manifest["cv"] == reference.manifest["cv"]
+
+
+def test_finished_runs_are_reused_and_changed_configs_refused(tiny_prepared, tmp_path):
+    oof = tmp_path / "oof"
+    config = write_config(tmp_path, "r", task="cite", learner="ridge", features=FEATURES["cite"])
+    assert not run_level1(config, tiny_prepared, oof_root=oof).reused
+    assert run_level1(config, tiny_prepared, oof_root=oof).reused
+    changed = write_config(tmp_path, "r", task="cite", learner="ridge", params={"alpha": 3.0}, features=FEATURES["cite"])
+    result = run_cli("level1", changed, "--data", tiny_prepared, "--oof", oof)
+    assert result.returncode == 2 and "different config" in result.stderr and "--overwrite" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = run_cli("level1", changed, "--data", tiny_prepared, "--oof", oof, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((oof / "cite" / "r" / "manifest.json").read_text())["config"]["params"] == {"alpha": 3.0}
+
+
+@pytest.mark.parametrize(
+    "fields,fragments",
+    [
+        ({"params": {"alpah": 1.0}}, ["params.alpah", "alpha"]),
+        ({"learner": "rigde"}, ["learner", "ridge", "lgbm"]),
+        ({"folds": {"scheme": "donr"}}, ["folds.scheme", "donor"]),
+        ({"features": {"svd_component": 8}}, ["features.svd_component", "svd_components"]),
+        ({"seeed": 1}, ["seeed", "allowed"]),
+    ],
+)
+def test_config_typos_are_refused_with_clear_errors(tiny_prepared, tmp_path, fields, fragments):
+    config = write_config(tmp_path, "typo", **{"task": "cite", "learner": "ridge", **fields})
+    result = run_cli("level1", config, "--data", tiny_prepared, "--oof", tmp_path / "oof")
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "typo.yaml" in line and "Traceback" not in line
+    for fragment in fragments:
+        assert fragment in line
+    assert not (tmp_path / "oof" / "cite").exists()
+
+
+def test_no_pickle_under_oof(tiny_prepared, tmp_path):
+    oof = tmp_path / "oof"
+    for learner in ("ridge", "lgbm", "xgb", "catboost", "mlp"):
+        run_level1(write_config(tmp_path, learner, **fields("cite", learner)), tiny_prepared, oof_root=oof)
+    files = [p for p in oof.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        head = path.read_bytes()[:2]
+        assert not head.startswith(b"\x80"), f"{path} looks like a pickle"
+        if path.suffix == ".npy":
+            np.load(path, allow_pickle=False)
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                [archive[key] for key in archive.files]
+    suffixes = {p.suffix for p in files}
+    assert suffixes <= {".npy", ".npz", ".json", ".parquet", ".txt", ".ubj", ".cbm", ".pt"}, suffixes
+
+
+def test_runs_command_lists_runs(tiny_prepared, tmp_path):
+    oof = tmp_path / "oof"
+    run_level1(write_config(tmp_path, "one", task="cite", learner="ridge", features=FEATURES["cite"]), tiny_prepared, oof_root=oof)
+    run_level1(write_config(tmp_path, "two", task="multi", learner="ridge", features=FEATURES["multi"]), tiny_prepared, oof_root=oof)
+    assert [m["run"] for m in list_runs(oof)] == ["one", "two"]
+    result = run_cli("runs", "--oof", oof, "--json")
+    assert result.returncode == 0 and {r["run"] for r in json.loads(result.stdout)} == {"one", "two"}
+    result = run_cli("runs", "--oof", oof)
+    assert "cite runs" in result.stdout and "multi runs" in result.stdout
+
+
+def test_multi_refuses_protein_only_target_options(tiny_prepared, tmp_path):
+    config = write_config(tmp_path, "bad", task="multi", learner="ridge", features=FEATURES["multi"], targets={"standardize_cells": True})
+    result = run_cli("level1", config, "--data", tiny_prepared, "--oof", tmp_path / "oof")
+    assert result.returncode == 2 and "Multiome" in result.stderr
