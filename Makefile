@@ -24,6 +24,9 @@ demo: install
 	$(BIN)/mmscel prepare --data $(DEMO)
 	$(BIN)/mmscel baseline --data $(DEMO) --out oof/submissions/mean_profile.csv.gz
 	$(BIN)/mmscel score oof/submissions/mean_profile.csv.gz --data $(DEMO) --name mean-profile
+	$(BIN)/mmscel level1 configs/cite/ridge.yaml --data $(DEMO) --oof oof/demo
+	$(BIN)/mmscel level1 configs/multi/ridge.yaml --data $(DEMO) --oof oof/demo
+	$(BIN)/mmscel runs --oof oof/demo
 
 # pytest exits 5 when it collected no test: that must fail, not pass silently.
 test: install

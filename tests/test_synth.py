@@ -194,10 +194,10 @@ def test_day2_extra_file_has_two_blocks_and_more_genes(tiny_source):
 def test_deterministic_for_a_seed(tiny_source, tmp_path):
     again = tmp_path / "again"
     generate(again, "tiny", seed=0, raw=True)
-    for name in H5_FILES + CSV_FILES:
-        assert pd.read_hdf(again / name).equals(pd.read_hdf(tiny_source / name)) if name.endswith(".h5") else (
-            file_checksum(again / name) == file_checksum(tiny_source / name)
-        ), name
+    names = sorted(str(p.relative_to(tiny_source)) for p in tiny_source.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    assert len(names) > 20
+    for name in names:  # byte-identical, so fingerprints of regenerated data match
+        assert file_checksum(again / name) == file_checksum(tiny_source / name), name
     other = tmp_path / "other"
     generate(other, "tiny", seed=1, extras=False)
     assert file_checksum(other / "metadata.csv") != file_checksum(tiny_source / "metadata.csv")

@@ -209,8 +209,8 @@ def centre_by_group(values: np.ndarray, metadata: pd.DataFrame) -> np.ndarray:
 
 
 def female(metadata: pd.DataFrame) -> np.ndarray:
-    """Donor sex as a 0/1 column (donor 13176 is female)."""
-    return (metadata["donor"].astype(int).to_numpy() == layout.FEMALE_DONOR).astype(np.float32)[:, None]
+    """Donor sex as a 0/1 column (the competition's donor 13176 is female; other datasets get 0)."""
+    return (metadata["donor"].astype(str).to_numpy() == str(layout.FEMALE_DONOR)).astype(np.float32)[:, None]
 
 
 def _save(folder: Path, features: FeatureSet, arrays: dict, config, seconds: float) -> None:

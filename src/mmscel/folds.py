@@ -55,6 +55,8 @@ def assign(metadata: pd.DataFrame, scheme: str, n_splits: int = 5, seed: int = 0
         return fold
     if scheme == "last_day":
         day = metadata["day"].to_numpy()
+        if len(np.unique(day)) < 2:
+            raise InputError("folds.scheme=last_day", "the training cells hold a single day; choose another scheme")
         return np.where(day == day.max(), 0, -1).astype(np.int64)
     groups = {
         "donor": metadata["donor"].astype(str),

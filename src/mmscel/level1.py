@@ -108,7 +108,13 @@ def _targets(config: RunConfig, train, features: FeatureSet) -> Targets:
     if config.task == "multi":
         if config.targets.standardize_cells or config.targets.space != "native":
             raise InputError(f"{config.name}: targets", "Multiome runs always fit the target-SVD components; standardize_cells and space=svd apply to CITEseq")
-        space = {"kind": "components", "n_components": int(features.target_basis.components.shape[0]), "features": features.fingerprint}
+        space = {
+            "kind": "components",
+            "n_components": int(features.target_basis.components.shape[0]),
+            "features": features.fingerprint,
+            "components_file": str(features.folder / "target_components.npy"),
+            "n_genes": int(features.target_basis.components.shape[1]),
+        }
         return Targets(features.train_target_coefficients, train.targets, features.target_basis, space)
     fit = np.asarray(train.targets, dtype=np.float32)
     if config.targets.standardize_cells:
@@ -129,7 +135,7 @@ def standardize_rows(values: np.ndarray) -> np.ndarray:
 def _fold_plan(config: RunConfig, folds, day: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Named (train rows, validation rows) pairs: the scheme's folds, the last-day holdout, a refit."""
     plan = {str(k): folds.split(k) for k in folds.fold_ids}
-    if config.folds.scheme != "last_day":
+    if config.folds.scheme != "last_day" and len(np.unique(day)) > 1:  # imported data may hold one day
         last = day == day.max()
         plan[LAST_DAY] = (np.flatnonzero(~last), np.flatnonzero(last))
     if config.test_predictions == "refit":
@@ -256,7 +262,8 @@ def _finish(config, config_hash, run_dir, features, folds, targets, plan, result
         rows = plan[name][1]
         oof[rows] = results[name]["valid"]
         cv_scores[rows] = score_rows(results[name]["valid"], targets, rows)
-    last_name = LAST_DAY if LAST_DAY in results else str(folds.fold_ids[0])
+    last_name = LAST_DAY if LAST_DAY in results else (str(folds.fold_ids[0]) if config.folds.scheme == "last_day" else None)
+    last_day = results[last_name] if last_name else {"score": None, "mean_profile": None}
     test_folds = [REFIT] if REFIT in results else [str(k) for k in folds.fold_ids]
     test = np.mean([results[name]["test"] for name in test_folds], axis=0).astype(np.float32)
     save_array(run_dir / "oof.npy", oof)
@@ -277,8 +284,8 @@ def _finish(config, config_hash, run_dir, features, folds, targets, plan, result
         "validated_rows": int(np.isfinite(cv_scores).sum()),
         "cv": float(np.nanmean(cv_scores)),
         "cv_mean_profile": _weighted_floor(results, plan, folds),
-        "last_day": results[last_name]["score"],
-        "last_day_mean_profile": results[last_name]["mean_profile"],
+        "last_day": last_day["score"],
+        "last_day_mean_profile": last_day["mean_profile"],
         "folds": {name: {k: v for k, v in result.items() if k not in ("valid", "test")} for name, result in results.items()},
         "test_predictions": config.test_predictions,
         "seed": config.seed,

@@ -114,6 +114,7 @@ class FrameWriter:
                 shape=(self.n_rows, len(positions)),
                 filters=self.filters,
                 chunkshape=(chunk_rows, width) if self.n_rows and len(positions) else None,
+                track_times=False,  # same seed, same bytes
             )
             node._v_attrs.transposed = True
             values.append(node)
@@ -122,9 +123,9 @@ class FrameWriter:
     def _write_names(self, group, name, names, axis_name):
         encoded = _encode(names)
         if self.filters is not None and encoded.size:
-            node = self._file.create_carray(group, name, obj=encoded, filters=self.filters)
+            node = self._file.create_carray(group, name, obj=encoded, filters=self.filters, track_times=False)
         else:
-            node = self._file.create_array(group, name, obj=encoded)
+            node = self._file.create_array(group, name, obj=encoded, track_times=False)
         node._v_attrs.kind = "string"
         node._v_attrs.name = axis_name
         node._v_attrs.transposed = True

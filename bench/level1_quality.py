@@ -1,0 +1,124 @@
+"""Level-1 quality (issue 3, section 7): every learner's CV and last-day score per task on the
+`small` synthetic scale beside the mean-profile floor and the oracle, and the share of the
+headroom each captures; plus the real BMMC CITE starter (train donor s1d1 -> test donor s1d2)
+and the muon Multiome set (K-fold).
+
+Usage: python bench/level1_quality.py [--data bench/out/small] [--only small|real]
+Writes bench/out/level1_quality.json and prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from mmscel.data.anndata_import import import_anndata  # noqa: E402
+from mmscel.data.cache import prepare  # noqa: E402
+from mmscel.level1 import run_level1  # noqa: E402
+from mmscel.metrics import headroom_share, mean_pearson  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "real-data"
+OUT = ROOT / "bench" / "out"
+LEARNERS = ("ridge", "lgbm", "xgb", "catboost", "mlp")
+
+
+def small_scale(data: Path) -> list[dict]:
+    """Run every shipped config on the synthetic data; compare with floor and oracle."""
+    truth = json.loads((data / "truth" / "truth.json").read_text())
+    rows = []
+    for task in ("cite", "multi"):
+        oracle = truth["oracle"][task]["train"]
+        for learner in LEARNERS:
+            started = time.perf_counter()
+            manifest = run_level1(ROOT / "configs" / task / f"{learner}.yaml", data, oof_root=OUT / "oof_small").manifest
+            floor = manifest["cv_mean_profile"]
+            rows.append(
+                {
+                    "task": task,
+                    "learner": learner,
+                    "cv": manifest["cv"],
+                    "last_day": manifest["last_day"],
+                    "floor": floor,
+                    "last_day_floor": manifest["last_day_mean_profile"],
+                    "oracle_train": oracle,
+                    "headroom_cv": headroom_share(manifest["cv"], floor, oracle),
+                    "headroom_last_day": headroom_share(manifest["last_day"], manifest["last_day_mean_profile"], oracle),
+                    "wall_seconds": manifest["wall_seconds"],
+                    "peak_rss_mb": manifest["peak_rss_mb"],
+                    "measured_seconds": round(time.perf_counter() - started, 1),
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def _config(folder: Path, name: str, task: str, learner: str, **extra) -> Path:
+    base = yaml.safe_load((ROOT / "configs" / task / f"{learner}.yaml").read_text())
+    base.update(extra, name=name)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+def real_data() -> list[dict]:
+    """BMMC CITE (s1d1 -> s1d2, scored on the test donor) and muon Multiome (K-fold CV)."""
+    rows = []
+    work = OUT / "real"
+    work.mkdir(parents=True, exist_ok=True)
+    bmmc = work / "bmmc_cite"
+    if not bmmc.exists():
+        starter = REAL / "bmmc_cite_starter"
+        import_anndata(bmmc, "cite", inputs=starter / "train_mod1.h5ad", targets=starter / "train_mod2.h5ad",
+                       test_inputs=starter / "test_mod1.h5ad", test_targets=starter / "test_mod2.h5ad")
+    prepare(bmmc)
+    truth = pd.read_hdf(bmmc / "truth" / "test_cite_targets.h5").to_numpy()
+    train_targets = pd.read_hdf(bmmc / "train_cite_targets.h5").to_numpy()
+    floor = mean_pearson(truth, np.broadcast_to(train_targets.mean(axis=0), truth.shape))
+    for learner in LEARNERS:
+        extra = {"features": {"svd_components": 64}, "folds": {"scheme": "random", "n_splits": 5}}
+        if learner in ("lgbm", "xgb", "catboost"):
+            extra["targets"] = {"space": "svd", "components": 16, "standardize_cells": True}
+        manifest = run_level1(_config(work, f"bmmc_{learner}", "cite", learner, **extra), bmmc, oof_root=work / "oof").manifest
+        test = np.load(work / "oof" / "cite" / f"bmmc_{learner}" / "test.npy")
+        rows.append({"dataset": "bmmc_cite s1d1->s1d2", "learner": learner, "cv": manifest["cv"], "test_donor": mean_pearson(truth, test), "mean_profile": floor})
+        print(rows[-1], flush=True)
+    muon = work / "muon_multi"
+    if not muon.exists():
+        import_anndata(muon, "multi", mudata=REAL / "pbmc_multiome_muon" / "pbmc_rna_atac.h5mu", test_fraction=0.3, seed=0)
+    prepare(muon)
+    for learner in LEARNERS:
+        extra = {"features": {"svd_components": 32, "target_svd_components": 16}, "folds": {"scheme": "random", "n_splits": 5}}
+        manifest = run_level1(_config(work, f"muon_{learner}", "multi", learner, **extra), muon, oof_root=work / "oof").manifest
+        rows.append({"dataset": "muon multiome (5-fold)", "learner": learner, "cv": manifest["cv"], "mean_profile": manifest["cv_mean_profile"]})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=OUT / "small")
+    parser.add_argument("--only", choices=("small", "real"))
+    args = parser.parse_args()
+    results_path = OUT / "level1_quality.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    if args.only in (None, "real"):
+        results["real"] = real_data()
+        results_path.write_text(json.dumps(results, indent=2))
+    if args.only in (None, "small"):
+        results["small"] = small_scale(args.data)
+        results_path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
