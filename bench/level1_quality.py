@@ -97,7 +97,7 @@ def real_data() -> list[dict]:
         import_anndata(muon, "multi", mudata=REAL / "pbmc_multiome_muon" / "pbmc_rna_atac.h5mu", test_fraction=0.3, seed=0)
     prepare(muon)
     for learner in LEARNERS:
-        extra = {"features": {"svd_components": 32, "target_svd_components": 16}, "folds": {"scheme": "random", "n_splits": 5}}
+        extra = {"features": {"svd_components": 64, "target_svd_components": 44}, "folds": {"scheme": "random", "n_splits": 5}}
         manifest = run_level1(_config(work, f"muon_{learner}", "multi", learner, **extra), muon, oof_root=work / "oof").manifest
         rows.append({"dataset": "muon multiome (5-fold)", "learner": learner, "cv": manifest["cv"], "mean_profile": manifest["cv_mean_profile"]})
         print(rows[-1], flush=True)

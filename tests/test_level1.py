@@ -186,3 +186,29 @@ def test_multi_refuses_protein_only_target_options(tiny_prepared, tmp_path):
     config = write_config(tmp_path, "bad", task="multi", learner="ridge", features=FEATURES["multi"], targets={"standardize_cells": True})
     result = run_cli("level1", config, "--data", tiny_prepared, "--oof", tmp_path / "oof")
     assert result.returncode == 2 and "Multiome" in result.stderr
+
+
+def test_sigkill_mid_run_then_resume_is_bit_identical(tiny_prepared, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    params = {"hidden": [64], "epochs": 40, "patience": 100, "batch_size": 32}
+    config = write_config(tmp_path, "killed", **fields("multi", "mlp", params=params))
+    reference = run_level1(config, tiny_prepared, oof_root=tmp_path / "reference")
+    oof = tmp_path / "killed_root"
+    command = [sys.executable, "-m", "mmscel.cli", "level1", str(config), "--data", str(tiny_prepared), "--oof", str(oof)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_fold = oof / "multi" / "killed" / "folds" / "fold_0" / "done.json"
+    deadline = time.time() + 120
+    while not first_fold.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first_fold.exists(), "the run never finished its first fold"
+    assert not (oof / "multi" / "killed" / "manifest.json").exists(), "the run finished before it could be killed"
+    resumed = run_level1(config, tiny_prepared, oof_root=oof)
+    assert resumed.manifest["folds"]["0"]["seconds"] == json.loads(first_fold.read_text())["seconds"]  # fold 0 was reused
+    for name in ("oof.npy", "test.npy"):
+        assert load_array(reference.run_dir / name).tobytes() == load_array(resumed.run_dir / name).tobytes()

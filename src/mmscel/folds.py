@@ -87,7 +87,7 @@ def load_or_create(oof_root: Path, task: str, scheme: str, metadata: pd.DataFram
     path = fold_path(oof_root, task, scheme)
     manifest_path = path.with_suffix(".json")
     cell_ids = metadata["cell_id"].to_numpy().astype(str)
-    if path.exists():
+    if path.exists() and manifest_path.exists():  # the manifest lands last: without it the file is unfinished
         manifest = read_manifest(manifest_path) or {}
         if manifest.get("data_fingerprint") != data_fp:
             raise InputError(path, "was made for other data; move it away or use another --oof folder")
