@@ -270,8 +270,53 @@ def runs(
         out.print(f"no finished runs under {oof}")
 
 
+@app.command()
+@cli_errors
+def level2(
+    config: Annotated[Path, typer.Argument(help="Blend config, e.g. configs/blend.yaml.")],
+    data: DataOpt = Path("data"),
+    cache: CacheOpt = None,
+    oof: OofOpt = Path("oof"),
+):
+    """Blend level-1 runs per task (Optuna, greedy, SLSQP or stacking) with an honest nested score."""
+    from mmscel.blend.run import run_level2
+
+    manifest = run_level2(config, data, cache, oof)
+    table = Table(title=f"blend '{manifest['name']}' ({manifest['config']['method']})")
+    for column in ("task", "runs and weights", "in-sample", "nested", "last day", "best single"):
+        table.add_column(column, justify="left" if column in ("task", "runs and weights") else "right")
+    for task, info in manifest["tasks"].items():
+        weights = ", ".join(f"{run} {w:.2f}" for run, w in zip(info["runs"], info["weights"]) if w > 0.005)
+        flag = " [red](nested < best single)[/]" if info["flag_nested_below_best_single"] else ""
+        best = info["best_single"]
+        table.add_row(task, weights, _fmt(info["in_sample"]), _fmt(info["nested"]) + flag, _fmt(info["last_day"]), f"{best['run']} {best['score']:.4f}")
+    pooled = manifest["pooled"]
+    table.add_row("pooled", "", _fmt(pooled.get("in_sample")), _fmt(pooled.get("nested")), _fmt(pooled.get("last_day")), "")
+    out.print(table)
+
+
+@app.command()
+@cli_errors
+def submit(
+    data: DataOpt = Path("data"),
+    cache: CacheOpt = None,
+    oof: OofOpt = Path("oof"),
+    blend: Annotated[Optional[str], typer.Option(help="Blend to submit (default: the latest).")] = None,
+    run: Annotated[Optional[list[str]], typer.Option(help="Submit single level-1 runs instead, as TASK/RUN (repeatable).")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Submission file (default OOF/submissions/<name>.csv.gz).")] = None,
+):
+    """Write a validated Kaggle submission (row_id,target) and print the kaggle command that uploads it."""
+    from mmscel.blend.submit import submit as run_submit
+
+    record = run_submit(data, cache, oof, out_path, blend=blend, runs=run)
+    out.print(f"wrote {record['file']} ({record['rows']:,} rows, validated)")
+    if record["filled_with_mean_profile"]:
+        out.print(f"[yellow]no predictions for {', '.join(record['filled_with_mean_profile'])}: filled with the mean profile[/]")
+    out.print(record["kaggle"], soft_wrap=True, highlight=False)
+
+
 def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+    return "n/a" if value is None or value != value else f"{value:.4f}"
 
 
 def main() -> None:

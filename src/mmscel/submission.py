@@ -152,3 +152,29 @@ def read_submission(path: str | Path, n_rows: int) -> np.ndarray:
     if target.null_count:
         raise InputError(path, f"{target.null_count} empty target values")
     return target.to_numpy()
+
+
+def submission_values(data_dir, cache_dir, predictions: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+    """Evaluation-ordered values from per-task test predictions.
+
+    ``predictions[task] = (test, components)``: ``test`` holds one row per test
+    cell in test-input order; for Multiome coefficient predictions
+    ``components`` (k x genes) maps them onto genes, and only the scored
+    (cell, gene) entries are reconstructed, chunk by chunk. A task without
+    predictions gets the mean profile.
+    """
+    rows = evaluation_rows(data_dir, cache_dir)
+    values = mean_profile_values(data_dir, cache_dir) if set(predictions) != {"cite", "multi"} else np.zeros(rows.n_rows, np.float32)
+    for task, mask in (("cite", rows.is_cite), ("multi", ~rows.is_cite)):
+        if task not in predictions or not mask.any():
+            continue
+        test, components = predictions[task]
+        where = np.flatnonzero(mask)
+        for start in range(0, len(where), 2_000_000):
+            part = where[start : start + 2_000_000]
+            cells, targets = rows.cell_code[part], rows.target_code[part]
+            if components is None:
+                values[part] = test[cells, targets]
+            else:
+                values[part] = np.einsum("rk,kr->r", test[cells].astype(np.float32), components[:, targets])
+    return values

@@ -1,0 +1,121 @@
+"""Blend methods behind one interface: weights on the simplex that maximise the blend objective.
+
+``greedy`` is Caruana's ensemble selection with replacement; ``slsqp`` solves
+the simplex-constrained problem with scipy; ``stack`` is nonnegative least
+squares of the standardised truth on the standardised predictions; ``optuna``
+searches the simplex through the Dirichlet parametrisation from Optuna's FAQ
+(``x_i = -log u_i``, normalised) with a seeded CMA-ES sampler, after enqueuing
+the equal-weights point and the greedy and SLSQP solutions as first trials,
+so it never ends below them. Its study persists in SQLite, so a blend session
+can be resumed and extended.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize, nnls
+
+from mmscel.blend.objective import CellStatistics
+
+METHODS = ("optuna", "greedy", "slsqp", "stack", "equal")
+
+
+def equal_weights(n_runs: int) -> np.ndarray:
+    """Every run weighted alike."""
+    return np.full(n_runs, 1.0 / n_runs)
+
+
+def greedy_weights(stats: CellStatistics, rows=None, steps: int = 25) -> np.ndarray:
+    """Caruana ensemble selection with replacement; the best prefix is kept."""
+    n_runs = stats.cross.shape[1]
+    counts = np.zeros(n_runs)
+    best_counts, best_score = None, -np.inf
+    for _ in range(steps):
+        candidates = [stats.score((counts + np.eye(n_runs)[i]) / (counts.sum() + 1), rows) for i in range(n_runs)]
+        counts[int(np.argmax(candidates))] += 1
+        if max(candidates) > best_score + 1e-12:
+            best_score, best_counts = max(candidates), counts.copy()
+    return best_counts / best_counts.sum()
+
+
+def slsqp_weights(stats: CellStatistics, rows=None, start: np.ndarray | None = None) -> np.ndarray:
+    """Maximise the blend score on the simplex with SLSQP."""
+    n_runs = stats.cross.shape[1]
+    result = minimize(
+        lambda w: -stats.score(w, rows),
+        equal_weights(n_runs) if start is None else start,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * n_runs,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
+        options={"maxiter": 200, "ftol": 1e-10},
+    )
+    return _simplex(result.x)
+
+
+def stack_weights(stats: CellStatistics, rows=None) -> np.ndarray:
+    """Nonnegative least squares of the standardised truth on the standardised predictions."""
+    gram, cross = stats.normal_equations(rows)
+    jitter = 1e-9 * np.trace(gram) / len(gram)
+    lower = np.linalg.cholesky(gram + jitter * np.eye(len(gram)))
+    weights, _ = nnls(lower.T, np.linalg.solve(lower, cross))
+    return _simplex(weights) if weights.sum() > 0 else equal_weights(len(gram))
+
+
+def optuna_weights(stats: CellStatistics, rows=None, n_trials: int = 200, seed: int = 0, storage: Path | None = None, study_name: str = "blend") -> tuple[np.ndarray, object]:
+    """Optuna search on the simplex; returns the best weights and the study."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n_runs = stats.cross.shape[1]
+    sampler = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False) if n_runs > 1 else optuna.samplers.RandomSampler(seed=seed)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=f"sqlite:///{storage}" if storage else None,
+        direction="maximize",
+        sampler=sampler,
+        load_if_exists=True,
+    )
+    if not study.trials:
+        for start in (equal_weights(n_runs), greedy_weights(stats, rows), slsqp_weights(stats, rows)):
+            study.enqueue_trial(_to_unit(start))
+
+    def objective(trial) -> float:
+        x = np.array([-np.log(trial.suggest_float(f"u{i}", 1e-12, 1.0)) for i in range(n_runs)])
+        weights = _simplex(x)
+        trial.set_user_attr("weights", weights.tolist())
+        return stats.score(weights, rows)
+
+    remaining = n_trials - len([t for t in study.trials if t.state.is_finished()])
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining)
+    return np.asarray(study.best_trial.user_attrs["weights"]), study
+
+
+def _to_unit(weights: np.ndarray) -> dict[str, float]:
+    """Optuna parameters that map back onto ``weights`` (x_i = -log u_i proportional to w_i)."""
+    x = np.asarray(weights, dtype=np.float64)
+    x = x / x.max() if x.max() > 0 else np.ones_like(x)
+    return {f"u{i}": float(np.clip(np.exp(-xi), 1e-12, 1.0)) for i, xi in enumerate(x)}
+
+
+def _simplex(weights) -> np.ndarray:
+    w = np.clip(np.asarray(weights, dtype=np.float64), 0.0, None)
+    return w / w.sum() if w.sum() > 0 else equal_weights(len(w))
+
+
+def fit_weights(method: str, stats: CellStatistics, rows=None, **options) -> np.ndarray:
+    """Weights of ``method`` fitted on ``rows`` (all cells when None)."""
+    if method == "equal":
+        return equal_weights(stats.cross.shape[1])
+    if method == "greedy":
+        return greedy_weights(stats, rows, steps=options.get("greedy_steps", 25))
+    if method == "slsqp":
+        return slsqp_weights(stats, rows)
+    if method == "stack":
+        return stack_weights(stats, rows)
+    if method == "optuna":
+        weights, _ = optuna_weights(stats, rows, options.get("n_trials", 200), options.get("seed", 0), options.get("storage"), options.get("study_name", "blend"))
+        return weights
+    raise ValueError(f"unknown blend method {method!r}; choose one of {', '.join(METHODS)}")

@@ -1,0 +1,154 @@
+"""``mmscel level2``: blend level-1 runs per task and estimate the blend honestly.
+
+Beside the in-sample OOF score the blend reports a nested score (weights
+fitted on K-1 folds of the shared fold file, scored on the held-out fold) and
+a last-day score (weights fitted on earlier days, scored on the runs'
+last-day holdout predictions). A blend whose nested score falls below its
+best single run is flagged.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pydantic
+import yaml
+
+from mmscel.blend import objective
+from mmscel.blend.inputs import RunOutputs, load_runs, select_runs, target_basis
+from mmscel.blend.methods import fit_weights
+from mmscel.config import describe_validation_error
+from mmscel.data.load import load
+from mmscel.errors import InputError
+from mmscel.store import save_array, write_manifest
+
+
+class BlendConfig(pydantic.BaseModel):
+    """A level-2 blend: which runs per task and how to weight them."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "blend"
+    method: Literal["optuna", "greedy", "slsqp", "stack", "equal"] = "optuna"
+    runs: dict[Literal["cite", "multi"], list[str]] = {"cite": ["*"], "multi": ["*"]}
+    n_trials: int = pydantic.Field(200, ge=1)
+    nested_trials: int = pydantic.Field(60, ge=1)  # optuna trials per nested fold
+    greedy_steps: int = pydantic.Field(25, ge=1)
+    seed: int = 0
+
+
+def load_blend_config(path: str | Path) -> BlendConfig:
+    """Read and validate a blend config (one-line errors)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        return BlendConfig(**raw)
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"not valid YAML: {' '.join(str(exc).split())[:160]}") from None
+    except pydantic.ValidationError as exc:
+        message = describe_validation_error(exc, raw)
+        if "unknown key" in message:
+            message = message.split(" (allowed")[0] + f" (allowed: {', '.join(BlendConfig.model_fields)})"
+        raise InputError(path, message) from None
+
+
+def run_level2(config: BlendConfig | str | Path, data_dir="data", cache_dir=None, oof_root="oof") -> dict:
+    """Fit the blend of every task in the config; write ``oof/blend/<name>/``."""
+    started = time.perf_counter()
+    config = config if isinstance(config, BlendConfig) else load_blend_config(config)
+    out = Path(oof_root) / "blend" / config.name
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = {}
+    for task, patterns in config.runs.items():
+        runs = load_runs(Path(oof_root), task, select_runs(Path(oof_root), task, patterns))
+        tasks[task] = _blend_task(config, task, runs, data_dir, cache_dir, out)
+    manifest = {
+        "name": config.name,
+        "config": config.model_dump(),
+        "tasks": tasks,
+        "pooled": _pooled(tasks),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
+    write_manifest(out / "weights.json", {task: dict(zip(t["runs"], t["weights"])) for task, t in tasks.items()})
+    write_manifest(out / "manifest.json", manifest)
+    return manifest
+
+
+def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir, cache_dir, out: Path) -> dict:
+    train = load(task, "train", data_dir, cache_dir)
+    basis = target_basis(runs[0])
+    validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))
+    stats = _statistics([r.oof[validated] for r in runs], train.targets[validated], basis)
+    options = {"n_trials": config.n_trials, "seed": config.seed, "greedy_steps": config.greedy_steps,
+               "storage": out / "study.db", "study_name": f"{config.name}-{task}"}
+    weights = fit_weights(config.method, stats, **options)
+    singles = {r.name: stats.score(np.eye(len(runs))[i]) for i, r in enumerate(runs)}
+    nested = _nested(config, stats, runs[0], validated)
+    last_day = _last_day(config, runs, train, basis, validated)
+    test = objective.blend_dense([r.test for r in runs], weights) if basis is None else objective.blend_components([r.test for r in runs], basis, weights)
+    save_array(out / f"test_{task}.npy", test)
+    best_single = max(singles.values())
+    return {
+        "runs": [r.name for r in runs],
+        "weights": [float(w) for w in weights],
+        "method": config.method,
+        "in_sample": stats.score(weights),
+        "nested": nested,
+        "last_day": last_day,
+        "best_single": {"run": max(singles, key=singles.get), "score": best_single},
+        "single_runs": singles,
+        "flag_nested_below_best_single": bool(nested < best_single),
+        "n_cells": int(len(validated)),
+        "target_space": runs[0].manifest["target_space"],
+        "fingerprints": {r.name: {k: r.manifest[k] for k in ("data_fingerprint", "fold_fingerprint", "config_hash")} for r in runs},
+        "test_file": f"test_{task}.npy",
+        "test_shape": list(test.shape),
+    }
+
+
+def _statistics(predictions, truth, basis):
+    if basis is None:
+        return objective.dense_statistics(predictions, np.asarray(truth, dtype=np.float64))
+    return objective.component_statistics(predictions, truth, basis)
+
+
+def _nested(config: BlendConfig, stats, run: RunOutputs, validated: np.ndarray) -> float:
+    """Weights fitted on K-1 folds, scored on the held-out fold; mean over all validated cells."""
+    folds = pd.read_parquet(run.manifest["fold_file"])["fold"].to_numpy()[validated]
+    fold_ids = [f for f in np.unique(folds) if f >= 0]
+    if len(fold_ids) < 2:
+        return float("nan")  # one validation fold (last_day scheme): nothing to nest
+    scores = np.empty(len(validated))
+    for k in fold_ids:
+        held_out, fit_rows = np.flatnonzero(folds == k), np.flatnonzero(folds != k)
+        weights = fit_weights(config.method, stats, fit_rows, n_trials=config.nested_trials, seed=config.seed, greedy_steps=config.greedy_steps)
+        scores[held_out] = stats.per_cell(weights, held_out)
+    return float(scores.mean())
+
+
+def _last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, validated: np.ndarray) -> float | None:
+    """Weights fitted on the OOF of earlier days, scored on the runs' last-day holdout predictions."""
+    if any(r.last_day is None for r in runs):
+        return None
+    day = train.metadata["day"].to_numpy()
+    last_rows = np.flatnonzero(day == day.max())
+    earlier = validated[day[validated] != day.max()]
+    fit_stats = _statistics([r.oof[earlier] for r in runs], train.targets[earlier], basis)
+    weights = fit_weights(config.method, fit_stats, n_trials=config.nested_trials, seed=config.seed, greedy_steps=config.greedy_steps)
+    holdout = _statistics([r.last_day for r in runs], train.targets[last_rows], basis)
+    return holdout.score(weights)
+
+
+def _pooled(tasks: dict) -> dict:
+    pooled = {}
+    for key in ("in_sample", "nested", "last_day"):
+        values = [(t[key], t["n_cells"]) for t in tasks.values() if t[key] is not None and np.isfinite(t[key])]
+        if values:
+            pooled[key] = float(sum(v * n for v, n in values) / sum(n for _, n in values))
+    return pooled
