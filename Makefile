@@ -24,9 +24,11 @@ demo: install
 	$(BIN)/mmscel prepare --data $(DEMO)
 	$(BIN)/mmscel baseline --data $(DEMO) --out oof/submissions/mean_profile.csv.gz
 	$(BIN)/mmscel score oof/submissions/mean_profile.csv.gz --data $(DEMO) --name mean-profile
-	$(BIN)/mmscel level1 configs/cite/ridge.yaml --data $(DEMO) --oof oof/demo
-	$(BIN)/mmscel level1 configs/multi/ridge.yaml --data $(DEMO) --oof oof/demo
-	$(BIN)/mmscel runs --oof oof/demo
+	for task in cite multi; do for learner in ridge lgbm xgb catboost mlp; do \
+	  $(BIN)/mmscel level1 configs/$$task/$$learner.yaml --data $(DEMO) --oof oof/demo || exit 1; done; done
+	$(BIN)/mmscel level2 configs/blend.yaml --data $(DEMO) --oof oof/demo
+	$(BIN)/mmscel submit --data $(DEMO) --oof oof/demo
+	$(BIN)/mmscel leaderboard --data $(DEMO) --oof oof/demo
 
 # pytest exits 5 when it collected no test: that must fail, not pass silently.
 test: install

@@ -315,6 +315,29 @@ def submit(
     out.print(record["kaggle"], soft_wrap=True, highlight=False)
 
 
+@app.command()
+@cli_errors
+def leaderboard(
+    data: DataOpt = Path("data"),
+    cache: CacheOpt = None,
+    oof: OofOpt = Path("oof"),
+):
+    """One table: every level-1 run and blend -- CV (nested for blends), last day, public, private -- beside floor and oracle."""
+    from mmscel.leaderboard import board
+
+    rows, truth = board(data, cache, oof)
+    for task in ("cite", "multi"):
+        table = Table(title=f"{task}: local leaderboard ({data})")
+        for column in ("name", "kind", "CV", "last day", "public", "private"):
+            table.add_column(column, justify="left" if column in ("name", "kind") else "right")
+        for row in sorted((r for r in rows if r["task"] == task), key=lambda r: -(r.get("private") or 0)):
+            table.add_row(row["name"], row["kind"], _fmt(row["cv"]), _fmt(row["last_day"]), _fmt(row.get("public")), _fmt(row.get("private")))
+        floor, oracle = truth.get("mean_profile") or {}, truth.get("oracle") or {}
+        table.add_row("mean profile", "floor", "", "", _fmt(floor.get(task, {}).get("public")), _fmt(floor.get(task, {}).get("private")))
+        table.add_row("oracle", "noise-free E(y|state)", _fmt(oracle.get(task, {}).get("train")), "", _fmt(oracle.get(task, {}).get("public")), _fmt(oracle.get(task, {}).get("private")))
+        out.print(table)
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None or value != value else f"{value:.4f}"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import numpy as np
 
 from mmscel.blend.inputs import load_runs, target_basis
 from mmscel.errors import InputError
