@@ -84,8 +84,8 @@ class RunConfig(_Strict):
         return learner_class(self.learner).Params(**self.params)
 
 
-def load_run_config(path: str | Path) -> RunConfig:
-    """Read and validate a run config; errors become one-line :class:`InputError`."""
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping read with ``yaml.safe_load``; problems become one-line :class:`InputError`."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found")
@@ -95,6 +95,13 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise InputError(path, f"not valid YAML: {' '.join(str(exc).split())[:160]}") from None
     if not isinstance(raw, dict):
         raise InputError(path, "expected a mapping of keys to values at the top level")
+    return raw
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config; errors become one-line :class:`InputError`."""
+    path = Path(path)
+    raw = read_yaml(path)
     raw.setdefault("name", path.stem if path.parent.name not in ("cite", "multi") else f"{path.parent.name}_{path.stem}")
     try:
         config = RunConfig(**raw)

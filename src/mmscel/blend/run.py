@@ -16,12 +16,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pydantic
-import yaml
 
 from mmscel.blend import objective
 from mmscel.blend.inputs import RunOutputs, load_runs, select_runs, target_basis
 from mmscel.blend.methods import fit_weights
-from mmscel.config import describe_validation_error
+from mmscel.config import describe_validation_error, read_yaml
 from mmscel.data.load import load
 from mmscel.errors import InputError
 from mmscel.store import save_array, write_manifest
@@ -43,14 +42,9 @@ class BlendConfig(pydantic.BaseModel):
 
 def load_blend_config(path: str | Path) -> BlendConfig:
     """Read and validate a blend config (one-line errors)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file not found")
+    raw = read_yaml(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
         return BlendConfig(**raw)
-    except yaml.YAMLError as exc:
-        raise InputError(path, f"not valid YAML: {' '.join(str(exc).split())[:160]}") from None
     except pydantic.ValidationError as exc:
         message = describe_validation_error(exc, raw)
         if "unknown key" in message:
