@@ -55,8 +55,10 @@ class Folds(_Strict):
 class Targets(_Strict):
     """The space the learner fits in."""
 
-    space: Literal["native", "svd"] = "native"  # CITEseq: proteins or an SVD of them
-    components: int = pydantic.Field(32, ge=1)  # for space='svd' (CITEseq)
+    # CITEseq: 'native' proteins or 'svd', an SVD of them with `components` dims.
+    # Multiome: always target-SVD coefficients; 'svd' fits only the leading `components`.
+    space: Literal["native", "svd"] = "native"
+    components: int = pydantic.Field(32, ge=1)
     standardize_cells: bool = False  # per-cell z-score of targets (the metric is invariant to it)
 
 

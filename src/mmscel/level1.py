@@ -56,6 +56,25 @@ class Targets:
     scored: np.ndarray | sp.csr_matrix
     basis: TargetBasis | None
     space: dict
+    fitted_columns: int | None = None  # Multiome: learners fit the leading columns only
+
+    def learner_targets(self, rows: np.ndarray) -> np.ndarray:
+        """The columns of ``fit`` a learner is trained on, for ``rows``."""
+        return self.fit[rows] if self.fitted_columns is None else self.fit[rows, : self.fitted_columns]
+
+    def learner_basis(self) -> TargetBasis | None:
+        """The basis restricted to the components learners fit."""
+        if self.basis is None or self.fitted_columns is None:
+            return self.basis
+        return TargetBasis(self.basis.components[: self.fitted_columns], self.basis.mean)
+
+    def pad(self, predictions: np.ndarray) -> np.ndarray:
+        """Learner outputs widened to the full target space (unfitted components are 0)."""
+        if self.fitted_columns is None or predictions.shape[1] == self.fit.shape[1]:
+            return predictions
+        out = np.zeros((len(predictions), self.fit.shape[1]), dtype=np.float32)
+        out[:, : predictions.shape[1]] = predictions
+        return out
 
 
 def run_level1(config: RunConfig | str | Path, data_dir="data", cache_dir=None, oof_root="oof", overwrite: bool = False) -> RunResult:
@@ -106,8 +125,8 @@ def _existing_run(run_dir: Path, config: RunConfig, config_hash: str, overwrite:
 
 def _targets(config: RunConfig, train, features: FeatureSet) -> Targets:
     if config.task == "multi":
-        if config.targets.standardize_cells or config.targets.space != "native":
-            raise InputError(f"{config.name}: targets", "Multiome runs always fit the target-SVD components; standardize_cells and space=svd apply to CITEseq")
+        if config.targets.standardize_cells:
+            raise InputError(f"{config.name}: targets", "standardize_cells applies to CITEseq; Multiome runs fit the target-SVD components")
         space = {
             "kind": "components",
             "n_components": int(features.target_basis.components.shape[0]),
@@ -115,7 +134,11 @@ def _targets(config: RunConfig, train, features: FeatureSet) -> Targets:
             "components_file": str(features.folder / "target_components.npy"),
             "n_genes": int(features.target_basis.components.shape[1]),
         }
-        return Targets(features.train_target_coefficients, train.targets, features.target_basis, space)
+        fitted = features.train_target_coefficients.shape[1]
+        if config.targets.space == "svd":  # fit only the leading components; the rest are predicted as 0
+            fitted = min(fitted, config.targets.components)
+            space["fitted_components"] = fitted
+        return Targets(features.train_target_coefficients, train.targets, features.target_basis, space, fitted)
     fit = np.asarray(train.targets, dtype=np.float32)
     if config.targets.standardize_cells:
         fit = standardize_rows(fit)
@@ -153,15 +176,15 @@ def _run_fold(config: RunConfig, run_dir: Path, name: str, features: FeatureSet,
     cls = learner_class(config.learner)
     learner = cls(config.learner_params(), seed=seed, n_jobs=config.n_jobs)
     fit_rows, stop_rows = _early_stopping_split(train_rows, config.validation_fraction, seed, cls.uses_validation)
-    projection = ProteinSVD.fit(targets.fit[fit_rows], config.targets.components) if config.targets.space == "svd" else None
-    learner.fit(_fit_data(features, targets, fit_rows, projection), _fit_data(features, targets, stop_rows, projection), targets.basis)
+    projection = ProteinSVD.fit(targets.fit[fit_rows], config.targets.components) if config.targets.space == "svd" and config.task == "cite" else None
+    learner.fit(_fit_data(features, targets, fit_rows, projection), _fit_data(features, targets, stop_rows, projection), targets.learner_basis())
     model_dir = checkpoint.model_dir()
     if model_dir.exists():
         shutil.rmtree(model_dir)
     learner.save(model_dir)
     if projection is not None:
         projection.save(model_dir)
-    predict = (lambda X: projection.inverse(learner.predict(X))) if projection is not None else learner.predict
+    predict = (lambda X: projection.inverse(learner.predict(X))) if projection is not None else (lambda X: targets.pad(learner.predict(X)))
     valid = predict(features.train[valid_rows]) if len(valid_rows) else np.zeros((0, targets.fit.shape[1]), np.float32)
     test = predict(features.test) if name != LAST_DAY else np.zeros((0, targets.fit.shape[1]), np.float32)
     score = float(np.mean(score_rows(valid, targets, valid_rows))) if len(valid_rows) else None
@@ -198,7 +221,7 @@ def _early_stopping_split(rows: np.ndarray, fraction: float, seed: int, wanted: 
 def _fit_data(features: FeatureSet, targets: Targets, rows: np.ndarray, projection) -> FitData | None:
     if len(rows) == 0:
         return None
-    fit = targets.fit[rows] if projection is None else projection.transform(targets.fit[rows])
+    fit = targets.learner_targets(rows) if projection is None else projection.transform(targets.fit[rows])
     full = targets.scored[rows] if targets.basis is not None else None
     return FitData(features.train[rows], fit, full)
 
