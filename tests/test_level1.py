@@ -13,7 +13,7 @@ from mmscel.store import load_array
 FAST_PARAMS = {
     "ridge": {"alpha": 10.0},
     "lgbm": {"n_estimators": 40, "learning_rate": 0.1, "num_leaves": 15, "early_stopping_rounds": 10},
-    "xgb": {"n_estimators": 40, "learning_rate": 0.1, "max_depth": 4, "early_stopping_rounds": 10},
+    "xgb": {"n_estimators": 40, "learning_rate": 0.1, "max_depth": 4, "max_bin": 64, "early_stopping_rounds": 10},
     "catboost": {"iterations": 60, "learning_rate": 0.15, "depth": 4, "early_stopping_rounds": 10},
     "mlp": {"hidden": [64], "epochs": 15, "patience": 4, "batch_size": 64},
 }
