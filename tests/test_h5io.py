@@ -69,3 +69,17 @@ def test_reader_rejects_garbage_and_truncation(tmp_path):
         with FrameReader(truncated) as reader:
             for _ in reader.iter_chunks():
                 pass
+
+
+def test_prefetching_reader_gives_the_same_chunks_and_stops_cleanly(tmp_path):
+    values, index, columns = _frame(rows=103, cols=7)
+    path = write_frame(tmp_path / "x.h5", "k", index, columns, values)
+    with FrameReader(path) as reader:
+        plain = [(start, block) for start, block in reader.iter_chunks(chunk_rows=10)]
+        ahead = [(start, block) for start, block in reader.iter_chunks(chunk_rows=10, prefetch=True)]
+        assert [s for s, _ in plain] == [s for s, _ in ahead]
+        for (_, a), (_, b) in zip(plain, ahead):
+            np.testing.assert_array_equal(a, b)
+        for start, _ in reader.iter_chunks(chunk_rows=10, prefetch=True):
+            if start >= 20:
+                break  # leaving early must not hang the reading thread

@@ -243,6 +243,8 @@ def _known_cells(metadata: pd.DataFrame | None) -> set[str]:
 def _prepare_matrix(manifest, report, stem, source: Path, cache: Path, known, reference, compress, chunk_bytes) -> None:
     entry = manifest["entries"].get(stem)
     outputs_exist = values_path(cache, stem).exists() and idxcol_path(cache, stem).exists()
+    if stem in HASHED_STEMS:
+        outputs_exist = outputs_exist and digests_path(cache, stem).exists()
     if entry and outputs_exist and source_is_current(source, entry.get("source")):
         report.reused.append(stem)
         report.shapes[stem], report.nnz[stem] = tuple(entry["shape"]), entry["nnz"]
@@ -265,13 +267,19 @@ def _convert_h5(source, stem, cache, known, reference, compress, chunk_bytes) ->
         try:
             step = rows_per_chunk(reader.shape[1], chunk_bytes) if chunk_bytes else None
             n_chunks = -(-reader.shape[0] // (step or rows_per_chunk(reader.shape[1])))
-            for _, block in track(reader.iter_chunks(step), f"prepare {stem}", total=n_chunks):
-                writer.write_dense(block if take is None else block[:, take])
+            digests = [] if stem in HASHED_STEMS else None
+            for _, block in track(reader.iter_chunks(step, prefetch=True), f"prepare {stem}", total=n_chunks):
+                block = block if take is None else block[:, take]
+                writer.write_dense(block)
+                if digests is not None:
+                    digests.append(row_digests(block))
             writer.close()
         except BaseException:
             writer.abort()
             raise
         _write_idxcol(cache, stem, reader.index, columns)
+        if digests is not None:
+            save_digests(cache, stem, np.concatenate(digests) if digests else np.zeros((0, 16), np.uint8))
         return (reader.shape[0], len(columns)), writer.nnz
 
 
@@ -297,6 +305,9 @@ def _adopt_sparse(source: Path, stem: str, cache: Path, known, reference) -> tup
     writer.write_csr(matrix)
     writer.close()
     _write_idxcol(cache, stem, index, aligned)
+    if stem in HASHED_STEMS:
+        step = max(1, 2**24 // max(1, matrix.shape[1]))
+        save_digests(cache, stem, np.concatenate([row_digests(matrix[i : i + step].toarray()) for i in range(0, matrix.shape[0], step)] or [np.zeros((0, 16), np.uint8)]))
     return matrix.shape, int(matrix.nnz)
 
 
@@ -350,35 +361,47 @@ def _check_rows_match(cache: Path, stem: str, sources: dict) -> None:
                 raise InputError(sources[stem], f"cell ids differ from {task.train_inputs}.h5 (rows must match one to one)")
 
 
-def _report_duplicates(cache: Path, manifest: dict) -> int:
-    """Find CITEseq test rows identical to a train row (the competition's known leak)."""
-    import scipy.sparse as sp
+HASHED_STEMS = (layout.CITE.train_inputs, layout.CITE.test_inputs)
 
+
+def row_digests(block: np.ndarray) -> np.ndarray:
+    """A 16-byte digest of each dense row (equal rows, equal digests)."""
+    block = np.ascontiguousarray(block, dtype=np.float32) + np.float32(0.0)  # -0.0 and 0.0 hash alike
+    return np.frombuffer(b"".join(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in block), dtype=np.uint8).reshape(-1, 16)
+
+
+def digests_path(cache: Path, stem: str) -> Path:
+    """Where the row digests of ``stem`` are kept (for the duplicate report)."""
+    return Path(cache) / f"{stem}_rowdigest.npy"
+
+
+def save_digests(cache: Path, stem: str, digests: np.ndarray) -> None:
+    """Store row digests atomically (``.npy``, no pickle)."""
+    with atomic_path(digests_path(cache, stem)) as tmp:
+        with tmp.open("wb") as handle:
+            np.save(handle, digests, allow_pickle=False)
+
+
+def _report_duplicates(cache: Path, manifest: dict) -> int:
+    """Find CITEseq test rows identical to a train row (the competition's known leak).
+
+    Uses the row digests written during conversion, so memory is ~16 bytes a
+    row, not the matrices.
+    """
     key = "cite_test_duplicates"
     fingerprint = [manifest["entries"][s]["source"]["sha256"] for s in (layout.CITE.train_inputs, layout.CITE.test_inputs)]
     if manifest.get(key, {}).get("sources") == fingerprint and (cache / LEAK_REPORT).exists():
         return manifest[key]["count"]
-    hashes = {}
-    train = sp.load_npz(values_path(cache, layout.CITE.train_inputs)).tocsr()
+    train = np.load(digests_path(cache, layout.CITE.train_inputs), allow_pickle=False).view("V16").ravel()
+    test = np.load(digests_path(cache, layout.CITE.test_inputs), allow_pickle=False).view("V16").ravel()
+    first_train = {digest.tobytes(): i for i, digest in reversed(list(enumerate(train)))}
     train_ids = _read_idxcol(cache, layout.CITE.train_inputs)[0]
-    for i, digest in enumerate(_row_hashes(train)):
-        hashes.setdefault(digest, i)
-    del train
-    test = sp.load_npz(values_path(cache, layout.CITE.test_inputs)).tocsr()
     test_ids = _read_idxcol(cache, layout.CITE.test_inputs)[0]
-    pairs = [(test_ids[i], train_ids[hashes[d]]) for i, d in enumerate(_row_hashes(test)) if d in hashes]
+    pairs = [(test_ids[i], train_ids[first_train[d.tobytes()]]) for i, d in enumerate(test) if d.tobytes() in first_train]
     with atomic_path(cache / LEAK_REPORT) as tmp:
         pd.DataFrame(pairs, columns=["test_cell_id", "train_cell_id"]).to_parquet(tmp, index=False)
     manifest[key] = {"sources": fingerprint, "count": len(pairs), "file": LEAK_REPORT}
     return len(pairs)
-
-
-def _row_hashes(matrix):
-    for i in range(matrix.shape[0]):
-        start, stop = matrix.indptr[i], matrix.indptr[i + 1]
-        digest = hashlib.blake2b(matrix.indices[start:stop].tobytes(), digest_size=16)
-        digest.update(matrix.data[start:stop].tobytes())
-        yield digest.digest()
 
 
 def _first_line(exc: Exception) -> str:

@@ -12,6 +12,8 @@ chunk size whatever the file size.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -262,11 +264,20 @@ class FrameReader:
         except Exception as exc:
             raise InputError(self.path, f"cannot read rows {start}-{start + n} (truncated or corrupt?): {_short(exc)}") from None
 
-    def iter_chunks(self, chunk_rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start_row, dense_chunk)`` pairs covering all rows in order."""
+    def iter_chunks(self, chunk_rows: int | None = None, prefetch: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start_row, dense_chunk)`` pairs covering all rows in order.
+
+        With ``prefetch`` a background thread reads the next chunk while the
+        caller works on the current one (HDF5 reads release the GIL), at the
+        cost of one more chunk in memory.
+        """
         step = chunk_rows or rows_per_chunk(self.shape[1])
-        for start in range(0, self.shape[0], step):
-            yield start, self.read_rows(start, start + step)
+        starts = range(0, self.shape[0], step)
+        if not prefetch:
+            for start in starts:
+                yield start, self.read_rows(start, start + step)
+            return
+        yield from _read_ahead(((start, lambda s=start: self.read_rows(s, s + step)) for start in starts))
 
     def close(self) -> None:
         """Close the underlying file."""
@@ -278,6 +289,39 @@ class FrameReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _read_ahead(jobs):
+    """Run ``(key, read)`` jobs one ahead in a thread; yield ``(key, result)`` in order."""
+    slot: queue.Queue = queue.Queue(maxsize=1)
+    finished = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for key, read in jobs:
+                if stop.is_set():
+                    return
+                slot.put((key, read()))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            slot.put(exc)
+        slot.put(finished)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while (item := slot.get()) is not finished:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full slot
+            try:
+                slot.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def _short(exc: Exception) -> str:
