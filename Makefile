@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/mmscel baseline --data $(DEMO) --out oof/submissions/mean_profile.csv.gz
 	$(BIN)/mmscel score oof/submissions/mean_profile.csv.gz --data $(DEMO) --name mean-profile
 	for task in cite multi; do for learner in ridge lgbm xgb catboost mlp; do \
-	  $(BIN)/mmscel level1 configs/$$task/$$learner.yaml --data $(DEMO) --oof oof/demo || exit 1; done; done
+	  $(BIN)/mmscel level1 configs/$$task/$$learner.yaml --data $(DEMO) --oof oof/demo --overwrite || exit 1; done; done
 	$(BIN)/mmscel level2 configs/blend.yaml --data $(DEMO) --oof oof/demo
 	$(BIN)/mmscel submit --data $(DEMO) --oof oof/demo
 	$(BIN)/mmscel leaderboard --data $(DEMO) --oof oof/demo
