@@ -38,6 +38,7 @@ class Folds:
 
     @property
     def fold_ids(self) -> list[int]:
+        """The fold numbers that have validation cells (-1 excluded)."""
         return sorted(int(f) for f in np.unique(self.fold) if f >= 0)
 
     def split(self, fold: int) -> tuple[np.ndarray, np.ndarray]:

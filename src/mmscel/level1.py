@@ -234,17 +234,21 @@ class ProteinSVD:
 
     @classmethod
     def fit(cls, values: np.ndarray, n_components: int) -> ProteinSVD:
+        """Centred SVD of the proteins, keeping ``n_components`` directions."""
         mean = values.mean(axis=0)
         _, _, vt = np.linalg.svd(values - mean, full_matrices=False)
         return cls(mean.astype(np.float32), vt[: min(n_components, vt.shape[0])].astype(np.float32))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
+        """Proteins to SVD coefficients."""
         return ((values - self.mean) @ self.components.T).astype(np.float32)
 
     def inverse(self, coefficients: np.ndarray) -> np.ndarray:
+        """SVD coefficients back to proteins."""
         return (coefficients @ self.components + self.mean).astype(np.float32)
 
     def save(self, folder: Path) -> None:
+        """Write the mean and components beside the model (``.npy``)."""
         save_array(folder / "protein_svd_mean.npy", self.mean)
         save_array(folder / "protein_svd_components.npy", self.components)
 

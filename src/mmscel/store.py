@@ -115,9 +115,11 @@ class FoldCheckpoint:
 
     @property
     def done(self) -> bool:
+        """Whether the fold finished (its marker exists)."""
         return (self.folder / "done.json").exists()
 
     def model_dir(self) -> Path:
+        """Folder of the fold's native model files."""
         return self.folder / "model"
 
     def save(self, predictions: dict[str, np.ndarray], info: dict) -> None:

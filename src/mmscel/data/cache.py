@@ -337,6 +337,7 @@ def _write_idxcol(cache: Path, stem: str, index: np.ndarray, columns: np.ndarray
 
 
 def load_idxcol(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column names of a cached matrix."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             return archive["index"], archive["columns"]

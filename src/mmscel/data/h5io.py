@@ -249,6 +249,7 @@ class FrameReader:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(rows, columns) of the frame."""
         return (len(self.index), len(self.columns))
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:

@@ -25,14 +25,17 @@ class Task:
 
     @property
     def train_inputs(self) -> str:
+        """Stem of the training inputs file."""
         return f"train_{self.name}_inputs"
 
     @property
     def train_targets(self) -> str:
+        """Stem of the training targets file."""
         return f"train_{self.name}_targets"
 
     @property
     def test_inputs(self) -> str:
+        """Stem of the test inputs file."""
         return f"test_{self.name}_inputs"
 
     def stems(self) -> tuple[str, str, str]:

@@ -36,6 +36,7 @@ class Split:
 
     @property
     def n_cells(self) -> int:
+        """Number of cells in the split."""
         return len(self.cell_ids)
 
 

@@ -37,6 +37,7 @@ class Donors:
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Donors:
+        """Draw each donor's lineage mix around the base mix."""
         mix = np.stack([rng.dirichlet(60 * BASE_LINEAGE_MIX) for _ in layout.DONORS])
         return cls(ids=layout.DONORS, lineage_mix=mix)
 

@@ -33,6 +33,7 @@ class CiteWorld:
 
     @classmethod
     def sample(cls, rng: np.random.Generator, n_genes: int, donors: Donors) -> CiteWorld:
+        """Sample names, gene and protein models; genes named after a protein follow it loosely."""
         genes, gene_of_protein = names.cite_gene_names(rng, n_genes)
         gene_model = GeneModel.sample(rng, n_genes)
         protein_model = ProteinModel.sample(rng)

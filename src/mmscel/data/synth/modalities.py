@@ -46,6 +46,7 @@ class GeneModel:
     def sample(
         cls, rng: np.random.Generator, n_genes: int, base_sd: float = 1.7, loading_scale: float = 1.1, chr_y_fraction: float = 0.003
     ) -> GeneModel:
+        """Sample base expression, program loadings, donor offsets and dispersions."""
         base = rng.normal(-1.2, base_sd, n_genes)
         on_chr_y = rng.random(n_genes) < chr_y_fraction
         on_chr_y[: min(2, n_genes)] = False
@@ -83,6 +84,7 @@ class ProteinModel:
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> ProteinModel:
+        """Sample the protein network, donor offsets and ambient background."""
         n = len(layout.CITE_PROTEINS)
         return cls(
             w1=rng.normal(0, 1.6, (N_PROGRAMS, N_HIDDEN)),
@@ -126,6 +128,7 @@ class PeakModel:
 
     @classmethod
     def sample(cls, rng: np.random.Generator, chromosome: np.ndarray) -> PeakModel:
+        """Sample which program opens each peak, and how strongly."""
         n = len(chromosome)
         regulated = rng.random(n) < 0.7
         return cls(

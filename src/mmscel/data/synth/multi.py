@@ -44,6 +44,7 @@ class MultiWorld:
 
     @classmethod
     def sample(cls, rng: np.random.Generator, n_peaks: int, n_genes: int, donors: Donors) -> MultiWorld:
+        """Sample peaks, genes on the genome, their models and the cis links."""
         peaks, peak_chrom, peak_centre = names.peak_layout(rng, n_peaks)
         chromosomes = list(names.CHROMOSOME_LENGTHS)
         lengths = np.asarray(list(names.CHROMOSOME_LENGTHS.values()), dtype=np.float64)
