@@ -23,7 +23,8 @@ synth (``--scale``): wall time and peak RSS of ``mmscel synth``; output sizes;
   PyTables raw read of every produced file.
 
 variants: candidate fixes of prepare's loop (``bench/prepare_variants.py``):
-  boolean-mask scan, prefetch thread, both; against the same PyTables floor.
+  boolean-mask scan, prefetch thread, both; against the same PyTables floor;
+  and a best-of-5 per-chunk micro-benchmark of the scan (``bench/scan_micro.py``).
 
 Results: ``bench/out/results_<section>_<scale>.json`` per section and the
 merge of all of them in ``bench/out/results.json``; a table is printed.
@@ -432,9 +433,21 @@ def bench_variants(scale: str, args) -> dict:
     for variant in ("current", "mask", "prefetch", "mask+prefetch"):
         result[variant]["ratio_to_tables"] = floor_s / result[variant]["loop_s"]
         result[variant]["ratio_to_tables_cpu"] = floor_cpu / result[variant]["loop_cpu_s"]
+    result["scan_micro"] = scan_micro(scale)
     save("variants", scale, result)
     print_variants(result)
     return result
+
+
+def scan_micro(scale: str) -> list[dict]:
+    """Per-chunk best-of-5 times of the read and of the two non-zero scans (bench/scan_micro.py)."""
+    out = []
+    for stem in ("train_multi_inputs", "train_multi_targets", "train_cite_inputs"):
+        path = OUT / scale / f"{stem}.h5"
+        if path.exists():
+            print(f"  scan micro-benchmark {stem} ...", flush=True)
+            out.append(step([PY, str(HERE / "scan_micro.py"), str(path)], f"variants_{scale}_micro_{stem}"))
+    return out
 
 
 def print_variants(r: dict) -> None:
@@ -442,6 +455,11 @@ def print_variants(r: dict) -> None:
     print(table(["variant", "wall s", "CPU s", "floor/variant (wall)", "floor/variant (CPU)", "peak RSS MiB"],
                 [[v, r[v]["loop_s"], r[v]["loop_cpu_s"], r[v]["ratio_to_tables"], r[v]["ratio_to_tables_cpu"], r[v]["peak_rss_mib"]]
                  for v in ("current", "mask", "prefetch", "mask+prefetch")]))
+    if r.get("scan_micro"):
+        print("\nper 128 MiB chunk, best of 5 (s): PyTables read, write_dense's scan as in src/, the boolean-mask scan")
+        print(table(["file", "density", "read", "scan (src)", "scan (mask)", "src / mask"],
+                    [[Path(m["file"]).name, f"{m['density']:.2%}", m["read_new_array_s"], m["scan_current_s"], m["scan_mask_s"],
+                      m["scan_current_s"] / m["scan_mask_s"]] for m in r["scan_micro"]]))
 
 
 def prepare_stages(scale: str) -> dict:
