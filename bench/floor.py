@@ -51,7 +51,12 @@ def _limit(shape, step: int, max_dense_gb: float) -> int:
     """Rows to read: all, or the first rows worth ``max_dense_gb`` of dense data (whole chunks)."""
     if not max_dense_gb or shape[0] * shape[1] * 4 <= max_dense_gb * 1e9:
         return int(shape[0])
-    return int(min(shape[0], max(step, int(max_dense_gb * 1e9 // (4 * max(1, shape[1]))) // step * step)))
+    return int(
+        min(
+            shape[0],
+            max(step, int(max_dense_gb * 1e9 // (4 * max(1, shape[1]))) // step * step),
+        )
+    )
 
 
 def _key(path: str) -> str:
@@ -66,10 +71,17 @@ def _key(path: str) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["tables", "h5py", "nonzero", "nonzero_mask", "sha256"])
+    parser.add_argument(
+        "mode", choices=["tables", "h5py", "nonzero", "nonzero_mask", "sha256"]
+    )
     parser.add_argument("file")
     parser.add_argument("--chunk-rows", type=int, default=None)
-    parser.add_argument("--max-dense-gb", type=float, default=0.0, help="read only the first rows worth this much dense data; scale the time by rows (0: all)")
+    parser.add_argument(
+        "--max-dense-gb",
+        type=float,
+        default=0.0,
+        help="read only the first rows worth this much dense data; scale the time by rows (0: all)",
+    )
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -79,13 +91,16 @@ def main(argv: list[str]) -> int:
     key = _key(args.file)
     nnz = 0
     if args.mode == "sha256":
-        from mmscel.fsutil import file_checksum
-
         import tables
+
+        from mmscel.fsutil import file_checksum
 
         with tables.open_file(args.file, "r") as h5:
             group = h5.get_node(f"/{key}")
-            nodes = [group._f_get_child(f"block{i}_values") for i in range(int(group._v_attrs.nblocks))]
+            nodes = [
+                group._f_get_child(f"block{i}_values")
+                for i in range(int(group._v_attrs.nblocks))
+            ]
             shape = (int(nodes[0].shape[0]), int(sum(n.shape[1] for n in nodes)))
         started, cpu_started = time.perf_counter(), time.process_time()
         file_checksum(args.file)
@@ -98,7 +113,9 @@ def main(argv: list[str]) -> int:
 
         with h5py.File(args.file, "r") as h5:
             group = h5[key]
-            nodes = [group[f"block{i}_values"] for i in range(int(group.attrs["nblocks"]))]
+            nodes = [
+                group[f"block{i}_values"] for i in range(int(group.attrs["nblocks"]))
+            ]
             shape = (int(nodes[0].shape[0]), int(sum(n.shape[1] for n in nodes)))
             step = args.chunk_rows or rows_per_chunk(shape[1])
             limit = _limit(shape, step, args.max_dense_gb)
@@ -106,7 +123,9 @@ def main(argv: list[str]) -> int:
             for start in range(0, limit, step):
                 for node in nodes:
                     block = node[start : min(limit, start + step)]
-                    nnz += int(np.count_nonzero(block[:1]))  # touch the result; a full count is not the floor's job
+                    nnz += int(
+                        np.count_nonzero(block[:1])
+                    )  # touch the result; a full count is not the floor's job
             loop = time.perf_counter() - started
             loop_cpu = time.process_time() - cpu_started
     else:
@@ -114,7 +133,10 @@ def main(argv: list[str]) -> int:
 
         with tables.open_file(args.file, "r") as h5:
             group = h5.get_node(f"/{key}")
-            nodes = [group._f_get_child(f"block{i}_values") for i in range(int(group._v_attrs.nblocks))]
+            nodes = [
+                group._f_get_child(f"block{i}_values")
+                for i in range(int(group._v_attrs.nblocks))
+            ]
             shape = (int(nodes[0].shape[0]), int(sum(n.shape[1] for n in nodes)))
             step = args.chunk_rows or rows_per_chunk(shape[1])
             limit = _limit(shape, step, args.max_dense_gb)
@@ -127,7 +149,7 @@ def main(argv: list[str]) -> int:
                         values = block[rows, cols]
                         nnz += len(values)
                     elif args.mode == "nonzero_mask":
-                        values, cols, counts = dense_to_csr_parts(block)
+                        values, _cols, _counts = dense_to_csr_parts(block)
                         nnz += len(values)
                     else:
                         nnz += int(np.count_nonzero(block[:1]))

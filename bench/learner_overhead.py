@@ -18,7 +18,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mmscel.learners import FitData, learner_class  # noqa: E402
+from mmscel.learners import FitData, learner_class
 
 PARAMS = {
     "ridge": {"alpha": 10.0},
@@ -57,20 +57,34 @@ def direct(name, X, Y):
         params = learner.booster_params()
         out = []
         for j in range(Y.shape[1]):  # the plain way: a fresh Dataset per target
-            booster = lgb.train(params, lgb.Dataset(X, Y[:, j], params=params), num_boost_round=100)
+            booster = lgb.train(
+                params, lgb.Dataset(X, Y[:, j], params=params), num_boost_round=100
+            )
             out.append(booster.predict(X))
         return np.column_stack(out)
     if name == "xgb":
         import xgboost as xgb
 
         learner = learner_class("xgb")(PARAMS["xgb"], seed=0, n_jobs=2)
-        booster = xgb.train(learner.booster_params(), xgb.QuantileDMatrix(X, Y), num_boost_round=100)
+        booster = xgb.train(
+            learner.booster_params(), xgb.QuantileDMatrix(X, Y), num_boost_round=100
+        )
         return booster.predict(xgb.DMatrix(X))
     if name == "catboost":
         import catboost as cb
 
-        model = cb.CatBoostRegressor(iterations=100, learning_rate=0.08, depth=6, l2_leaf_reg=3, border_count=128,
-                                     loss_function="MultiRMSE", thread_count=2, random_seed=0, verbose=False, allow_writing_files=False)
+        model = cb.CatBoostRegressor(
+            iterations=100,
+            learning_rate=0.08,
+            depth=6,
+            l2_leaf_reg=3,
+            border_count=128,
+            loss_function="MultiRMSE",
+            thread_count=2,
+            random_seed=0,
+            verbose=False,
+            allow_writing_files=False,
+        )
         return model.fit(X, Y).predict(X)
     if name == "mlp":
         import torch
@@ -78,7 +92,13 @@ def direct(name, X, Y):
         torch.manual_seed(0)
         torch.set_num_threads(2)
         mean, std = X.mean(0), X.std(0) + 1e-6
-        net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 128), torch.nn.LayerNorm(128), torch.nn.SiLU(), torch.nn.Dropout(0.1), torch.nn.Linear(128, Y.shape[1]))
+        net = torch.nn.Sequential(
+            torch.nn.Linear(X.shape[1], 128),
+            torch.nn.LayerNorm(128),
+            torch.nn.SiLU(),
+            torch.nn.Dropout(0.1),
+            torch.nn.Linear(128, Y.shape[1]),
+        )
         opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-5)
         xt, yt = torch.from_numpy((X - mean) / std), torch.from_numpy(Y)
         gen = torch.Generator().manual_seed(0)
@@ -112,16 +132,33 @@ def main() -> None:
         for _ in range(args.repeats):  # alternate, so both see the same machine state
             wrapped.append(timed(via_mmscel, name, X, Y))
             plain.append(timed(direct, name, X, Y))
-        row = {"learner": name, "mmscel_s": float(np.median(wrapped)), "direct_s": float(np.median(plain))}
+        row = {
+            "learner": name,
+            "mmscel_s": float(np.median(wrapped)),
+            "direct_s": float(np.median(plain)),
+        }
         row["ratio"] = row["mmscel_s"] / row["direct_s"]
         results.append(row)
         print(row, flush=True)
     out = ROOT / "bench" / "out" / "learner_overhead.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": args.rows, "features": 150, "outputs": 16, "repeats": args.repeats, "results": results}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "features": 150,
+                "outputs": 16,
+                "repeats": args.repeats,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     print("| learner | mmscel (s) | library directly (s) | ratio |\n|---|---|---|---|")
     for r in results:
-        print(f"| {r['learner']} | {r['mmscel_s']:.2f} | {r['direct_s']:.2f} | {r['ratio']:.2f} |")
+        print(
+            f"| {r['learner']} | {r['mmscel_s']:.2f} | {r['direct_s']:.2f} | {r['ratio']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

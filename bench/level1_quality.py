@@ -22,10 +22,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mmscel.data.anndata_import import import_anndata  # noqa: E402
-from mmscel.data.cache import prepare  # noqa: E402
-from mmscel.level1 import run_level1  # noqa: E402
-from mmscel.metrics import headroom_share, mean_pearson  # noqa: E402
+from mmscel.data.anndata_import import import_anndata
+from mmscel.data.cache import prepare
+from mmscel.level1 import run_level1
+from mmscel.metrics import headroom_share, mean_pearson
 
 REAL = ROOT.parent / "shared" / "real-data"
 OUT = ROOT / "bench" / "out"
@@ -40,7 +40,11 @@ def small_scale(data: Path) -> list[dict]:
         oracle = truth["oracle"][task]["train"]
         for learner in LEARNERS:
             started = time.perf_counter()
-            manifest = run_level1(ROOT / "configs" / task / f"{learner}.yaml", data, oof_root=OUT / "oof_small").manifest
+            manifest = run_level1(
+                ROOT / "configs" / task / f"{learner}.yaml",
+                data,
+                oof_root=OUT / "oof_small",
+            ).manifest
             floor = manifest["cv_mean_profile"]
             rows.append(
                 {
@@ -52,7 +56,9 @@ def small_scale(data: Path) -> list[dict]:
                     "last_day_floor": manifest["last_day_mean_profile"],
                     "oracle_train": oracle,
                     "headroom_cv": headroom_share(manifest["cv"], floor, oracle),
-                    "headroom_last_day": headroom_share(manifest["last_day"], manifest["last_day_mean_profile"], oracle),
+                    "headroom_last_day": headroom_share(
+                        manifest["last_day"], manifest["last_day_mean_profile"], oracle
+                    ),
                     "wall_seconds": manifest["wall_seconds"],
                     "peak_rss_mb": manifest["peak_rss_mb"],
                     "measured_seconds": round(time.perf_counter() - started, 1),
@@ -78,28 +84,75 @@ def real_data() -> list[dict]:
     bmmc = work / "bmmc_cite"
     if not bmmc.exists():
         starter = REAL / "bmmc_cite_starter"
-        import_anndata(bmmc, "cite", inputs=starter / "train_mod1.h5ad", targets=starter / "train_mod2.h5ad",
-                       test_inputs=starter / "test_mod1.h5ad", test_targets=starter / "test_mod2.h5ad")
+        import_anndata(
+            bmmc,
+            "cite",
+            inputs=starter / "train_mod1.h5ad",
+            targets=starter / "train_mod2.h5ad",
+            test_inputs=starter / "test_mod1.h5ad",
+            test_targets=starter / "test_mod2.h5ad",
+        )
     prepare(bmmc)
     truth = pd.read_hdf(bmmc / "truth" / "test_cite_targets.h5").to_numpy()
     train_targets = pd.read_hdf(bmmc / "train_cite_targets.h5").to_numpy()
-    floor = mean_pearson(truth, np.broadcast_to(train_targets.mean(axis=0), truth.shape))
+    floor = mean_pearson(
+        truth, np.broadcast_to(train_targets.mean(axis=0), truth.shape)
+    )
     for learner in LEARNERS:
-        extra = {"features": {"svd_components": 64}, "folds": {"scheme": "random", "n_splits": 5}}
+        extra = {
+            "features": {"svd_components": 64},
+            "folds": {"scheme": "random", "n_splits": 5},
+        }
         if learner in ("lgbm", "xgb", "catboost"):
-            extra["targets"] = {"space": "svd", "components": 16, "standardize_cells": True}
-        manifest = run_level1(_config(work, f"bmmc_{learner}", "cite", learner, **extra), bmmc, oof_root=work / "oof").manifest
+            extra["targets"] = {
+                "space": "svd",
+                "components": 16,
+                "standardize_cells": True,
+            }
+        manifest = run_level1(
+            _config(work, f"bmmc_{learner}", "cite", learner, **extra),
+            bmmc,
+            oof_root=work / "oof",
+        ).manifest
         test = np.load(work / "oof" / "cite" / f"bmmc_{learner}" / "test.npy")
-        rows.append({"dataset": "bmmc_cite s1d1->s1d2", "learner": learner, "cv": manifest["cv"], "test_donor": mean_pearson(truth, test), "mean_profile": floor})
+        rows.append(
+            {
+                "dataset": "bmmc_cite s1d1->s1d2",
+                "learner": learner,
+                "cv": manifest["cv"],
+                "test_donor": mean_pearson(truth, test),
+                "mean_profile": floor,
+            }
+        )
         print(rows[-1], flush=True)
     muon = work / "muon_multi"
     if not muon.exists():
-        import_anndata(muon, "multi", mudata=REAL / "pbmc_multiome_muon" / "pbmc_rna_atac.h5mu", test_fraction=0.3, seed=0)
+        import_anndata(
+            muon,
+            "multi",
+            mudata=REAL / "pbmc_multiome_muon" / "pbmc_rna_atac.h5mu",
+            test_fraction=0.3,
+            seed=0,
+        )
     prepare(muon)
     for learner in LEARNERS:
-        extra = {"features": {"svd_components": 64, "target_svd_components": 44}, "folds": {"scheme": "random", "n_splits": 5}}
-        manifest = run_level1(_config(work, f"muon_{learner}", "multi", learner, **extra), muon, oof_root=work / "oof").manifest
-        rows.append({"dataset": "muon multiome (5-fold)", "learner": learner, "cv": manifest["cv"], "mean_profile": manifest["cv_mean_profile"]})
+        extra = {
+            "features": {"svd_components": 64, "target_svd_components": 44},
+            "folds": {"scheme": "random", "n_splits": 5},
+        }
+        manifest = run_level1(
+            _config(work, f"muon_{learner}", "multi", learner, **extra),
+            muon,
+            oof_root=work / "oof",
+        ).manifest
+        rows.append(
+            {
+                "dataset": "muon multiome (5-fold)",
+                "learner": learner,
+                "cv": manifest["cv"],
+                "mean_profile": manifest["cv_mean_profile"],
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 

@@ -25,7 +25,9 @@ from pathlib import Path
 import psutil
 
 
-def _poll_tree(pid: int, stop: threading.Event, peak: list[int], interval: float, load: list[float]) -> None:
+def _poll_tree(
+    pid: int, stop: threading.Event, peak: list[int], interval: float, load: list[float]
+) -> None:
     try:
         root = psutil.Process(pid)
     except psutil.Error:
@@ -46,16 +48,25 @@ def _poll_tree(pid: int, stop: threading.Event, peak: list[int], interval: float
         stop.wait(interval)
 
 
-def run_measured(cmd: list[str], *, log: Path | None = None, poll: float = 0.2, env: dict | None = None, cwd: str | None = None) -> dict:
+def run_measured(
+    cmd: list[str],
+    *,
+    log: Path | None = None,
+    poll: float = 0.2,
+    env: dict | None = None,
+    cwd: str | None = None,
+) -> dict:
     """Run ``cmd``; return wall seconds, peak RSS (MiB) and the exit code.
 
     Raises ``RuntimeError`` (with the log's tail) when the command fails.
     """
-    out = open(log, "wb") if log else subprocess.DEVNULL
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below, after wait4)
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     stop, peak, load = threading.Event(), [0], []
-    poller = threading.Thread(target=_poll_tree, args=(proc.pid, stop, peak, poll, load), daemon=True)
+    poller = threading.Thread(
+        target=_poll_tree, args=(proc.pid, stop, peak, poll, load), daemon=True
+    )
     poller.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
@@ -77,7 +88,9 @@ def run_measured(cmd: list[str], *, log: Path | None = None, poll: float = 0.2, 
     }
     if proc.returncode != 0:
         tail = Path(log).read_text(errors="replace")[-3000:] if log else ""
-        raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{tail}")
+        raise RuntimeError(
+            f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{tail}"
+        )
     return result
 
 

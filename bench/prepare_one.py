@@ -48,7 +48,9 @@ def _instrument(cache_mod) -> dict[str, float]:
         return wrapper
 
     h5io.FrameReader.read_rows = timed("read_rows", h5io.FrameReader.read_rows)
-    sparse_npz.SparseNpzWriter.write_dense = timed("write_dense", sparse_npz.SparseNpzWriter.write_dense)
+    sparse_npz.SparseNpzWriter.write_dense = timed(
+        "write_dense", sparse_npz.SparseNpzWriter.write_dense
+    )
     sparse_npz.SparseNpzWriter.close = timed("close", sparse_npz.SparseNpzWriter.close)
     cache_mod.file_checksum = timed("checksum", cache_mod.file_checksum)
     return timers
@@ -71,14 +73,28 @@ def main(argv: list[str]) -> int:
     known: set[str] = set()
     for name in (layout.METADATA, layout.CITE_DAY2_EXTRA_METADATA):
         if (args.data_dir / name).exists():
-            known |= set(pd.read_csv(args.data_dir / name, usecols=["cell_id"], dtype=str)["cell_id"])
+            known |= set(
+                pd.read_csv(args.data_dir / name, usecols=["cell_id"], dtype=str)[
+                    "cell_id"
+                ]
+            )
     source = args.source or layout.h5_path(args.data_dir, args.stem)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     timers = _instrument(cache_mod)
     manifest = {"entries": {}}
     report = cache_mod.PrepareReport(cache=args.cache_dir)
     started, cpu_started = time.perf_counter(), time.process_time()
-    cache_mod._prepare_matrix(manifest, report, args.stem, source, args.cache_dir, known, None, False, args.chunk_bytes)
+    cache_mod._prepare_matrix(
+        manifest,
+        report,
+        args.stem,
+        source,
+        args.cache_dir,
+        known,
+        None,
+        False,
+        args.chunk_bytes,
+    )
     loop = time.perf_counter() - started
     loop_cpu = time.process_time() - cpu_started
     rows, cols = report.shapes[args.stem]

@@ -36,18 +36,38 @@ def main(argv: list[str]) -> int:
                 return func(*args, **kwargs)
             finally:
                 after = peak_mib()
-                stages.append({"stage": name, "what": label(args), "seconds": round(time.perf_counter() - started, 2),
-                               "peak_rss_after_mib": round(after, 1), "raised_peak_by_mib": round(after - before, 1)})
+                stages.append(
+                    {
+                        "stage": name,
+                        "what": label(args),
+                        "seconds": round(time.perf_counter() - started, 2),
+                        "peak_rss_after_mib": round(after, 1),
+                        "raised_peak_by_mib": round(after - before, 1),
+                    }
+                )
 
         return wrapper
 
     cache_mod._prepare_table = wrap("table", cache_mod._prepare_table, lambda a: a[2])
-    cache_mod._prepare_matrix = wrap("matrix", cache_mod._prepare_matrix, lambda a: a[2])
-    cache_mod._report_duplicates = wrap("duplicates", cache_mod._report_duplicates, lambda a: "cite train vs test")
+    cache_mod._prepare_matrix = wrap(
+        "matrix", cache_mod._prepare_matrix, lambda a: a[2]
+    )
+    cache_mod._report_duplicates = wrap(
+        "duplicates", cache_mod._report_duplicates, lambda a: "cite train vs test"
+    )
     start_peak = peak_mib()
     started = time.perf_counter()
     cache_mod.prepare(data, cache)
-    print(json.dumps({"seconds": time.perf_counter() - started, "peak_rss_after_imports_mib": start_peak, "peak_rss_mib": peak_mib(), "stages": stages}))
+    print(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - started,
+                "peak_rss_after_imports_mib": start_peak,
+                "peak_rss_mib": peak_mib(),
+                "stages": stages,
+            }
+        )
+    )
     return 0
 
 

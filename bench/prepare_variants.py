@@ -7,7 +7,8 @@ chunks -> ``SparseNpzWriter``) with one change at a time, and writes the same
 ``.npz`` (the output is checked against the current ``write_dense`` scan on
 the first chunk):
 
-``current``        the loop as in src/ (``write_dense``), for reference.
+``current``        the loop with src's ``SparseNpzWriter.write_dense`` as it is when
+                   this runs (src/ changes: during the issue-2 run it became the mask scan).
 ``mask``           the non-zero scan by a boolean mask (``floor.dense_to_csr_parts``)
                    instead of ``np.nonzero`` + the 2-D fancy index.
 ``prefetch``       src's ``write_dense``, with the next chunk read by a background
@@ -33,10 +34,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from floor import dense_to_csr_parts  # noqa: E402
+from floor import dense_to_csr_parts
 
-from mmscel.data.h5io import FrameReader, rows_per_chunk  # noqa: E402
-from mmscel.data.sparse_npz import SparseNpzWriter  # noqa: E402
+from mmscel.data.h5io import FrameReader, rows_per_chunk
+from mmscel.data.sparse_npz import SparseNpzWriter
 
 VARIANTS = ("current", "mask", "prefetch", "mask+prefetch")
 
@@ -56,7 +57,7 @@ def prefetched(reader: FrameReader, step: int, limit: int):
         try:
             for item in chunks_of(reader, step, limit):
                 slots.put(item)
-        except BaseException as exc:  # hand the error to the consumer
+        except BaseException as exc:  # noqa: BLE001 (handed to the consumer, which re-raises it)
             slots.put(exc)
         slots.put(done)
 
@@ -79,14 +80,20 @@ def main(argv: list[str]) -> int:
         step = rows_per_chunk(reader.shape[1])
         limit = min(reader.shape[0], max_rows or reader.shape[0])
         writer = SparseNpzWriter(out, reader.shape[1])
-        chunks = prefetched(reader, step, limit) if "prefetch" in variant else chunks_of(reader, step, limit)
+        chunks = (
+            prefetched(reader, step, limit)
+            if "prefetch" in variant
+            else chunks_of(reader, step, limit)
+        )
         checked = False
         for _, block in chunks:
             if "mask" in variant:
                 values, cols, counts = dense_to_csr_parts(block)
                 if not checked:
                     rows, ref_cols = np.nonzero(block)
-                    assert np.array_equal(values, block[rows, ref_cols]) and np.array_equal(cols, ref_cols)
+                    assert np.array_equal(
+                        values, block[rows, ref_cols]
+                    ) and np.array_equal(cols, ref_cols)
                     checked = True
                 writer._append(values, cols, counts)
             else:
@@ -94,8 +101,21 @@ def main(argv: list[str]) -> int:
         writer.close()
         shape = (limit, reader.shape[1])
     loop, loop_cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    print(json.dumps({"variant": variant, "file": str(source), "rows": shape[0], "columns": shape[1], "dense_bytes": shape[0] * shape[1] * 4,
-                      "nnz": writer.nnz, "npz_bytes": out.stat().st_size, "loop_s": loop, "loop_cpu_s": loop_cpu}))
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "file": str(source),
+                "rows": shape[0],
+                "columns": shape[1],
+                "dense_bytes": shape[0] * shape[1] * 4,
+                "nnz": writer.nnz,
+                "npz_bytes": out.stat().st_size,
+                "loop_s": loop,
+                "loop_cpu_s": loop_cpu,
+            }
+        )
+    )
     out.unlink()
     return 0
 
