@@ -57,7 +57,9 @@ def main(argv):
         node = h5.get_node(f"/{_key(args.file)}/block0_values")
         step = int(rows_per_chunk(int(node.shape[1])))
         step = min(step, int(node.shape[0]))
-        starts = [i * step for i in range(args.chunks) if (i + 1) * step <= node.shape[0]]  # whole chunks only
+        starts = [
+            i * step for i in range(args.chunks) if (i + 1) * step <= node.shape[0]
+        ]  # whole chunks only
         blocks = [node[s : s + step] for s in starts]
         buffer = np.empty((step, node.shape[1]), dtype=np.float32)
         read_new = sum(
