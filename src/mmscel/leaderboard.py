@@ -102,21 +102,28 @@ def _lookup(table: dict | None, key: str, split: str):
     return None if value is None else float(value)
 
 
-def task_scores(data_dir, cache_dir, task: str, test: np.ndarray, components: np.ndarray | None) -> dict[str, float]:
-    """Public and private scores of one task's test predictions against the hidden truth."""
-    from mmscel.submission import evaluation_rows, submission_values
+class TaskScorer:
+    """Public and private scores of one task's test predictions; evaluation rows and truth read once."""
 
-    _, solution = load_truth(data_dir)
-    rows = evaluation_rows(data_dir, cache_dir)
-    mask = rows.is_cite if task == "cite" else ~rows.is_cite
-    values = submission_values(data_dir, cache_dir, {task: (test, components)})
-    table = pq.read_table(solution, columns=["target", "split", "cell"])
-    truth = table.column("target").to_numpy()[mask]
-    cell = table.column("cell").to_numpy()[mask]
-    split = np.asarray(table.column("split").to_numpy(zero_copy_only=False), dtype=object)[mask]
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(cell) != 0) + 1])
-    per_cell = pearson_per_segment(truth, values[mask].astype(np.float64), starts)
-    return {s: float(per_cell[split[starts] == s].mean()) for s in SPLIT_ORDER if (split[starts] == s).any()}
+    def __init__(self, data_dir, cache_dir=None):
+        from mmscel.submission import evaluation_rows
+
+        _, solution = load_truth(data_dir)
+        self.rows = evaluation_rows(data_dir, cache_dir)
+        table = pq.read_table(solution, columns=["target", "split", "cell"])
+        self.truth = table.column("target").to_numpy()
+        self.cell = table.column("cell").to_numpy()
+        self.split = np.asarray(table.column("split").to_numpy(zero_copy_only=False), dtype=object)
+
+    def scores(self, task: str, test: np.ndarray, components: np.ndarray | None) -> dict[str, float]:
+        """Mean per-cell Pearson per leaderboard split of ``task``'s predictions."""
+        from mmscel.submission import task_values
+
+        mask = self.rows.is_cite if task == "cite" else ~self.rows.is_cite
+        cell, split = self.cell[mask], self.split[mask]
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(cell) != 0) + 1])
+        per_cell = pearson_per_segment(self.truth[mask], task_values(self.rows, mask, test, components).astype(np.float64), starts)
+        return {s: float(per_cell[split[starts] == s].mean()) for s in SPLIT_ORDER if (split[starts] == s).any()}
 
 
 def board(data_dir, cache_dir, oof_root) -> tuple[list[dict], dict]:
@@ -127,20 +134,18 @@ def board(data_dir, cache_dir, oof_root) -> tuple[list[dict], dict]:
     from mmscel.store import load_array
 
     truth, _ = load_truth(data_dir)
+    scorer = TaskScorer(data_dir, cache_dir)
     rows = []
     for manifest in list_runs(oof_root):
-        run_dir = Path(oof_root) / manifest["task"] / manifest["run"]
-        from mmscel.blend.inputs import RunOutputs
-
-        run = RunOutputs(manifest["run"], manifest, np.zeros(0), load_array(run_dir / "test.npy"), None)
-        basis = target_basis(run)
-        scores = task_scores(data_dir, cache_dir, manifest["task"], run.test, None if basis is None else basis.components)
+        test = load_array(Path(oof_root) / manifest["task"] / manifest["run"] / "test.npy")
+        basis = target_basis(manifest["target_space"])
+        scores = scorer.scores(manifest["task"], test, None if basis is None else basis.components)
         rows.append({"task": manifest["task"], "name": manifest["run"], "kind": manifest["learner"], "cv": manifest["cv"], "last_day": manifest["last_day"], **scores})
     for path in sorted(Path(oof_root).glob("blend/*/manifest.json")):
         blend = json.loads(path.read_text())
         predictions, _ = blend_predictions(oof_root, blend["name"])
         for task, (test, components) in predictions.items():
             info = blend["tasks"][task]
-            scores = task_scores(data_dir, cache_dir, task, test, components)
+            scores = scorer.scores(task, test, components)
             rows.append({"task": task, "name": blend["name"], "kind": f"blend ({info['method']})", "cv": info["nested"], "last_day": info["last_day"], **scores})
     return rows, truth

@@ -78,9 +78,9 @@ def _lookups(cache: Path):
     return cell_lookup, gene_lookup, technology
 
 
-def mean_profile_values(data_dir: str | Path, cache_dir: str | Path | None = None) -> np.ndarray:
+def mean_profile_values(data_dir: str | Path, cache_dir: str | Path | None = None, rows: EvaluationRows | None = None) -> np.ndarray:
     """The floor submission: each target's mean over the training cells, for every evaluation row."""
-    rows = evaluation_rows(data_dir, cache_dir)
+    rows = rows or evaluation_rows(data_dir, cache_dir)
     cache = cache_dir_for(data_dir, cache_dir)
     values = np.zeros(rows.n_rows, dtype=np.float32)
     for task, mask in ((layout.CITE, rows.is_cite), (layout.MULTI, ~rows.is_cite)):
@@ -164,17 +164,27 @@ def submission_values(data_dir, cache_dir, predictions: dict[str, tuple[np.ndarr
     predictions gets the mean profile.
     """
     rows = evaluation_rows(data_dir, cache_dir)
-    values = mean_profile_values(data_dir, cache_dir) if set(predictions) != {"cite", "multi"} else np.zeros(rows.n_rows, np.float32)
+    complete = set(predictions) == {"cite", "multi"}
+    values = np.zeros(rows.n_rows, np.float32) if complete else mean_profile_values(data_dir, cache_dir, rows)
     for task, mask in (("cite", rows.is_cite), ("multi", ~rows.is_cite)):
-        if task not in predictions or not mask.any():
-            continue
-        test, components = predictions[task]
-        where = np.flatnonzero(mask)
-        for start in range(0, len(where), 2_000_000):
-            part = where[start : start + 2_000_000]
-            cells, targets = rows.cell_code[part], rows.target_code[part]
-            if components is None:
-                values[part] = test[cells, targets]
-            else:
-                values[part] = np.einsum("rk,kr->r", test[cells].astype(np.float32), components[:, targets])
+        if task in predictions and mask.any():
+            values[mask] = task_values(rows, mask, *predictions[task])
     return values
+
+
+def task_values(rows: EvaluationRows, mask: np.ndarray, test: np.ndarray, components: np.ndarray | None) -> np.ndarray:
+    """Values of the evaluation rows selected by ``mask`` (one task) from its test predictions.
+
+    Multiome coefficients are mapped onto genes for the scored entries only,
+    two million rows at a time.
+    """
+    where = np.flatnonzero(mask)
+    out = np.empty(len(where), dtype=np.float32)
+    for start in range(0, len(where), 2_000_000):
+        part = where[start : start + 2_000_000]
+        cells, targets = rows.cell_code[part], rows.target_code[part]
+        if components is None:
+            out[start : start + len(part)] = test[cells, targets]
+        else:
+            out[start : start + len(part)] = np.einsum("rk,kr->r", test[cells].astype(np.float32), components[:, targets])
+    return out

@@ -75,9 +75,8 @@ def _space(manifest: dict) -> tuple:
     return ("proteins", space["n_targets"] if "n_targets" in space else None)
 
 
-def target_basis(run: RunOutputs) -> TargetBasis | None:
-    """The target basis a Multiome run's coefficients refer to."""
-    space = run.manifest["target_space"]
+def target_basis(space: dict) -> TargetBasis | None:
+    """The target basis that coefficients in a manifest's ``target_space`` refer to (None for proteins)."""
     if space["kind"] != "components":
         return None
     components = load_array(Path(space["components_file"]))

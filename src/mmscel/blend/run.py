@@ -76,7 +76,7 @@ def run_level2(config: BlendConfig | str | Path, data_dir="data", cache_dir=None
 
 def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir, cache_dir, out: Path) -> dict:
     train = load(task, "train", data_dir, cache_dir)
-    basis = target_basis(runs[0])
+    basis = target_basis(runs[0].manifest["target_space"])
     validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))
     stats = _statistics([r.oof[validated] for r in runs], train.targets[validated], basis)
     options = {"n_trials": config.n_trials, "seed": config.seed, "greedy_steps": config.greedy_steps,

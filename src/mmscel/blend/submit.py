@@ -29,9 +29,8 @@ def blend_predictions(oof_root: Path, name: str) -> tuple[dict, dict]:
         raise InputError(folder, "no such blend (manifest.json missing)")
     predictions = {}
     for task, info in manifest["tasks"].items():
-        test = load_array(folder / info["test_file"])
-        components = load_array(Path(info["target_space"]["components_file"])) if info["target_space"]["kind"] == "components" else None
-        predictions[task] = (test, components)
+        basis = target_basis(info["target_space"])
+        predictions[task] = (load_array(folder / info["test_file"]), None if basis is None else basis.components)
     source = {"blend": name, "runs": {task: info["runs"] for task, info in manifest["tasks"].items()},
               "weights": {task: info["weights"] for task, info in manifest["tasks"].items()}}
     return predictions, source
@@ -47,7 +46,7 @@ def run_predictions(oof_root: Path, specs: list[str]) -> tuple[dict, dict]:
         if task in predictions:
             raise InputError(f"--run {spec}", f"a second {task} run; blend them with mmscel level2 instead")
         run = load_runs(Path(oof_root), task, [name])[0]
-        basis = target_basis(run)
+        basis = target_basis(run.manifest["target_space"])
         predictions[task] = (run.test, None if basis is None else basis.components)
         source["runs"][task] = [name]
     return predictions, source
