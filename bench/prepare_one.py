@@ -28,14 +28,16 @@ from pathlib import Path
 def _instrument(cache_mod) -> dict[str, float]:
     """Wrap the steps of ``_prepare_matrix`` with accumulating wall-clock timers (no change to src/).
 
-    read_rows: FrameReader.read_rows (HDF5 read + blosc decompression);
-    write_dense: SparseNpzWriter.write_dense (nonzero scan + scratch-file writes);
+    read_rows: FrameReader.read_rows (HDF5 read + blosc decompression), in the reader threads;
+    convert: the dense -> CSR scan and row digests (``_chunk_to_csr``), in the reader threads;
+    write: SparseNpzWriter.write_parts (scratch-file writes), in the main thread;
+    read_rows and convert of different chunks overlap, so the parts may sum to more than the wall time;
     close: SparseNpzWriter.close (assembling the .npz from the scratch files);
     checksum: the SHA-256 of the source for the manifest.
     """
     from mmscel.data import h5io, sparse_npz
 
-    timers = {"read_rows": 0.0, "write_dense": 0.0, "close": 0.0, "checksum": 0.0}
+    timers = {"read_rows": 0.0, "convert": 0.0, "write": 0.0, "close": 0.0, "checksum": 0.0}
 
     def timed(name, func):
         def wrapper(*args, **kwargs):
@@ -48,9 +50,8 @@ def _instrument(cache_mod) -> dict[str, float]:
         return wrapper
 
     h5io.FrameReader.read_rows = timed("read_rows", h5io.FrameReader.read_rows)
-    sparse_npz.SparseNpzWriter.write_dense = timed(
-        "write_dense", sparse_npz.SparseNpzWriter.write_dense
-    )
+    sparse_npz.SparseNpzWriter.write_parts = timed("write", sparse_npz.SparseNpzWriter.write_parts)
+    cache_mod._chunk_to_csr = timed("convert", cache_mod._chunk_to_csr)
     sparse_npz.SparseNpzWriter.close = timed("close", sparse_npz.SparseNpzWriter.close)
     cache_mod.file_checksum = timed("checksum", cache_mod.file_checksum)
     return timers

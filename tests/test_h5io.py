@@ -83,3 +83,33 @@ def test_prefetching_reader_gives_the_same_chunks_and_stops_cleanly(tmp_path):
         for start, _ in reader.iter_chunks(chunk_rows=10, prefetch=True):
             if start >= 20:
                 break  # leaving early must not hang the reading thread
+
+
+def test_map_chunks_runs_func_on_every_chunk_in_order_and_reuses_buffers(tmp_path):
+    values, index, columns = _frame(rows=257, cols=13)
+    path = write_frame(tmp_path / "x.h5", "k", index, columns, values)
+    seen_buffers = set()
+
+    def row_sums(chunk):
+        seen_buffers.add(chunk.__array_interface__["data"][0])
+        return chunk.sum(axis=1)
+
+    with FrameReader(path) as reader:
+        results = list(reader.map_chunks(row_sums, chunk_rows=20, workers=2))
+    assert [start for start, _ in results] == list(range(0, 257, 20))
+    np.testing.assert_allclose(np.concatenate([r for _, r in results]), values.sum(axis=1), rtol=1e-6)
+    assert len(seen_buffers) <= 3  # a small pool, not one fresh array per chunk
+
+
+def test_map_chunks_hands_a_worker_error_to_the_caller(tmp_path):
+    values, index, columns = _frame(rows=100, cols=5)
+    path = write_frame(tmp_path / "x.h5", "k", index, columns, values)
+
+    def fail_on_third(chunk):
+        if chunk[0, 0] == values[30, 0] and np.array_equal(chunk[0], values[30]):
+            raise RuntimeError("boom")
+        return len(chunk)
+
+    with FrameReader(path) as reader:
+        with pytest.raises(RuntimeError, match="boom"):
+            list(reader.map_chunks(fail_on_third, chunk_rows=10))

@@ -94,13 +94,32 @@ def test_reconstruct_off_or_without_full_targets_fits_on_y():
 def test_same_seed_same_predictions():
     X, Y = nonlinear_data(n=300)
     params = {**FAST, "epochs": 8, "norm": "batch"}
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    def torch_state():
+        return torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), fill_uninitialized_memory()
+
+    before = torch_state()
     first = mlp(params, seed=7, n_jobs=2).fit(FitData(X, Y)).predict(X)
     second = mlp(params, seed=7, n_jobs=2).fit(FitData(X, Y)).predict(X)
     other = mlp(params, seed=8, n_jobs=2).fit(FitData(X, Y)).predict(X)
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first, other)
-    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (threads, deterministic)
+    assert torch_state() == before
+
+
+def fill_uninitialized_memory():
+    return torch.utils.deterministic.fill_uninitialized_memory
+
+
+def test_input_scaling_is_fitted_once_and_matches_the_network():
+    X, Y = nonlinear_data(n=300)
+    X[:, 3] = 2.5  # a constant feature keeps unit scale
+    learner = mlp({**FAST, "epochs": 1})
+    learner.model_ = learner._build(torch.from_numpy(X), Y)
+    Z = learner._fit_scaling(torch.from_numpy(X.copy()))
+    std = X.std(axis=0)
+    np.testing.assert_allclose(learner.model_.x_mean.numpy(), X.mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(learner.model_.x_std.numpy(), np.where(std > 0, std, 1), rtol=1e-5)
+    np.testing.assert_array_equal(Z.numpy(), learner.model_.standardize(torch.from_numpy(X)).numpy())
 
 
 def test_early_stopping_keeps_best_epoch():

@@ -63,7 +63,7 @@ def test_component_space_metric_equals_the_naive_reconstruction():
 def test_every_blend_method_beats_equal_weights_or_matches(method, tmp_path):
     truth, predictions = _runs()
     stats = dense_statistics(predictions, truth)
-    weights = fit_weights(method, stats, n_trials=40, storage=tmp_path / "study.db")
+    weights = fit_weights(method, stats, n_trials=40, storage=tmp_path / "study.journal")
     assert weights.min() >= 0 and weights.sum() == pytest.approx(1.0)
     assert stats.score(weights) >= stats.score(np.full(4, 0.25)) - 1e-9
     if method != "equal":
@@ -75,10 +75,14 @@ def test_optuna_reaches_greedy_and_slsqp_and_resumes(tmp_path):
     truth, predictions = _runs(seed=3)
     stats = dense_statistics(predictions, truth)
     best_other = max(stats.score(fit_weights(m, stats)) for m in ("greedy", "slsqp"))
-    weights, study = optuna_weights(stats, n_trials=30, seed=0, storage=tmp_path / "study.db")
+    weights, study = optuna_weights(stats, n_trials=130, seed=0, storage=tmp_path / "study.journal")
     assert stats.score(weights) >= best_other - 1e-4
-    _, resumed = optuna_weights(stats, n_trials=45, seed=0, storage=tmp_path / "study.db")
-    assert len(resumed.trials) == 45  # the stored study was extended, not restarted
+    _, resumed = optuna_weights(stats, n_trials=145, seed=0, storage=tmp_path / "study.journal")
+    assert len(resumed.trials) == 145  # the stored study was extended, not restarted
+    assert [t.params for t in resumed.trials[:130]] == [t.params for t in study.trials]
+    fewer = stats.__class__(stats.gram[:, :3, :3], stats.cross[:, :3])
+    weights, other = optuna_weights(fewer, n_trials=20, seed=0, storage=tmp_path / "study.journal")
+    assert len(weights) == 3 and len(other.trials) == 20  # trials of another set of runs are not reused
 
 
 FAST = {
@@ -112,13 +116,18 @@ def _blend_config(tmp_path, **fields):
 def test_level2_nested_score_and_a_submission_that_passes_validation(tiny_prepared, oof_with_runs, tmp_path):
     oof = tmp_path / "oof"
     shutil.copytree(oof_with_runs, oof)
-    manifest = run_level2(_blend_config(tmp_path), tiny_prepared, oof_root=oof)
+    manifest = run_level2(_blend_config(tmp_path, method="optuna", n_trials=30), tiny_prepared, oof_root=oof)
     for task in ("cite", "multi"):
         info = manifest["tasks"][task]
         assert info["nested"] <= info["in_sample"] + 1e-9
         assert info["nested"] > info["best_single"]["score"] - 0.02
         assert info["last_day"] is not None and sum(info["weights"]) == pytest.approx(1.0)
         assert set(info["fingerprints"]) == set(info["runs"])
+    studies = sorted(p.name for p in (oof / "blend" / "b").glob("study-*.journal"))
+    assert len(studies) == 2  # one Optuna study per task, named after its inputs
+    again = run_level2(_blend_config(tmp_path, method="optuna", n_trials=30), tiny_prepared, oof_root=oof)
+    assert sorted(p.name for p in (oof / "blend" / "b").glob("study-*.journal")) == studies
+    assert again["tasks"]["cite"]["weights"] == manifest["tasks"]["cite"]["weights"]
     record = submit(tiny_prepared, None, oof, None)
     sample = pd.read_csv(tiny_prepared / "sample_submission.csv")
     written = pd.read_csv(record["file"])

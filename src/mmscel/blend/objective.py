@@ -90,24 +90,45 @@ def component_statistics(coefficients: list[np.ndarray], truth: np.ndarray | sp.
     n_genes = V.shape[1]
     vvt, v_mean, vm = V @ V.T / n_genes, V.mean(axis=1), V @ m / n_genes
     m_mean, m_sq = m.mean(), m @ m / n_genes
-    y_sum = np.asarray(truth.sum(axis=1)).ravel() / n_genes
-    y_sq = np.asarray((truth.multiply(truth) if sp.issparse(truth) else truth**2).sum(axis=1)).ravel() / n_genes
-    y_proj = np.asarray(truth @ V.T) / n_genes  # cells x k
-    y_m = np.asarray(truth @ m).ravel() / n_genes
+    y_sum, y_sq, y_proj, y_m = _truth_moments(truth, V, m)
     y_sd = np.sqrt(np.maximum(y_sq - y_sum**2, 0.0))
     z = [np.asarray(c, dtype=np.float64) for c in coefficients]
     means = [zi @ v_mean + m_mean for zi in z]  # per-cell mean of each run's genes
-    second = [[np.einsum("ck,kl,cl->c", zi, vvt, zj) + zi @ vm + zj @ vm + m_sq for zj in z] for zi in z]
-    sds = [np.sqrt(np.maximum(second[i][i] - means[i] ** 2, 0.0)) for i in range(len(z))]
+    linear = [zi @ vm for zi in z]
     runs = len(z)
+    second = np.empty((runs, runs, len(y_sum)))  # per-cell mean product of runs i and j's genes
+    for i in range(runs):
+        zi_vvt = z[i] @ vvt
+        for j in range(i, runs):
+            second[i, j] = second[j, i] = np.einsum("ck,ck->c", zi_vvt, z[j]) + linear[i] + linear[j] + m_sq
+    sds = [np.sqrt(np.maximum(second[i, i] - means[i] ** 2, 0.0)) for i in range(runs)]
     gram = np.empty((len(y_sum), runs, runs))
     cross = np.empty((len(y_sum), runs))
     for i in range(runs):
         covariance = np.einsum("ck,ck->c", z[i], y_proj) + y_m - means[i] * y_sum
         cross[:, i] = _ratio(covariance, sds[i] * y_sd)
         for j in range(runs):
-            gram[:, i, j] = _ratio(second[i][j] - means[i] * means[j], sds[i] * sds[j])
+            gram[:, i, j] = _ratio(second[i, j] - means[i] * means[j], sds[i] * sds[j])
     return CellStatistics(gram, cross)
+
+
+def _truth_moments(truth, V: np.ndarray, m: np.ndarray, chunk: int = 8192):
+    """Per-cell mean of y and y^2, ``Y V' / n`` and ``Y m / n`` in float64, in row chunks (no full-size copy)."""
+    n_cells, n_genes = truth.shape
+    y_sum, y_sq, y_m = np.empty(n_cells), np.empty(n_cells), np.empty(n_cells)
+    y_proj = np.empty((n_cells, V.shape[0]))
+    for start in range(0, n_cells, chunk):
+        part = truth[start : start + chunk]
+        part = part.astype(np.float64) if sp.issparse(part) else np.asarray(part, dtype=np.float64)
+        rows = slice(start, start + part.shape[0])
+        squared = part.copy() if sp.issparse(part) else part**2
+        if sp.issparse(part):
+            squared.data **= 2
+        y_sum[rows] = np.asarray(part.sum(axis=1)).ravel() / n_genes
+        y_sq[rows] = np.asarray(squared.sum(axis=1)).ravel() / n_genes
+        y_proj[rows] = np.asarray(part @ V.T) / n_genes
+        y_m[rows] = np.asarray(part @ m).ravel() / n_genes
+    return y_sum, y_sq, y_proj, y_m
 
 
 def _ratio(numerator, denominator):

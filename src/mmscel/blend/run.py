@@ -23,7 +23,7 @@ from mmscel.blend.methods import fit_weights
 from mmscel.config import describe_validation_error, read_yaml
 from mmscel.data.load import load
 from mmscel.errors import InputError
-from mmscel.store import save_array, write_manifest
+from mmscel.store import array_digest, digest, save_array, write_manifest
 
 
 class BlendConfig(pydantic.BaseModel):
@@ -78,9 +78,9 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
     train = load(task, "train", data_dir, cache_dir)
     basis = target_basis(runs[0].manifest["target_space"])
     validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))
-    stats = _statistics([r.oof[validated] for r in runs], train.targets[validated], basis)
+    stats = _statistics([r.oof[validated] for r in runs], _rows(train.targets, validated), basis)
     options = {"n_trials": config.n_trials, "seed": config.seed, "greedy_steps": config.greedy_steps,
-               "storage": out / "study.db", "study_name": f"{config.name}-{task}"}
+               "storage": out / f"study-{task}-{_study_key(config, runs, validated)}.journal", "study_name": f"{config.name}-{task}"}
     weights = fit_weights(config.method, stats, **options)
     singles = {r.name: stats.score(np.eye(len(runs))[i]) for i, r in enumerate(runs)}
     nested = _nested(config, stats, runs[0], validated)
@@ -104,6 +104,22 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
         "test_file": f"test_{task}.npy",
         "test_shape": list(test.shape),
     }
+
+
+def _rows(matrix, rows: np.ndarray):
+    """``matrix[rows]``, without a copy when ``rows`` is every row."""
+    return matrix if len(rows) == matrix.shape[0] and np.array_equal(rows, np.arange(len(rows))) else matrix[rows]
+
+
+def _study_key(config: BlendConfig, runs: list[RunOutputs], validated: np.ndarray) -> str:
+    """Digest of everything the Optuna study's scores depend on: a changed input starts a new study."""
+    inputs = {
+        "seed": config.seed,
+        "runs": [[r.name] + [r.manifest[k] for k in ("config_hash", "data_fingerprint", "fold_fingerprint")] for r in runs],
+        "oof": array_digest(*(r.oof for r in runs)),
+        "cells": array_digest(validated),
+    }
+    return digest(inputs)[:16]
 
 
 def _statistics(predictions, truth, basis):

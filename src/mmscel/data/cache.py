@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +29,13 @@ import pyarrow.parquet as pq
 import mmscel
 from mmscel.data import layout
 from mmscel.data.h5io import FrameReader, rows_per_chunk
-from mmscel.data.sparse_npz import SparseNpzWriter
+from mmscel.data.sparse_npz import CsrParts, SparseNpzWriter, dense_to_csr_parts
 from mmscel.errors import InputError
 from mmscel.fsutil import atomic_path, file_checksum, write_json
 from mmscel.progress import track
 
 MANIFEST = "manifest.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: row digests taken on the CSR form
 LEAK_REPORT = "cite_test_duplicates.parquet"
 
 
@@ -249,11 +251,14 @@ def _prepare_matrix(manifest, report, stem, source: Path, cache: Path, known, re
         report.reused.append(stem)
         report.shapes[stem], report.nnz[stem] = tuple(entry["shape"]), entry["nnz"]
         return
-    if source.suffix == ".npz":
-        shape, nnz = _adopt_sparse(source, stem, cache, known, reference)
-    else:
-        shape, nnz = _convert_h5(source, stem, cache, known, reference, compress, chunk_bytes)
-    manifest["entries"][stem] = {"source": _source_record(source), "shape": list(shape), "nnz": nnz}
+    # The source's checksum is hashed in a thread while the matrix converts (hashlib releases the GIL).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmscel-sha256") as hasher:
+        record = hasher.submit(_source_record, source)
+        if source.suffix == ".npz":
+            shape, nnz = _adopt_sparse(source, stem, cache, known, reference)
+        else:
+            shape, nnz = _convert_h5(source, stem, cache, known, reference, compress, chunk_bytes)
+        manifest["entries"][stem] = {"source": record.result(), "shape": list(shape), "nnz": nnz}
     write_json(cache / MANIFEST, manifest)
     report.built.append(stem)
     report.shapes[stem], report.nnz[stem] = shape, nnz
@@ -264,21 +269,21 @@ def _convert_h5(source, stem, cache, known, reference, compress, chunk_bytes) ->
         _check_ids(source, reader.index, known)
         columns, take = _align_columns(source, reader.columns, reference)
         writer = SparseNpzWriter(values_path(cache, stem), len(columns), compress=compress)
+        hashed = stem in HASHED_STEMS
+        digests = []
         try:
-            step = rows_per_chunk(reader.shape[1], chunk_bytes) if chunk_bytes else None
-            n_chunks = -(-reader.shape[0] // (step or rows_per_chunk(reader.shape[1])))
-            digests = [] if stem in HASHED_STEMS else None
-            for _, block in track(reader.iter_chunks(step, prefetch=True), f"prepare {stem}", total=n_chunks):
-                block = block if take is None else block[:, take]
-                writer.write_dense(block)
-                if digests is not None:
-                    digests.append(row_digests(block))
+            step = rows_per_chunk(reader.shape[1], chunk_bytes) if chunk_bytes else rows_per_chunk(reader.shape[1])
+            n_chunks = -(-reader.shape[0] // step)
+            convert = partial(_chunk_to_csr, take=take, hashed=hashed)
+            for _, (parts, chunk_digests) in track(reader.map_chunks(convert, step), f"prepare {stem}", total=n_chunks):
+                writer.write_parts(parts)
+                digests.append(chunk_digests)
             writer.close()
         except BaseException:
             writer.abort()
             raise
         _write_idxcol(cache, stem, reader.index, columns)
-        if digests is not None:
+        if hashed:
             save_digests(cache, stem, np.concatenate(digests) if digests else np.zeros((0, 16), np.uint8))
         return (reader.shape[0], len(columns)), writer.nnz
 
@@ -306,8 +311,10 @@ def _adopt_sparse(source: Path, stem: str, cache: Path, known, reference) -> tup
     writer.close()
     _write_idxcol(cache, stem, index, aligned)
     if stem in HASHED_STEMS:
-        step = max(1, 2**24 // max(1, matrix.shape[1]))
-        save_digests(cache, stem, np.concatenate([row_digests(matrix[i : i + step].toarray()) for i in range(0, matrix.shape[0], step)] or [np.zeros((0, 16), np.uint8)]))
+        canonical = matrix.copy()
+        canonical.eliminate_zeros()
+        canonical.sort_indices()
+        save_digests(cache, stem, row_digests(CsrParts(canonical.data, canonical.indices.astype(np.int32), np.diff(canonical.indptr))))
     return matrix.shape, int(matrix.nnz)
 
 
@@ -365,10 +372,27 @@ def _check_rows_match(cache: Path, stem: str, sources: dict) -> None:
 HASHED_STEMS = (layout.CITE.train_inputs, layout.CITE.test_inputs)
 
 
-def row_digests(block: np.ndarray) -> np.ndarray:
-    """A 16-byte digest of each dense row (equal rows, equal digests)."""
-    block = np.ascontiguousarray(block, dtype=np.float32) + np.float32(0.0)  # -0.0 and 0.0 hash alike
-    return np.frombuffer(b"".join(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in block), dtype=np.uint8).reshape(-1, 16)
+def _chunk_to_csr(block: np.ndarray, take: np.ndarray | None, hashed: bool) -> tuple[CsrParts, np.ndarray]:
+    """One chunk of a dense matrix as CSR parts (+ row digests); runs in a reader thread."""
+    parts = dense_to_csr_parts(block if take is None else block[:, take])
+    return parts, row_digests(parts) if hashed else np.zeros((0, 16), np.uint8)
+
+
+def row_digests(parts: CsrParts) -> np.ndarray:
+    """A 16-byte digest of each row from its canonical CSR form (sorted columns, no stored zeros).
+
+    Equal dense rows have equal digests (0.0 and -0.0 alike, as neither is
+    stored); hashing the non-zeros only reads a fraction of the dense bytes.
+    """
+    ends = np.cumsum(parts.counts)
+    data = np.ascontiguousarray(parts.data, dtype="<f4")
+    indices = np.ascontiguousarray(parts.indices, dtype="<i4")
+    out = bytearray()
+    for start, stop in zip((ends - parts.counts).tolist(), ends.tolist()):
+        digest = hashlib.blake2b(data[start:stop].tobytes(), digest_size=16)
+        digest.update(indices[start:stop].tobytes())
+        out += digest.digest()
+    return np.frombuffer(bytes(out), dtype=np.uint8).reshape(-1, 16)
 
 
 def digests_path(cache: Path, stem: str) -> Path:

@@ -14,8 +14,11 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import tables
@@ -24,6 +27,7 @@ from mmscel.errors import InputError
 
 DEFAULT_CHUNK_BYTES = 128 * 2**20
 _HDF5_CHUNK_BYTES = 2**20
+T = TypeVar("T")
 
 
 def rows_per_chunk(n_columns: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
@@ -252,16 +256,23 @@ class FrameReader:
         """(rows, columns) of the frame."""
         return (len(self.index), len(self.columns))
 
-    def read_rows(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` as a dense float32 array in column order."""
+    def read_rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``start:stop`` as a dense float32 array in column order.
+
+        With ``out`` (a C-contiguous float32 array of at least that many rows)
+        the rows are read into it and a view of it is returned, so a loop can
+        reuse one buffer instead of having the kernel zero a fresh one per chunk.
+        """
         n = max(0, min(stop, self.shape[0]) - start)
+        target = np.empty((n, self.shape[1]), dtype=np.float32) if out is None else out[:n]
         try:
-            if len(self.blocks) == 1 and np.array_equal(self.blocks[0][0], np.arange(self.shape[1])):
-                return np.ascontiguousarray(self.blocks[0][1][start : start + n], dtype=np.float32)
-            out = np.empty((n, self.shape[1]), dtype=np.float32)
-            for positions, node in self.blocks:
-                out[:, positions] = node[start : start + n]
-            return out
+            node = self.blocks[0][1]
+            if len(self.blocks) == 1 and node.dtype == np.float32 and np.array_equal(self.blocks[0][0], np.arange(self.shape[1])):
+                node.read(start, start + n, out=target)
+            else:
+                for positions, node in self.blocks:
+                    target[:, positions] = node[start : start + n]
+            return target
         except Exception as exc:
             raise InputError(self.path, f"cannot read rows {start}-{start + n} (truncated or corrupt?): {_short(exc)}") from None
 
@@ -278,7 +289,49 @@ class FrameReader:
             for start in starts:
                 yield start, self.read_rows(start, start + step)
             return
-        yield from _read_ahead(((start, lambda s=start: self.read_rows(s, s + step)) for start in starts))
+        yield from self.map_chunks(np.copy, step, workers=1)
+
+    def map_chunks(self, func: Callable[[np.ndarray], T], chunk_rows: int | None = None, workers: int = 2) -> Iterator[tuple[int, T]]:
+        """Yield ``(start_row, func(chunk))`` for every row chunk, in order, computed by ``workers`` threads.
+
+        Each worker reads its chunk (reads are serialised: HDF5 is not
+        thread-safe) into a buffer from a small pool and then runs ``func`` on
+        it while the next worker reads; numpy, blosc and hashlib release the
+        GIL, so reading and processing overlap on several cores. ``func`` must
+        not keep a reference to its argument: the buffer is reused as soon as
+        it returns.
+        """
+        step = chunk_rows or rows_per_chunk(self.shape[1])
+        starts = list(range(0, self.shape[0], step))
+        window = max(1, workers) + 1
+        buffers: queue.Queue = queue.Queue()
+        for _ in range(min(window, len(starts))):
+            buffers.put(np.empty((min(step, self.shape[0]), self.shape[1]), dtype=np.float32))
+        read_lock = threading.Lock()
+
+        def job(start: int) -> T:
+            buffer = buffers.get()
+            try:
+                with read_lock:
+                    chunk = self.read_rows(start, start + step, out=buffer)
+                return func(chunk)
+            finally:
+                buffers.put(buffer)
+
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="mmscel-read") as pool:
+            pending: deque = deque()
+            try:
+                for start in starts:
+                    pending.append((start, pool.submit(job, start)))
+                    if len(pending) >= window:
+                        first, future = pending.popleft()
+                        yield first, future.result()
+                while pending:
+                    first, future = pending.popleft()
+                    yield first, future.result()
+            finally:
+                for _, future in pending:
+                    future.cancel()
 
     def close(self) -> None:
         """Close the underlying file."""
@@ -290,39 +343,6 @@ class FrameReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _read_ahead(jobs):
-    """Run ``(key, read)`` jobs one ahead in a thread; yield ``(key, result)`` in order."""
-    slot: queue.Queue = queue.Queue(maxsize=1)
-    finished = object()
-    stop = threading.Event()
-
-    def work():
-        try:
-            for key, read in jobs:
-                if stop.is_set():
-                    return
-                slot.put((key, read()))
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            slot.put(exc)
-        slot.put(finished)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while (item := slot.get()) is not finished:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full slot
-            try:
-                slot.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        thread.join()
 
 
 def _short(exc: Exception) -> str:

@@ -10,7 +10,9 @@ targets themselves -- the largest single gain of the 1st-place solution.
 
 Fitting is seeded and deterministic on CPU: the global torch RNG is forked and
 seeded, shuffling uses its own generator, and deterministic algorithms and the
-thread count are set only for the duration of a fit or predict.
+thread count are set only for the duration of a fit or predict. Training
+inputs are standardised once per fit (not per batch), with the same float32
+operations the network applies at prediction time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +30,7 @@ import pydantic
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+import torch.utils.deterministic
 from torch import nn
 
 from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasis, as_float32
@@ -73,7 +77,15 @@ class MLPNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs (rows x n_out) in the learner's output space."""
-        return self.head(self.body((x - self.x_mean) / self.x_std))
+        return self.core(self.standardize(x))
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs scaled by the stored mean and std."""
+        return (x - self.x_mean) / self.x_std
+
+    def core(self, z: torch.Tensor) -> torch.Tensor:
+        """Outputs from already standardised inputs ``z``."""
+        return self.head(self.body(z))
 
 
 class Reconstruction(nn.Module):
@@ -122,6 +134,7 @@ def _rows(Y: np.ndarray | sp.spmatrix, idx: np.ndarray) -> torch.Tensor:
 def torch_session(seed: int, n_jobs: int) -> Iterator[None]:
     """Seeded RNG, deterministic algorithms and ``n_jobs`` threads, restored on exit."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         torch.set_num_threads(max(1, n_jobs))
@@ -129,9 +142,13 @@ def torch_session(seed: int, n_jobs: int) -> Iterator[None]:
             torch.use_deterministic_algorithms(True)
         except RuntimeError:  # pragma: no cover - an older or unusual build
             pass
+        # NaN-filling every new tensor only catches reads of uninitialised memory, which
+        # this code never does; torch documents turning it off as safe (~5% of a fit).
+        torch.utils.deterministic.fill_uninitialized_memory = False
         try:
             yield
         finally:
+            torch.utils.deterministic.fill_uninitialized_memory = fill
             torch.use_deterministic_algorithms(deterministic)
             torch.set_num_threads(threads)
 
@@ -156,7 +173,8 @@ class MLPLearner(BaseLearner):
         recon = self._reconstruction(train, basis)
         with torch_session(self.seed, self.n_jobs):
             self.model_ = self._build(X, Y)
-            self._train(X, Y, train.Y_full if recon is not None else None, recon, valid, basis)
+            Z = self._fit_scaling(X) if self.params.standardize_inputs else X
+            self._train(Z, Y, train.Y_full if recon is not None else None, recon, valid, basis)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -204,7 +222,7 @@ class MLPLearner(BaseLearner):
         return Reconstruction(basis)
 
     def _build(self, X: torch.Tensor, Y: np.ndarray) -> MLPNet:
-        """A fresh network with input scaling fitted on ``X`` and the head bias at the mean of ``Y``."""
+        """A fresh network for ``X`` with the head bias at the mean of ``Y`` (unit input scaling)."""
         p = self.params
         self.arch_ = {
             "input_dim": X.shape[1],
@@ -215,13 +233,23 @@ class MLPLearner(BaseLearner):
             "dropout": p.dropout,
         }
         model = self._network()
-        if p.standardize_inputs:
-            std = X.std(dim=0, unbiased=False)
-            model.x_mean.copy_(X.mean(dim=0))
-            model.x_std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
         with torch.no_grad():
             model.head.bias.copy_(torch.from_numpy(Y.mean(axis=0)))
         return model
+
+    def _fit_scaling(self, X: torch.Tensor) -> torch.Tensor:
+        """Store the mean and (population) std of ``X`` in the network; return ``X`` standardised.
+
+        One centred copy serves both the std and the training inputs; the result
+        equals ``model_.standardize(X)`` bit for bit (same subtract, then divide).
+        """
+        mean = X.mean(dim=0)
+        Z = X - mean
+        std = Z.square().mean(dim=0).sqrt_()  # two-pass; torch's strided X.std(dim=0) is ~10x slower
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        self.model_.x_mean.copy_(mean)
+        self.model_.x_std.copy_(std)
+        return Z.div_(std)
 
     def _network(self) -> MLPNet:
         a = self.arch_
@@ -229,8 +257,8 @@ class MLPLearner(BaseLearner):
 
     # -- training ---------------------------------------------------------------
 
-    def _train(self, X, Y, Y_full, recon, valid: FitData | None, basis: TargetBasis | None) -> None:
-        """Epoch loop with early stopping on ``valid``; keeps the best epoch's weights."""
+    def _train(self, Z, Y, Y_full, recon, valid: FitData | None, basis: TargetBasis | None) -> None:
+        """Epoch loop on standardised inputs ``Z``, early-stopping on ``valid``; keeps the best weights."""
         p = self.params
         optimizer = torch.optim.AdamW(self.model_.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         generator = torch.Generator().manual_seed(self.seed)
@@ -238,7 +266,7 @@ class MLPLearner(BaseLearner):
         self.valid_scores_: list[float] = []
         best_score, best_state, best_epoch = -np.inf, None, p.epochs
         for epoch in range(1, p.epochs + 1):
-            self._epoch(X, Y_t, Y_full, recon, optimizer, generator)
+            self._epoch(Z, Y_t, Y_full, recon, optimizer, generator)
             if valid is None:
                 continue
             score = self._valid_score(valid, basis)
@@ -252,29 +280,28 @@ class MLPLearner(BaseLearner):
         self.best_iterations = [best_epoch] if valid is not None else None
         self.model_.eval()
 
-    def _epoch(self, X, Y_t, Y_full, recon, optimizer, generator) -> None:
-        """One pass over shuffled mini-batches."""
+    def _epoch(self, Z, Y_t, Y_full, recon, optimizer, generator) -> None:
+        """One pass over shuffled mini-batches of the standardised inputs ``Z``."""
         self.model_.train()
-        order = torch.randperm(len(X), generator=generator).numpy()
+        order = torch.randperm(len(Z), generator=generator)
         for idx in self._batches(order):
-            pred = self.model_(X[idx])
+            pred = self.model_.core(Z.index_select(0, idx))
             if recon is not None:
-                loss = compute_loss(self.params.loss, recon(pred), _rows(Y_full, idx))
+                loss = compute_loss(self.params.loss, recon(pred), _rows(Y_full, idx.numpy()))
             else:
-                loss = compute_loss(self.params.loss, pred, Y_t[idx])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"mlp: non-finite training loss ({loss.item()}); lower lr")
+                loss = compute_loss(self.params.loss, pred, Y_t.index_select(0, idx))
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"mlp: non-finite training loss ({value}); lower lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
 
-    def _batches(self, order: np.ndarray) -> list[np.ndarray]:
+    def _batches(self, order: torch.Tensor) -> list[torch.Tensor]:
         """Mini-batches of ``order``; a last batch of one row joins the previous one (batch norm)."""
-        size = self.params.batch_size
-        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        batches = list(order.split(self.params.batch_size))
         if len(batches) > 1 and len(batches[-1]) < 2:
-            batches[-2] = np.concatenate(batches[-2:])
-            batches.pop()
+            batches[-2:] = [torch.cat(batches[-2:])]
         return batches
 
     def _valid_score(self, valid: FitData, basis: TargetBasis | None) -> float:

@@ -34,14 +34,17 @@ class RidgeLearner(BaseLearner):
         X = as_float32(train.X)
         self.scale_ = X.std(axis=0) if self.params.standardize else np.ones(X.shape[1], np.float32)
         self.scale_[self.scale_ == 0] = 1.0
-        model = Ridge(alpha=self.params.alpha, fit_intercept=self.params.fit_intercept, random_state=self.seed)
+        p = self.params
+        # X / scale_ is a private copy, so scikit-learn may centre it in place (copy_X=False)
+        model = Ridge(alpha=p.alpha, fit_intercept=p.fit_intercept, copy_X=False, random_state=self.seed)
         model.fit(X / self.scale_, np.asarray(train.Y, dtype=np.float32))
         self.coef_ = np.asarray(model.coef_, dtype=np.float32).reshape(-1, X.shape[1])
         self.intercept_ = np.broadcast_to(np.asarray(model.intercept_, dtype=np.float32), (self.coef_.shape[0],)).copy()
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return (as_float32(X) / self.scale_) @ self.coef_.T + self.intercept_
+        # scaling folded into the (small) coefficients instead of a scaled copy of X
+        return as_float32(X) @ (self.coef_ / self.scale_).T + self.intercept_
 
     def save(self, folder: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
