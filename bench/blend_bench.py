@@ -22,8 +22,8 @@ Section A, ``methods``
     then fitted with ``methods.fit_weights`` (Optuna through
     ``methods.optuna_weights``, which ``fit_weights`` calls, to see the study)
     with ``seed`` and ``greedy_steps`` of ``configs/blend.yaml``; the Optuna
-    study is in memory (``--sqlite`` adds a row with a SQLite-backed study, as
-    ``run_level2`` keeps it). Reported: in-sample score (the same statistics
+    study is in memory (``--journal`` adds a row with the journal-file-backed study
+    ``run_level2`` keeps). Reported: in-sample score (the same statistics
     the weights were fitted on), weights, wall time, and the issue's check
     "Optuna must reach at least the best of greedy and SLSQP (within 1e-4) on
     the same OOF".
@@ -51,8 +51,8 @@ Section B, ``component``
        ``--naive-max-elements``, else on a random row subset and scaled
        linearly to all cells (the output says which);
     4. a real Optuna study of ``--trials`` trials with ``methods.optuna_weights``
-       (seeded greedy and SLSQP starts included), in memory and with SQLite
-       storage as ``run_level2`` uses, plus an estimate for the issue's target
+       (seeded greedy and SLSQP starts included), in memory and with the journal
+       file ``run_level2`` persists it to, plus an estimate for the issue's target
        (1,000 trials at 105,942 cells in under a minute), scaling the parts that
        grow with the cells linearly.
 
@@ -172,7 +172,7 @@ def compatible_groups(oof_root: Path, task: str) -> tuple[list[list[str]], list[
     return list(groups.values()), skipped
 
 
-def blend_group(oof_root: Path, task: str, names: list[str], data_dir: Path, config: BlendConfig, n_trials: int, sqlite: bool) -> dict:
+def blend_group(oof_root: Path, task: str, names: list[str], data_dir: Path, config: BlendConfig, n_trials: int, journal: bool) -> dict:
     """Statistics as level-2 builds them, then every method; scores, weights, times."""
     runs = load_runs(oof_root, task, names)
     train = load(task, "train", data_dir)
@@ -185,10 +185,10 @@ def blend_group(oof_root: Path, task: str, names: list[str], data_dir: Path, con
     for method in ("equal", "greedy", "slsqp", "stack"):
         weights, seconds = timed(fit_weights, method, stats, **options)
         results[method] = {"score": stats.score(weights), "weights": weights.tolist(), "seconds": seconds}
-    storages = [("optuna", None)] + ([("optuna_sqlite", "sqlite")] if sqlite else [])
+    storages = [("optuna", None)] + ([("optuna_journal", "journal")] if journal else [])
     for label, storage in storages:
         with tempfile.TemporaryDirectory() as tmp:
-            db = Path(tmp) / "study.db" if storage else None
+            db = Path(tmp) / "study.journal" if storage else None
             (weights, study), seconds = timed(optuna_weights, stats, None, n_trials, config.seed, db, f"bench-{task}")
             finished = [t for t in study.trials if t.state.is_finished()]
             best_trial = study.best_trial.number
@@ -240,11 +240,11 @@ def section_methods(args, config: BlendConfig) -> dict:
                     notes.append(f"{oof_root}/{task}: no prepared data folder has data fingerprint {fingerprint}; pass --data")
                     continue
                 print(f"blending {oof_root}/{task}: {', '.join(names)} (truth from {data_dir})", file=sys.stderr, flush=True)
-                result = blend_group(oof_root, task, names, data_dir, config, args.trials, args.sqlite)
+                result = blend_group(oof_root, task, names, data_dir, config, args.trials, args.journal)
                 result["oof"] = str(oof_root)
                 blends.append(result)
     return {
-        "config": {"n_trials": args.trials, "config_n_trials": config.n_trials, "seed": config.seed, "greedy_steps": config.greedy_steps, "optuna_storage": "memory" + (" and sqlite" if args.sqlite else "")},
+        "config": {"n_trials": args.trials, "config_n_trials": config.n_trials, "seed": config.seed, "greedy_steps": config.greedy_steps, "optuna_storage": "memory" + (" and journal" if args.journal else "")},
         "blends": blends,
         "notes": notes,
     }
@@ -412,11 +412,11 @@ def section_component(args, config: BlendConfig) -> dict:
     greedy_w, greedy_seconds = timed(greedy_weights, stats, None, config.greedy_steps)
     slsqp_w, slsqp_seconds = timed(slsqp_weights, stats)
     studies = {}
-    for label, use_db in (("memory", False), ("sqlite", True)):
-        if label == "sqlite" and args.no_sqlite:
+    for label, use_db in (("memory", False), ("journal", True)):
+        if label == "journal" and args.no_journal:
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            db = Path(tmp) / "study.db" if use_db else None
+            db = Path(tmp) / "study.journal" if use_db else None
             (weights, study), seconds = timed(optuna_weights, stats, None, args.trials, config.seed, db, "bench-component")
             n_finished = len([t for t in study.trials if t.state.is_finished()])
             best_trial = study.best_trial.number
@@ -509,7 +509,7 @@ def print_component(r: dict) -> None:
     print(md_table(["measure", "value", "detail"], rows))
     if o["trials"] < FULL_TRIALS:
         print(f"\nThe 1,000-trial estimates scale the per-trial Optuna overhead measured over {o['trials']} trials; "
-              "with SQLite storage that overhead grows with the size of the study, so the estimate is a lower bound there.")
+              "the journal storage appends every 100 trials.")
     e = r["exactness"]
     print(f"\nExactness (component vs definition, {e['rows']:,} cells, {len(e['weights'])} weight vectors): "
           f"max per-cell diff {max(e['max_abs_diff_per_cell']):.1e}, max mean diff {max(e['abs_diff_mean_score']):.1e} -> "
@@ -530,7 +530,7 @@ def main(argv=None) -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "blend.yaml"), help="level-2 config giving seed and greedy_steps")
     parser.add_argument("--out", default=str(OUT / "blend_bench.json"))
     parser.add_argument("--trials", type=int, default=None, help="Optuna trials (default 300 for methods, 1000 for component)")
-    parser.add_argument("--sqlite", action="store_true", help="methods: also run Optuna with SQLite storage, as run_level2")
+    parser.add_argument("--journal", action="store_true", help="methods: also run Optuna with the journal storage run_level2 uses")
     a = parser.add_argument_group("section methods")
     a.add_argument("--oof", action="append", default=[], help="OOF store (repeatable)")
     a.add_argument("--data", action="append", default=[], help="extra data folder(s) to look for the truth in")
@@ -547,7 +547,7 @@ def main(argv=None) -> None:
     b.add_argument("--naive-rows", type=int, default=10_000, help="row subset of the naive timing when the whole matrix is too big")
     b.add_argument("--naive-max-elements", type=float, default=3e8, help="naive timing on all cells when cells x genes <= this")
     b.add_argument("--check-rows", type=int, default=2000, help="cells of the exactness check")
-    b.add_argument("--no-sqlite", action="store_true", help="component: skip the SQLite-backed study")
+    b.add_argument("--no-journal", action="store_true", help="component: skip the journal-backed study")
     args = parser.parse_args(argv)
     config = blend_defaults(Path(args.config))
 
