@@ -72,9 +72,7 @@ def synth(
     from mmscel.data.synth.generate import generate
 
     truth = generate(out_dir, scale, seed, extras=extras, raw=raw, overwrite=overwrite)
-    table = Table(title=f"synthetic competition '{scale}' (seed {seed}) in {out_dir}")
-    for column in ("task", "split", "cells", "oracle", "mean profile"):
-        table.add_column(column, justify="right" if column != "task" else "left")
+    table = _table(f"synthetic competition '{scale}' (seed {seed}) in {out_dir}", ("task", "split", "cells", "oracle", "mean profile"), left=("task",))
     counts = truth["n_test_cells"]
     for task, key in (("cite", "cite"), ("multi", "multi_scored")):
         for split in ("public", "private"):
@@ -97,9 +95,7 @@ def prepare(
     from mmscel.data.cache import prepare as run_prepare
 
     report = run_prepare(data_dir or data, cache, compress=compress)
-    table = Table(title=f"sparse cache in {report.cache}")
-    for column in ("matrix", "cells", "features", "non-zero", "status"):
-        table.add_column(column, justify="left" if column in ("matrix", "status") else "right")
+    table = _table(f"sparse cache in {report.cache}", ("matrix", "cells", "features", "non-zero", "status"), left=("matrix", "status"))
     for stem, (rows, cols) in report.shapes.items():
         density = report.nnz[stem] / max(1, rows * cols)
         table.add_row(stem, f"{rows:,}", f"{cols:,}", f"{density:.1%}", "built" if stem in report.built else "reused")
@@ -150,9 +146,7 @@ def import_anndata_command(
         raw=raw,
         overwrite=overwrite,
     )
-    table = Table(title=f"imported {task} dataset in {out_dir}")
-    table.add_column("file")
-    table.add_column("shape", justify="right")
+    table = _table(f"imported {task} dataset in {out_dir}", ("file", "shape"), left=("file",))
     for name, shape in summary["shapes"][task].items():
         table.add_row(name, " x ".join(f"{n:,}" for n in shape))
     out.print(table)
@@ -188,9 +182,7 @@ def score(
 
     scores, truth = score_submission(submission, data)
     rows = leaderboard_rows(name or Path(submission).name, scores, truth)
-    table = Table(title=f"local leaderboard ({data})")
-    for column in ("task", "split", "cells", "score", "mean profile", "oracle", "headroom"):
-        table.add_column(column, justify="left" if column in ("task", "split") else "right")
+    table = _table(f"local leaderboard ({data})", ("task", "split", "cells", "score", "mean profile", "oracle", "headroom"), left=("task", "split"))
     for row in rows:
         cells = scores.n_cells.get(row["task"], {}).get(row["split"])
         table.add_row(
@@ -219,9 +211,7 @@ def level1(
 
     result = run_level1(config, data, cache, oof, overwrite=overwrite)
     manifest = result.manifest
-    table = Table(title=f"{manifest['task']}/{manifest['run']} ({manifest['learner']}, folds: {manifest['fold_scheme']})" + (" [reused]" if result.reused else ""))
-    for column in ("fold", "cells", "score", "mean profile", "best iter.", "seconds"):
-        table.add_column(column, justify="left" if column == "fold" else "right")
+    table = _table(f"{manifest['task']}/{manifest['run']} ({manifest['learner']}, folds: {manifest['fold_scheme']})" + (" [reused]" if result.reused else ""), ("fold", "cells", "score", "mean profile", "best iter.", "seconds"), left=("fold",))
     for name, fold in manifest["folds"].items():
         best = fold.get("best_iterations")
         best = "" if not best else (str(best[0]) if len(best) == 1 else f"{int(np.median(best))} (median)")
@@ -260,9 +250,7 @@ def runs(
         out.print_json(json.dumps(rows))
         return
     for task in sorted({r["task"] for r in rows}):
-        table = Table(title=f"{task} runs in {oof}")
-        for column in ("run", "learner", "folds", "CV", "floor", "last day", "seconds"):
-            table.add_column(column, justify="left" if column in ("run", "learner", "folds") else "right")
+        table = _table(f"{task} runs in {oof}", ("run", "learner", "folds", "CV", "floor", "last day", "seconds"), left=("run", "learner", "folds"))
         for r in (r for r in rows if r["task"] == task):
             table.add_row(r["run"], r["learner"], r["folds"], _fmt(r["cv"]), _fmt(r["cv_mean_profile"]), _fmt(r["last_day"]), f"{r['wall_seconds']:.1f}")
         out.print(table)
@@ -282,9 +270,7 @@ def level2(
     from mmscel.blend.run import run_level2
 
     manifest = run_level2(config, data, cache, oof)
-    table = Table(title=f"blend '{manifest['name']}' ({manifest['config']['method']})")
-    for column in ("task", "runs and weights", "in-sample", "nested", "last day", "best single"):
-        table.add_column(column, justify="left" if column in ("task", "runs and weights") else "right")
+    table = _table(f"blend '{manifest['name']}' ({manifest['config']['method']})", ("task", "runs and weights", "in-sample", "nested", "last day", "best single"), left=("task", "runs and weights"))
     for task, info in manifest["tasks"].items():
         weights = ", ".join(f"{run} {w:.2f}" for run, w in zip(info["runs"], info["weights"]) if w > 0.005)
         flag = " [red](nested < best single)[/]" if info["flag_nested_below_best_single"] else ""
@@ -327,15 +313,21 @@ def leaderboard(
 
     rows, truth = board(data, cache, oof)
     for task in ("cite", "multi"):
-        table = Table(title=f"{task}: local leaderboard ({data})")
-        for column in ("name", "kind", "CV", "last day", "public", "private"):
-            table.add_column(column, justify="left" if column in ("name", "kind") else "right")
+        table = _table(f"{task}: local leaderboard ({data})", ("name", "kind", "CV", "last day", "public", "private"), left=("name", "kind"))
         for row in sorted((r for r in rows if r["task"] == task), key=lambda r: -(r.get("private") or 0)):
             table.add_row(row["name"], row["kind"], _fmt(row["cv"]), _fmt(row["last_day"]), _fmt(row.get("public")), _fmt(row.get("private")))
         floor, oracle = truth.get("mean_profile") or {}, truth.get("oracle") or {}
         table.add_row("mean profile", "floor", "", "", _fmt(floor.get(task, {}).get("public")), _fmt(floor.get(task, {}).get("private")))
         table.add_row("oracle", "noise-free E(y|state)", _fmt(oracle.get(task, {}).get("train")), "", _fmt(oracle.get(task, {}).get("public")), _fmt(oracle.get(task, {}).get("private")))
         out.print(table)
+
+
+def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...]) -> Table:
+    """A rich table with the ``left`` columns left-aligned and the others (numbers) right-aligned."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right")
+    return table
 
 
 def _fmt(value) -> str:
