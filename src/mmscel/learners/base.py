@@ -32,6 +32,13 @@ class LearnerParams(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
+    #: fields that steer mmscel's own loop or choose a mode, not passed to the library as such
+    own_fields: ClassVar[frozenset[str]] = frozenset({"n_estimators", "early_stopping_rounds"})
+
+    def library_params(self) -> dict[str, Any]:
+        """The fields the library takes under the same names (the ``own_fields`` left out)."""
+        return self.model_dump(exclude=set(self.own_fields))
+
 
 @dataclass(frozen=True)
 class TargetBasis:

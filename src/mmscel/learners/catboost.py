@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import catboost as cb
 import numpy as np
@@ -31,6 +31,8 @@ class CatBoostParams(LearnerParams):
     # MultiRMSE: one model for all outputs; RMSE: one model per output column
     loss: Literal["MultiRMSE", "RMSE"] = "MultiRMSE"
 
+    own_fields: ClassVar[frozenset[str]] = frozenset({"early_stopping_rounds", "loss"})
+
 
 class CatBoostLearner(BaseLearner):
     """Gradient-boosted oblivious trees (CatBoost).
@@ -49,11 +51,7 @@ class CatBoostLearner(BaseLearner):
         p = self.params
         return {
             "loss_function": p.loss,
-            "iterations": p.iterations,
-            "learning_rate": p.learning_rate,
-            "depth": p.depth,
-            "l2_leaf_reg": p.l2_leaf_reg,
-            "border_count": p.border_count,
+            **p.library_params(),
             "random_seed": self.seed,
             "thread_count": self.n_jobs,
             "verbose": False,

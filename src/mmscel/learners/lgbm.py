@@ -45,18 +45,10 @@ class LGBMLearner(BaseLearner):
 
     def booster_params(self) -> dict[str, Any]:
         """The LightGBM parameter dict (Dataset and training share it, so nothing is re-binned)."""
-        p = self.params
         return {
             "objective": "regression",
             "metric": "l2",
-            "learning_rate": p.learning_rate,
-            "num_leaves": p.num_leaves,
-            "min_data_in_leaf": p.min_data_in_leaf,
-            "feature_fraction": p.feature_fraction,
-            "bagging_fraction": p.bagging_fraction,
-            "bagging_freq": p.bagging_freq,
-            "lambda_l2": p.lambda_l2,
-            "max_bin": p.max_bin,
+            **self.params.library_params(),
             "seed": self.seed,
             "deterministic": True,
             "force_row_wise": True,

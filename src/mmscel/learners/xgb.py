@@ -45,19 +45,11 @@ class XGBLearner(BaseLearner):
 
     def booster_params(self) -> dict[str, Any]:
         """The parameter dict handed to :func:`xgboost.train`."""
-        p = self.params
         return {
             "objective": "reg:squarederror",
             "eval_metric": "rmse",
             "tree_method": "hist",
-            "multi_strategy": p.multi_strategy,
-            "learning_rate": p.learning_rate,
-            "max_depth": p.max_depth,
-            "min_child_weight": p.min_child_weight,
-            "subsample": p.subsample,
-            "colsample_bytree": p.colsample_bytree,
-            "reg_lambda": p.reg_lambda,
-            "max_bin": p.max_bin,
+            **self.params.library_params(),
             "seed": self.seed,
             "nthread": self.n_jobs,
             "verbosity": 0,
