@@ -80,6 +80,7 @@ def test_optuna_reaches_greedy_and_slsqp_and_resumes(tmp_path):
     _, resumed = optuna_weights(stats, n_trials=145, seed=0, storage=tmp_path / "study.journal")
     assert len(resumed.trials) == 145  # the stored study was extended, not restarted
     assert [t.params for t in resumed.trials[:130]] == [t.params for t in study.trials]
+    assert "cma:optimizer" not in (tmp_path / "study.journal").read_text()  # Optuna pickles it: never stored
     fewer = stats.__class__(stats.gram[:, :3, :3], stats.cross[:, :3])
     weights, other = optuna_weights(fewer, n_trials=20, seed=0, storage=tmp_path / "study.journal")
     assert len(weights) == 3 and len(other.trials) == 20  # trials of another set of runs are not reused

@@ -97,9 +97,27 @@ def optuna_weights(stats: CellStatistics, rows=None, n_trials: int = 200, seed: 
     while (remaining := n_trials - len(_finished(study))) > 0:
         study.optimize(objective, n_trials=min(remaining, _PERSIST_EVERY))
         if persisted is not None:
-            persisted.add_trials(_finished(study)[saved:])
+            persisted.add_trials([_without_sampler_state(t) for t in _finished(study)[saved:]])
             saved = len(_finished(study))
     return np.asarray(study.best_trial.user_attrs["weights"]), study
+
+
+def _without_sampler_state(trial):
+    """A copy of ``trial`` without the CMA-ES optimizer state, which Optuna stores as a pickle.
+
+    mmscel never loads pickles from disk, so a resumed study keeps every trial
+    (and its best) but starts a fresh CMA-ES generation.
+    """
+    import optuna
+
+    return optuna.trial.create_trial(
+        state=trial.state,
+        value=trial.value,
+        params=trial.params,
+        distributions=trial.distributions,
+        user_attrs=trial.user_attrs,
+        system_attrs={k: v for k, v in trial.system_attrs.items() if not k.startswith("cma:")},
+    )
 
 
 def _finished(study) -> list:
