@@ -3,10 +3,12 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
 from conftest import run_cli
+from mmscel.data.cache import prepare
 from mmscel.level1 import list_runs, run_level1
 from mmscel.store import load_array
 
@@ -212,3 +214,16 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tiny_prepared, tmp_path):
     assert resumed.manifest["folds"]["0"]["seconds"] == json.loads(first_fold.read_text())["seconds"]  # fold 0 was reused
     for name in ("oof.npy", "test.npy"):
         assert load_array(reference.run_dir / name).tobytes() == load_array(resumed.run_dir / name).tobytes()
+
+
+def test_a_run_made_from_other_data_is_refused_not_reused(tiny_copy, tmp_path):
+    oof = tmp_path / "oof"
+    config = write_config(tmp_path, "r", task="cite", learner="ridge", features=FEATURES["cite"])
+    assert not run_level1(config, tiny_copy, oof_root=oof).reused
+    targets = tiny_copy / "train_cite_targets.h5"
+    frame = pd.read_hdf(targets)
+    (frame * 1.01).to_hdf(targets, key="train_cite_targets", format="fixed")
+    prepare(tiny_copy)
+    result = run_cli("level1", config, "--data", tiny_copy, "--oof", oof)
+    assert result.returncode == 2 and "run 'r' was made from other data" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -161,6 +161,14 @@ def test_runs_from_different_folds_or_data_are_refused(tiny_prepared, oof_with_r
     manifest_path.write_text(json.dumps(manifest))
     result = run_cli("level2", _blend_config(tmp_path), "--data", tiny_prepared, "--oof", oof)
     assert result.returncode == 2 and "different data" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    for other in (oof / "cite" / "cite_lgbm" / "manifest.json", manifest_path):  # both runs now from "other" data
+        other_manifest = json.loads(other.read_text())
+        other_manifest["data_fingerprint"] = "f" * 16
+        other.write_text(json.dumps(other_manifest))
+    result = run_cli("level2", _blend_config(tmp_path), "--data", tiny_prepared, "--oof", oof)
+    assert result.returncode == 2 and "other data than" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = run_cli("submit", "--run", "cite/cite_ridge", "--data", tiny_prepared, "--oof", oof)
+    assert result.returncode == 2 and "run cite/cite_ridge: was made from other data" in result.stderr
 
 
 def test_blend_config_errors_and_missing_runs(tiny_prepared, oof_with_runs, tmp_path):

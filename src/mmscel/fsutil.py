@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,3 +60,16 @@ def file_checksum(path: str | Path, block: int = 2**22, limit: int | None = None
             if remaining is not None:
                 remaining -= len(chunk)
     return digest.hexdigest()
+
+
+def replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Move the finished folder ``tmp`` onto ``out_dir``; an existing ``out_dir`` is moved aside first,
+    so a crash at any point leaves either the old or the new folder under the final name."""
+    tmp, out_dir = Path(tmp), Path(out_dir)
+    if out_dir.is_dir():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)

@@ -128,22 +128,25 @@ class TaskScorer:
 
 def board(data_dir, cache_dir, oof_root) -> tuple[list[dict], dict]:
     """Every level-1 run and blend with CV, last-day, public and private scores; and truth.json."""
-    from mmscel.blend.inputs import target_basis
+    from mmscel.blend.inputs import check_data, target_basis
     from mmscel.blend.submit import blend_predictions
     from mmscel.level1 import list_runs
-    from mmscel.store import load_array
+    from mmscel.store import load_array, read_manifest
 
     truth, _ = load_truth(data_dir)
     scorer = TaskScorer(data_dir, cache_dir)
     rows = []
     for manifest in list_runs(oof_root):
+        check_data(manifest["task"], {manifest["run"]: manifest["data_fingerprint"]}, data_dir, cache_dir)
         test = load_array(Path(oof_root) / manifest["task"] / manifest["run"] / "test.npy")
         basis = target_basis(manifest["target_space"])
         scores = scorer.scores(manifest["task"], test, None if basis is None else basis.components)
         rows.append({"task": manifest["task"], "name": manifest["run"], "kind": manifest["learner"], "cv": manifest["cv"], "last_day": manifest["last_day"], **scores})
     for path in sorted(Path(oof_root).glob("blend/*/manifest.json")):
-        blend = json.loads(path.read_text())
-        predictions, _ = blend_predictions(oof_root, blend["name"])
+        blend = read_manifest(path)
+        if blend is None:
+            raise InputError(path, "unreadable blend manifest (not JSON)")
+        predictions, _ = blend_predictions(oof_root, blend["name"], data_dir, cache_dir)
         for task, (test, components) in predictions.items():
             info = blend["tasks"][task]
             scores = scorer.scores(task, test, components)

@@ -27,7 +27,15 @@ from mmscel.features import FeatureSet, build_features
 from mmscel.learners import FitData, TargetBasis, learner_class
 from mmscel.metrics import pearson_per_row
 from mmscel.progress import track
-from mmscel.store import FoldCheckpoint, digest, library_versions, read_manifest, save_array, write_manifest
+from mmscel.store import (
+    FoldCheckpoint,
+    data_fingerprint,
+    digest,
+    library_versions,
+    read_manifest,
+    save_array,
+    write_manifest,
+)
 
 LAST_DAY = "last_day"
 REFIT = "refit"
@@ -84,7 +92,7 @@ def run_level1(config: RunConfig | str | Path, data_dir="data", cache_dir=None, 
     oof_root = Path(oof_root)
     config_hash = digest(config.model_dump())
     run_dir = oof_root / config.task / config.name
-    existing = _existing_run(run_dir, config, config_hash, overwrite)
+    existing = _existing_run(run_dir, config, config_hash, data_fingerprint(config.task, data_dir, cache_dir), overwrite)
     if existing is not None:
         return RunResult(run_dir, existing, reused=True)
     features = build_features(config.task, config.feature_config(), data_dir, cache_dir, oof_root, seed=config.seed)
@@ -104,18 +112,22 @@ def run_level1(config: RunConfig | str | Path, data_dir="data", cache_dir=None, 
     return RunResult(run_dir, manifest, reused=False)
 
 
-def _existing_run(run_dir: Path, config: RunConfig, config_hash: str, overwrite: bool) -> dict | None:
-    """The manifest of a finished identical run; refuse a different config under the same name."""
+def _existing_run(run_dir: Path, config: RunConfig, config_hash: str, data_fp: str, overwrite: bool) -> dict | None:
+    """The manifest of a finished identical run; refuse a different config or other data under the same name."""
     manifest = read_manifest(run_dir / "manifest.json")
     started = read_manifest(run_dir / "run.json")
-    recorded = (manifest or started or {}).get("config_hash")
-    if recorded is None:
+    recorded = manifest or started or {}
+    if recorded.get("config_hash") is None:
         return None
-    if recorded != config_hash:
+    if recorded["config_hash"] != config_hash:
+        problem = f"exists with a different config (hash {recorded['config_hash']} != {config_hash})"
+    elif recorded.get("data_fingerprint") not in (None, data_fp):
+        problem = f"was made from other data (fingerprint {recorded['data_fingerprint']} != {data_fp})"
+    else:
+        problem = None
+    if problem is not None:
         if not overwrite:
-            raise InputError(
-                run_dir, f"run '{config.name}' exists with a different config (hash {recorded} != {config_hash}); rename the run or pass --overwrite"
-            )
+            raise InputError(run_dir, f"run '{config.name}' {problem}; rename the run or pass --overwrite")
         shutil.rmtree(run_dir)
         return None
     if manifest is not None and manifest.get("completed"):
@@ -346,4 +358,9 @@ def list_runs(oof_root="oof") -> list[dict]:
         manifest = read_manifest(path)
         if manifest and manifest.get("completed") and "learner" in manifest:
             runs.append(manifest)
-    return sorted(runs, key=lambda m: (m["task"], -(m.get("cv") or -1)))
+    return sorted(runs, key=lambda m: (m["task"], -_sortable(m.get("cv"))))
+
+
+def _sortable(score) -> float:
+    """A score for sorting: missing or NaN scores rank last."""
+    return float(score) if score is not None and np.isfinite(score) else -np.inf

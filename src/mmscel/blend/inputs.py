@@ -11,7 +11,7 @@ import numpy as np
 from mmscel.errors import InputError
 from mmscel.learners.base import TargetBasis
 from mmscel.level1 import LAST_DAY
-from mmscel.store import load_array, read_manifest
+from mmscel.store import data_fingerprint, load_array, read_manifest
 
 MUST_MATCH = ("data_fingerprint", "fold_fingerprint")
 
@@ -66,6 +66,14 @@ def check_compatible(runs: list[RunOutputs]) -> None:
             raise InputError(f"runs {first.name} and {run.name}", f"predict different target spaces ({_space(first.manifest)} vs {_space(run.manifest)})")
         if run.oof.shape != first.oof.shape or run.test.shape != first.test.shape:
             raise InputError(f"runs {first.name} and {run.name}", f"prediction shapes differ ({first.oof.shape} vs {run.oof.shape})")
+
+
+def check_data(task: str, fingerprints: dict[str, str], data_dir, cache_dir=None) -> None:
+    """Refuse runs (name -> data fingerprint) made from other data than ``data_dir`` holds now."""
+    current = data_fingerprint(task, data_dir, cache_dir)
+    for name, fingerprint in fingerprints.items():
+        if fingerprint != current:
+            raise InputError(f"run {task}/{name}", f"was made from other data than {data_dir} holds now (fingerprint {fingerprint} vs {current}); rerun it")
 
 
 def _space(manifest: dict) -> tuple:

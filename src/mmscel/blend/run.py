@@ -18,7 +18,13 @@ import pandas as pd
 import pydantic
 
 from mmscel.blend import objective
-from mmscel.blend.inputs import RunOutputs, load_runs, select_runs, target_basis
+from mmscel.blend.inputs import (
+    RunOutputs,
+    check_data,
+    load_runs,
+    select_runs,
+    target_basis,
+)
 from mmscel.blend.methods import fit_weights
 from mmscel.config import describe_validation_error, read_yaml
 from mmscel.data.load import load
@@ -75,6 +81,7 @@ def run_level2(config: BlendConfig | str | Path, data_dir="data", cache_dir=None
 
 
 def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir, cache_dir, out: Path) -> dict:
+    check_data(task, {r.name: r.manifest["data_fingerprint"] for r in runs}, data_dir, cache_dir)
     train = load(task, "train", data_dir, cache_dir)
     basis = target_basis(runs[0].manifest["target_space"])
     validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))

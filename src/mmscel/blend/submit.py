@@ -5,12 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-
-from mmscel.blend.inputs import load_runs, target_basis
+from mmscel.blend.inputs import check_data, load_runs, target_basis
 from mmscel.errors import InputError
 from mmscel.fsutil import write_json
 from mmscel.store import load_array, read_manifest
-from mmscel.submission import cell_starts, evaluation_rows, submission_values, write_submission
+from mmscel.submission import (
+    cell_starts,
+    evaluation_rows,
+    submission_values,
+    write_submission,
+)
 
 
 def latest_blend(oof_root: Path) -> str:
@@ -21,14 +25,15 @@ def latest_blend(oof_root: Path) -> str:
     return manifests[-1].parent.name
 
 
-def blend_predictions(oof_root: Path, name: str) -> tuple[dict, dict]:
-    """Per-task (test, components) of a blend, and what produced it."""
+def blend_predictions(oof_root: Path, name: str, data_dir, cache_dir=None) -> tuple[dict, dict]:
+    """Per-task (test, components) of a blend made from the data in ``data_dir``, and what produced it."""
     folder = Path(oof_root) / "blend" / name
     manifest = read_manifest(folder / "manifest.json")
     if manifest is None:
         raise InputError(folder, "no such blend (manifest.json missing)")
     predictions = {}
     for task, info in manifest["tasks"].items():
+        check_data(task, {run: fp["data_fingerprint"] for run, fp in info["fingerprints"].items()}, data_dir, cache_dir)
         basis = target_basis(info["target_space"])
         predictions[task] = (load_array(folder / info["test_file"]), None if basis is None else basis.components)
     source = {"blend": name, "runs": {task: info["runs"] for task, info in manifest["tasks"].items()},
@@ -36,8 +41,8 @@ def blend_predictions(oof_root: Path, name: str) -> tuple[dict, dict]:
     return predictions, source
 
 
-def run_predictions(oof_root: Path, specs: list[str]) -> tuple[dict, dict]:
-    """Per-task (test, components) of single runs given as ``task/run``."""
+def run_predictions(oof_root: Path, specs: list[str], data_dir, cache_dir=None) -> tuple[dict, dict]:
+    """Per-task (test, components) of single runs given as ``task/run``, made from the data in ``data_dir``."""
     predictions, source = {}, {"runs": {}}
     for spec in specs:
         task, _, name = spec.partition("/")
@@ -46,6 +51,7 @@ def run_predictions(oof_root: Path, specs: list[str]) -> tuple[dict, dict]:
         if task in predictions:
             raise InputError(f"--run {spec}", f"a second {task} run; blend them with mmscel level2 instead")
         run = load_runs(Path(oof_root), task, [name])[0]
+        check_data(task, {name: run.manifest["data_fingerprint"]}, data_dir, cache_dir)
         basis = target_basis(run.manifest["target_space"])
         predictions[task] = (run.test, None if basis is None else basis.components)
         source["runs"][task] = [name]
@@ -56,10 +62,10 @@ def submit(data_dir, cache_dir, oof_root, out: Path | None, blend: str | None = 
     """Validate and write a submission; return a record of what produced it."""
     oof_root = Path(oof_root)
     if runs:
-        predictions, source = run_predictions(oof_root, runs)
+        predictions, source = run_predictions(oof_root, runs, data_dir, cache_dir)
         label = "+".join(r.replace("/", "-") for r in runs)
     else:
-        predictions, source = blend_predictions(oof_root, blend or latest_blend(oof_root))
+        predictions, source = blend_predictions(oof_root, blend or latest_blend(oof_root), data_dir, cache_dir)
         label = source["blend"]
     out = Path(out) if out else oof_root / "submissions" / f"{label}.csv.gz"
     values = submission_values(data_dir, cache_dir, predictions)
@@ -73,5 +79,5 @@ def submit(data_dir, cache_dir, oof_root, out: Path | None, blend: str | None = 
         "kaggle": f'kaggle competitions submit -c open-problems-multimodal -f {out} -m "{message}"',
         **source,
     }
-    write_json(out.with_name(out.name.split(".")[0] + ".json"), record)
+    write_json(out.with_name(out.name.removesuffix(".gz").removesuffix(".csv") + ".json"), record)
     return record

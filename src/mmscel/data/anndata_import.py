@@ -30,7 +30,7 @@ import mmscel
 from mmscel.data import competition, layout
 from mmscel.data.h5io import FrameWriter, rows_per_chunk
 from mmscel.errors import InputError
-from mmscel.fsutil import write_json
+from mmscel.fsutil import replace_dir, write_json
 
 GENERATOR = "mmscel import-anndata"
 DEFAULT_MODS = {"cite": ("rna", ("prot", "adt")), "multi": ("atac", ("rna",))}
@@ -137,7 +137,7 @@ def import_anndata(
         tmp.mkdir(parents=True)
         summary = _write_all(tmp, spec, train, test, split_by, raw, seed, multi_cell_fraction, multi_gene_fraction)
         _write_truth_json(tmp, spec.name, sources, split, seed, summary)
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"out_dir": str(out_dir), "task": spec.name, "sources": sources, "split": split, **summary}
@@ -180,17 +180,6 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise InputError(out_dir, "exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise InputError(out_dir, "exists and is not empty (pass overwrite=True to replace it)")
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the finished ``tmp`` folder onto ``out_dir`` (replacing it if present)."""
-    if out_dir.is_dir():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
 
 
 # --------------------------------------------------------------------------- reading sources

@@ -76,7 +76,7 @@ class CatBoostLearner(BaseLearner):
         if eval_pool is None:
             return model.fit(pool)
         stopping = self.params.early_stopping_rounds or None
-        return model.fit(pool, eval_set=eval_pool, use_best_model=True, early_stopping_rounds=stopping)
+        return model.fit(pool, eval_set=eval_pool, use_best_model=stopping is not None, early_stopping_rounds=stopping)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = as_float32(X)

@@ -19,7 +19,7 @@ from mmscel.data.synth.multi import simulate_multi
 from mmscel.data.synth.plan import plan_task
 from mmscel.data.synth.scales import SCALES
 from mmscel.errors import InputError
-from mmscel.fsutil import write_json
+from mmscel.fsutil import replace_dir, write_json
 from mmscel.metrics import pearson_per_row
 
 GENERATOR_VERSION = "1"
@@ -35,6 +35,8 @@ def generate(out_dir: str | Path, scale: str = "tiny", seed: int = 0, *, extras:
     if scale not in SCALES:
         raise InputError("--scale", f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "is a file, not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise InputError(out_dir, "exists and is not empty (pass --overwrite to replace it)")
     work = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
@@ -42,9 +44,7 @@ def generate(out_dir: str | Path, scale: str = "tiny", seed: int = 0, *, extras:
     (work / layout.TRUTH_DIR).mkdir(parents=True)
     try:
         truth = _generate_into(work, SCALES[scale], seed, extras, raw)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(work, out_dir)
+        replace_dir(work, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return truth
