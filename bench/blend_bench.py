@@ -176,7 +176,7 @@ def blend_group(oof_root: Path, task: str, names: list[str], data_dir: Path, con
     """Statistics as level-2 builds them, then every method; scores, weights, times."""
     runs = load_runs(oof_root, task, names)
     train = load(task, "train", data_dir)
-    basis = target_basis(runs[0].manifest["target_space"])
+    basis = target_basis(runs[0].manifest["target_space"], oof_root)
     validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))
     stats, stats_seconds = timed(_statistics, [r.oof[validated] for r in runs], train.targets[validated], basis)
     singles = {r.name: stats.score(np.eye(len(runs))[i]) for i, r in enumerate(runs)}

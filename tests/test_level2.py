@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,6 +125,13 @@ def test_level2_nested_score_and_a_submission_that_passes_validation(tiny_prepar
         assert info["nested"] > info["best_single"]["score"] - 0.02
         assert info["last_day"] is not None and sum(info["weights"]) == pytest.approx(1.0)
         assert set(info["fingerprints"]) == set(info["runs"])
+    run_manifest = json.loads((oof / "multi" / "multi_ridge" / "manifest.json").read_text())
+    assert not Path(run_manifest["fold_file"]).is_absolute()  # files are named relative to the oof root,
+    assert not Path(run_manifest["target_space"]["components_file"]).is_absolute()
+    moved = tmp_path / "elsewhere" / "store"
+    shutil.copytree(oof, moved)  # ... so a store that moved still blends, from any working folder
+    result = run_cli("level2", _blend_config(tmp_path, method="greedy"), "--data", tiny_prepared, "--oof", "store", cwd=moved.parent)
+    assert result.returncode == 0, result.stderr
     studies = sorted(p.name for p in (oof / "blend" / "b").glob("study-*.journal"))
     assert len(studies) == 2  # one Optuna study per task, named after its inputs
     again = run_level2(_blend_config(tmp_path, method="optuna", n_trials=30), tiny_prepared, oof_root=oof)

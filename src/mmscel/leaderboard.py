@@ -139,7 +139,7 @@ def board(data_dir, cache_dir, oof_root) -> tuple[list[dict], dict]:
     for manifest in list_runs(oof_root):
         check_data(manifest["task"], {manifest["run"]: manifest["data_fingerprint"]}, data_dir, cache_dir)
         test = load_array(Path(oof_root) / manifest["task"] / manifest["run"] / "test.npy")
-        basis = target_basis(manifest["target_space"])
+        basis = target_basis(manifest["target_space"], oof_root)
         scores = scorer.scores(manifest["task"], test, None if basis is None else basis.components)
         rows.append({"task": manifest["task"], "name": manifest["run"], "kind": manifest["learner"], "cv": manifest["cv"], "last_day": manifest["last_day"], **scores})
     for path in sorted(Path(oof_root).glob("blend/*/manifest.json")):

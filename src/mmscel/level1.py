@@ -143,7 +143,7 @@ def _targets(config: RunConfig, train, features: FeatureSet) -> Targets:
             "kind": "components",
             "n_components": int(features.target_basis.components.shape[0]),
             "features": features.fingerprint,
-            "components_file": str(features.folder / "target_components.npy"),
+            "components_file": f"features/{features.folder.name}/target_components.npy",  # relative to the oof root
             "n_genes": int(features.target_basis.components.shape[1]),
         }
         fitted = features.train_target_coefficients.shape[1]
@@ -317,7 +317,7 @@ def _finish(config, config_hash, run_dir, features, folds, targets, plan, result
         "feature_fingerprint": features.fingerprint,
         "fold_fingerprint": folds.fingerprint,
         "fold_scheme": config.folds.scheme,
-        "fold_file": str(folds_module.fold_path(Path(run_dir).parents[1], config.task, config.folds.scheme)),
+        "fold_file": str(folds_module.fold_path(Path(run_dir).parents[1], config.task, config.folds.scheme).relative_to(Path(run_dir).parents[1])),
         "target_space": targets.space,
         "shapes": {"oof": list(oof.shape), "test": list(test.shape)},
         "validated_rows": int(np.isfinite(cv_scores).sum()),

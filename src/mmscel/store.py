@@ -81,6 +81,14 @@ def load_array(path: Path) -> np.ndarray:
         raise InputError(path, f"unreadable array: {exc}") from None
 
 
+def oof_path(oof_root: str | Path, stored: str) -> Path:
+    """A file named in a manifest, relative to the oof root (older manifests: relative to the working folder)."""
+    inside = Path(oof_root) / stored
+    if inside.exists() or not Path(stored).exists():
+        return inside
+    return Path(stored)
+
+
 def read_manifest(path: Path) -> dict | None:
     """A manifest's content, or None when there is none."""
     if not path.exists():

@@ -11,7 +11,7 @@ import numpy as np
 from mmscel.errors import InputError
 from mmscel.learners.base import TargetBasis
 from mmscel.level1 import LAST_DAY
-from mmscel.store import data_fingerprint, load_array, read_manifest
+from mmscel.store import data_fingerprint, load_array, oof_path, read_manifest
 
 MUST_MATCH = ("data_fingerprint", "fold_fingerprint")
 
@@ -25,6 +25,7 @@ class RunOutputs:
     oof: np.ndarray
     test: np.ndarray
     last_day: np.ndarray | None  # the last-day holdout's predictions, when the run has one
+    oof_root: Path  # the store it lives in (manifests name their files relative to it)
 
 
 def select_runs(oof_root: Path, task: str, patterns: list[str]) -> list[str]:
@@ -46,7 +47,7 @@ def load_runs(oof_root: Path, task: str, names: list[str]) -> list[RunOutputs]:
         if not manifest or not manifest.get("completed"):
             raise InputError(run_dir, "not a finished level-1 run")
         last = run_dir / "folds" / f"fold_{LAST_DAY}" / "valid.npy"
-        runs.append(RunOutputs(name, manifest, load_array(run_dir / "oof.npy"), load_array(run_dir / "test.npy"), load_array(last) if last.exists() else None))
+        runs.append(RunOutputs(name, manifest, load_array(run_dir / "oof.npy"), load_array(run_dir / "test.npy"), load_array(last) if last.exists() else None, Path(oof_root)))
     check_compatible(runs)
     return runs
 
@@ -83,9 +84,9 @@ def _space(manifest: dict) -> tuple:
     return ("proteins", space["n_targets"] if "n_targets" in space else None)
 
 
-def target_basis(space: dict) -> TargetBasis | None:
+def target_basis(space: dict, oof_root) -> TargetBasis | None:
     """The target basis that coefficients in a manifest's ``target_space`` refer to (None for proteins)."""
     if space["kind"] != "components":
         return None
-    components = load_array(Path(space["components_file"]))
+    components = load_array(oof_path(oof_root, space["components_file"]))
     return TargetBasis(components, np.zeros(components.shape[1], dtype=np.float32))

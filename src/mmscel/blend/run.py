@@ -29,7 +29,7 @@ from mmscel.blend.methods import fit_weights
 from mmscel.config import describe_validation_error, read_yaml
 from mmscel.data.load import load
 from mmscel.errors import InputError
-from mmscel.store import array_digest, digest, save_array, write_manifest
+from mmscel.store import array_digest, digest, oof_path, save_array, write_manifest
 
 
 class BlendConfig(pydantic.BaseModel):
@@ -83,7 +83,7 @@ def run_level2(config: BlendConfig | str | Path, data_dir="data", cache_dir=None
 def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir, cache_dir, out: Path) -> dict:
     check_data(task, {r.name: r.manifest["data_fingerprint"] for r in runs}, data_dir, cache_dir)
     train = load(task, "train", data_dir, cache_dir)
-    basis = target_basis(runs[0].manifest["target_space"])
+    basis = target_basis(runs[0].manifest["target_space"], runs[0].oof_root)
     validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))
     stats = _statistics([r.oof[validated] for r in runs], _rows(train.targets, validated), basis)
     options = {"n_trials": config.n_trials, "seed": config.seed, "greedy_steps": config.greedy_steps,
@@ -137,7 +137,10 @@ def _statistics(predictions, truth, basis):
 
 def _nested(config: BlendConfig, stats, run: RunOutputs, validated: np.ndarray) -> float:
     """Weights fitted on K-1 folds, scored on the held-out fold; mean over all validated cells."""
-    folds = pd.read_parquet(run.manifest["fold_file"])["fold"].to_numpy()[validated]
+    fold_file = oof_path(run.oof_root, run.manifest["fold_file"])
+    if not fold_file.exists():
+        raise InputError(fold_file, f"fold file of run {run.name} not found (was the oof folder moved in parts?)")
+    folds = pd.read_parquet(fold_file)["fold"].to_numpy()[validated]
     fold_ids = [f for f in np.unique(folds) if f >= 0]
     if len(fold_ids) < 2:
         return float("nan")  # one validation fold (last_day scheme): nothing to nest

@@ -34,7 +34,7 @@ def blend_predictions(oof_root: Path, name: str, data_dir, cache_dir=None) -> tu
     predictions = {}
     for task, info in manifest["tasks"].items():
         check_data(task, {run: fp["data_fingerprint"] for run, fp in info["fingerprints"].items()}, data_dir, cache_dir)
-        basis = target_basis(info["target_space"])
+        basis = target_basis(info["target_space"], oof_root)
         predictions[task] = (load_array(folder / info["test_file"]), None if basis is None else basis.components)
     source = {"blend": name, "runs": {task: info["runs"] for task, info in manifest["tasks"].items()},
               "weights": {task: info["weights"] for task, info in manifest["tasks"].items()}}
@@ -52,7 +52,7 @@ def run_predictions(oof_root: Path, specs: list[str], data_dir, cache_dir=None) 
             raise InputError(f"--run {spec}", f"a second {task} run; blend them with mmscel level2 instead")
         run = load_runs(Path(oof_root), task, [name])[0]
         check_data(task, {name: run.manifest["data_fingerprint"]}, data_dir, cache_dir)
-        basis = target_basis(run.manifest["target_space"])
+        basis = target_basis(run.manifest["target_space"], oof_root)
         predictions[task] = (run.test, None if basis is None else basis.components)
         source["runs"][task] = [name]
     return predictions, source
