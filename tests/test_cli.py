@@ -181,6 +181,9 @@ def test_writing_a_submission_refuses_constant_cells(tmp_path):
     with pytest.raises(InputError, match="constant"):
         write_submission(tmp_path / "s.csv", values, np.array([0, 4, 8]))
     assert not (tmp_path / "s.csv").exists()
+    with pytest.raises(InputError, match="12 rows, expected 13"):
+        write_submission(tmp_path / "s.csv", np.arange(12, dtype=np.float32), np.array([0, 4, 8]), n_rows=13)
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_synth_cli_prints_oracle_and_floor(tmp_path):

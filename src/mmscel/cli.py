@@ -165,8 +165,9 @@ def baseline(
     from mmscel.submission import cell_starts, evaluation_rows, mean_profile_values, write_submission
 
     path = out_path or oof / "submissions" / "mean_profile.csv.gz"
-    values = mean_profile_values(data, cache)
-    write_submission(path, values, cell_starts(evaluation_rows(data, cache)))
+    rows = evaluation_rows(data, cache)
+    values = mean_profile_values(data, cache, rows)
+    write_submission(path, values, cell_starts(rows), n_rows=rows.n_rows)
     out.print(f"wrote {path} ({len(values):,} rows)")
 
 

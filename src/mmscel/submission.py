@@ -113,11 +113,12 @@ def validate_values(values: np.ndarray, n_rows: int, starts: np.ndarray | None, 
             raise InputError(where, f"cell starting at row_id {starts[constant[0]]} has a constant prediction (Pearson undefined)")
 
 
-def write_submission(path: str | Path, values: np.ndarray, starts: np.ndarray | None = None) -> Path:
-    """Validate and write ``row_id,target`` (gzip when ``path`` ends in .gz), atomically."""
+def write_submission(path: str | Path, values: np.ndarray, starts: np.ndarray | None = None, n_rows: int | None = None) -> Path:
+    """Validate (against ``n_rows`` evaluation rows when given) and write ``row_id,target``
+    (gzip when ``path`` ends in .gz), atomically."""
     path = Path(path)
     values = np.asarray(values, dtype=np.float32)
-    validate_values(values, len(values), starts, str(path))
+    validate_values(values, len(values) if n_rows is None else n_rows, starts, str(path))
     table = pa.table({"row_id": np.arange(len(values), dtype=np.int64), "target": values})
     with atomic_path(path) as tmp:
         if path.suffix == ".gz":
@@ -154,7 +155,7 @@ def read_submission(path: str | Path, n_rows: int) -> np.ndarray:
     return target.to_numpy()
 
 
-def submission_values(data_dir, cache_dir, predictions: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+def submission_values(data_dir, cache_dir, predictions: dict[str, tuple[np.ndarray, np.ndarray | None]], rows: EvaluationRows | None = None) -> np.ndarray:
     """Evaluation-ordered values from per-task test predictions.
 
     ``predictions[task] = (test, components)``: ``test`` holds one row per test
@@ -163,7 +164,7 @@ def submission_values(data_dir, cache_dir, predictions: dict[str, tuple[np.ndarr
     (cell, gene) entries are reconstructed, chunk by chunk. A task without
     predictions gets the mean profile.
     """
-    rows = evaluation_rows(data_dir, cache_dir)
+    rows = rows or evaluation_rows(data_dir, cache_dir)
     complete = set(predictions) == {"cite", "multi"}
     values = np.zeros(rows.n_rows, np.float32) if complete else mean_profile_values(data_dir, cache_dir, rows)
     for task, mask in (("cite", rows.is_cite), ("multi", ~rows.is_cite)):

@@ -68,8 +68,9 @@ def submit(data_dir, cache_dir, oof_root, out: Path | None, blend: str | None = 
         predictions, source = blend_predictions(oof_root, blend or latest_blend(oof_root), data_dir, cache_dir)
         label = source["blend"]
     out = Path(out) if out else oof_root / "submissions" / f"{label}.csv.gz"
-    values = submission_values(data_dir, cache_dir, predictions)
-    write_submission(out, values, cell_starts(evaluation_rows(data_dir, cache_dir)))
+    rows = evaluation_rows(data_dir, cache_dir)
+    values = submission_values(data_dir, cache_dir, predictions, rows)
+    write_submission(out, values, cell_starts(rows), n_rows=rows.n_rows)
     message = f"mmscel {label}"
     record = {
         "file": str(out),
