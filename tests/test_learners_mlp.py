@@ -162,3 +162,11 @@ def test_save_load_round_trip(tmp_path):
 def test_unknown_param_is_refused_by_name():
     with pytest.raises(pydantic.ValidationError, match="hiden"):
         MLPLearner({"hiden": [32]})
+
+
+def test_a_diverging_fit_names_the_learning_rate():
+    from mmscel.errors import InputError
+
+    X, Y = nonlinear_data()[:2]
+    with pytest.raises(InputError, match="params.lr"):
+        mlp({"epochs": 5, "lr": 1e12, "loss": "mse", "norm": "none", "weight_decay": 0.0}).fit(FitData(X[:500], Y[:500]))

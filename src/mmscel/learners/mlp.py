@@ -33,6 +33,7 @@ import torch.nn.functional as F
 import torch.utils.deterministic
 from torch import nn
 
+from mmscel.errors import InputError
 from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasis, as_float32
 from mmscel.metrics import pearson_per_row
 
@@ -292,7 +293,7 @@ class MLPLearner(BaseLearner):
                 loss = compute_loss(self.params.loss, pred, Y_t.index_select(0, idx))
             value = loss.item()
             if not math.isfinite(value):
-                raise FloatingPointError(f"mlp: non-finite training loss ({value}); lower lr")
+                raise InputError("params.lr", f"the MLP's training loss became {value} at lr {self.params.lr}; lower lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
