@@ -51,8 +51,8 @@ class FrameWriter:
 
     Parameters
     ----------
-    path : path of the ``.h5`` file. It is written as ``path + '.tmp'`` and
-        renamed on a successful :meth:`close`, so an interrupted write never
+    path : path of the ``.h5`` file. It is written under a hidden per-process
+        temporary name beside it and renamed on a successful :meth:`close`, so an interrupted write never
         leaves a half-written file under the final name.
     key : name of the group (the competition uses the file stem).
     index : row names (cell ids), in row order.
@@ -75,7 +75,7 @@ class FrameWriter:
         complevel: int = 5,
     ):
         self.path = Path(path)
-        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        self.tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.n_rows, self.n_columns = len(index), len(columns)
         if blocks is None:
             blocks = [np.arange(self.n_columns)]
