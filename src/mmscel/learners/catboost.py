@@ -59,6 +59,7 @@ class CatBoostLearner(BaseLearner):
         }
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> CatBoostLearner:
+        """Fit one MultiRMSE model, or one RMSE model per output column."""
         X, Y = as_float32(train.X), _as_2d(train.Y)
         X_valid, Y_valid = (as_float32(valid.X), _as_2d(valid.Y)) if valid is not None else (None, None)
         # catboost.Pool has no label setter, so RMSE builds one Pool per output
@@ -79,11 +80,13 @@ class CatBoostLearner(BaseLearner):
         return model.fit(pool, eval_set=eval_pool, use_best_model=stopping is not None, early_stopping_rounds=stopping)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions of the fitted model(s)."""
         X = as_float32(X)
         columns = [m.predict(X, thread_count=self.n_jobs).reshape(len(X), -1) for m in self.models_]
         return np.hstack(columns).astype(np.float32)
 
     def save(self, folder: Path) -> list[Path]:
+        """Write the models as native ``.cbm`` files and the index ``catboost.json``."""
         folder.mkdir(parents=True, exist_ok=True)
         files = []
         for j, model in enumerate(self.models_):
@@ -95,6 +98,7 @@ class CatBoostLearner(BaseLearner):
         return [*files, index]
 
     def load(self, folder: Path) -> CatBoostLearner:
+        """Read the models written by :meth:`save`."""
         index = json.loads((folder / INDEX_FILE).read_text())
         self.models_ = [self._load_one(folder / name) for name in index["models"]]
         self.best_iterations = [int(n) for n in index["best_iterations"]]

@@ -57,6 +57,7 @@ class LGBMLearner(BaseLearner):
         }
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> LGBMLearner:
+        """Fit one booster per output column on a Dataset binned once."""
         params = self.booster_params()
         labels = _columns(train.Y)
         # Dataset and train() get the same params: lgb.train silently re-bins a
@@ -93,11 +94,13 @@ class LGBMLearner(BaseLearner):
         )
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions of every booster at its best iteration."""
         X = as_float32(X)
         columns = [b.predict(X, num_iteration=n) for b, n in zip(self.boosters_, self.best_iterations, strict=True)]
         return np.column_stack(columns).astype(np.float32)
 
     def save(self, folder: Path) -> list[Path]:
+        """Write each booster as LightGBM text and the index ``lgbm.json``."""
         folder.mkdir(parents=True, exist_ok=True)
         files = []
         for j, (booster, best) in enumerate(zip(self.boosters_, self.best_iterations, strict=True)):
@@ -109,6 +112,7 @@ class LGBMLearner(BaseLearner):
         return [*files, index]
 
     def load(self, folder: Path) -> LGBMLearner:
+        """Read the boosters written by :meth:`save`."""
         index = json.loads((folder / INDEX_FILE).read_text())
         self.boosters_ = [lgb.Booster(model_file=folder / name) for name in index["models"]]
         self.best_iterations = [int(n) for n in index["best_iterations"]]

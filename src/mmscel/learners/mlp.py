@@ -169,6 +169,7 @@ class MLPLearner(BaseLearner):
     uses_validation = True
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> MLPLearner:
+        """Train the network (seeded, deterministic), early-stopping on ``valid``'s per-cell Pearson."""
         X = torch.from_numpy(as_float32(train.X))
         Y = as_float32(train.Y).reshape(len(X), -1)
         recon = self._reconstruction(train, basis)
@@ -179,6 +180,7 @@ class MLPLearner(BaseLearner):
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions of the best epoch's network."""
         X = as_float32(X)
         out = np.empty((len(X), self.arch_["output_dim"]), dtype=np.float32)
         with torch_session(self.seed, self.n_jobs):
@@ -187,6 +189,7 @@ class MLPLearner(BaseLearner):
         return out
 
     def save(self, folder: Path) -> list[Path]:
+        """Write the state_dict (``torch.save``) and the architecture as JSON."""
         folder.mkdir(parents=True, exist_ok=True)
         model_path, info_path = folder / MODEL_FILE, folder / INFO_FILE
         torch.save(self.model_.state_dict(), model_path)
@@ -195,6 +198,7 @@ class MLPLearner(BaseLearner):
         return [model_path, info_path]
 
     def load(self, folder: Path) -> MLPLearner:
+        """Read a network written by :meth:`save` (``weights_only=True``)."""
         info = json.loads((folder / INFO_FILE).read_text())
         self.arch_ = {key: info[key] for key in ("input_dim", "output_dim", "hidden", "activation", "norm", "dropout")}
         self.best_iterations = info.get("best_iterations")
@@ -204,6 +208,7 @@ class MLPLearner(BaseLearner):
         return self
 
     def fit_info(self) -> dict[str, Any]:
+        """Best epoch and the validation score of every epoch."""
         info = super().fit_info()
         if getattr(self, "valid_scores_", None):
             info["best_valid_pearson"] = float(max(self.valid_scores_))

@@ -31,6 +31,7 @@ class RidgeLearner(BaseLearner):
     Params = RidgeParams
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> RidgeLearner:
+        """Fit one multi-output Ridge on standardised features."""
         X = as_float32(train.X)
         self.scale_ = X.std(axis=0) if self.params.standardize else np.ones(X.shape[1], np.float32)
         self.scale_[self.scale_ == 0] = 1.0
@@ -44,9 +45,11 @@ class RidgeLearner(BaseLearner):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         # scaling folded into the (small) coefficients instead of a scaled copy of X
+        """Predictions in the learner's output space."""
         return as_float32(X) @ (self.coef_ / self.scale_).T + self.intercept_
 
     def save(self, folder: Path) -> list[Path]:
+        """Write coefficients and scaling as ``ridge.npz`` (no pickle)."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "ridge.npz"
         np.savez(path, coef=self.coef_, intercept=self.intercept_, scale=self.scale_)
@@ -54,6 +57,7 @@ class RidgeLearner(BaseLearner):
         return [path, folder / "ridge.json"]
 
     def load(self, folder: Path) -> RidgeLearner:
+        """Read a model written by :meth:`save`."""
         with np.load(folder / "ridge.npz", allow_pickle=False) as saved:
             self.coef_, self.intercept_, self.scale_ = saved["coef"], saved["intercept"], saved["scale"]
         return self

@@ -56,6 +56,7 @@ class XGBLearner(BaseLearner):
         }
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> XGBLearner:
+        """Fit one XGBoost model over all outputs, early-stopping on ``valid``."""
         dtrain = xgb.QuantileDMatrix(as_float32(train.X), label=_as_2d(train.Y), max_bin=self.params.max_bin)
         evals, stopping = [], None
         if valid is not None:
@@ -76,11 +77,13 @@ class XGBLearner(BaseLearner):
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions up to the best iteration."""
         X = as_float32(X)
         pred = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iterations[0]))
         return np.asarray(pred, dtype=np.float32).reshape(len(X), -1)
 
     def save(self, folder: Path) -> list[Path]:
+        """Write the model as UBJSON ``xgb.ubj`` and the index ``xgb.json``."""
         folder.mkdir(parents=True, exist_ok=True)
         model, index = folder / MODEL_FILE, folder / INDEX_FILE
         self.booster_.save_model(str(model))
@@ -88,6 +91,7 @@ class XGBLearner(BaseLearner):
         return [model, index]
 
     def load(self, folder: Path) -> XGBLearner:
+        """Read the model written by :meth:`save`."""
         index = json.loads((folder / INDEX_FILE).read_text())
         self.booster_ = xgb.Booster(params={"nthread": self.n_jobs})
         self.booster_.load_model(str(folder / index["model"]))
