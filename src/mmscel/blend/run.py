@@ -77,6 +77,10 @@ def run_level2(config: BlendConfig | str | Path, data_dir="data", cache_dir=None
     }
     write_manifest(out / "weights.json", {task: dict(zip(t["runs"], t["weights"])) for task, t in tasks.items()})
     write_manifest(out / "manifest.json", manifest)
+    current = {t["test_file"] for t in tasks.values()}
+    for stale in out.glob("test_*.npy"):  # test files of earlier blends, now unreferenced
+        if stale.name not in current:
+            stale.unlink()
     return manifest
 
 
@@ -93,7 +97,8 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
     nested = _nested(config, stats, runs[0], validated)
     last_day = _last_day(config, runs, train, basis, validated)
     test = objective.blend_dense([r.test for r in runs], weights) if basis is None else objective.blend_components([r.test for r in runs], basis, weights)
-    save_array(out / f"test_{task}.npy", test)
+    test_file = f"test_{task}-{array_digest(test)}.npy"  # named by content: the old manifest keeps its own file
+    save_array(out / test_file, test)
     best_single = max(singles.values())
     return {
         "runs": [r.name for r in runs],
@@ -108,7 +113,7 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
         "n_cells": int(len(validated)),
         "target_space": runs[0].manifest["target_space"],
         "fingerprints": {r.name: {k: r.manifest[k] for k in ("data_fingerprint", "fold_fingerprint", "config_hash")} for r in runs},
-        "test_file": f"test_{task}.npy",
+        "test_file": test_file,
         "test_shape": list(test.shape),
     }
 
