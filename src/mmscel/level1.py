@@ -198,7 +198,8 @@ def _run_fold(config: RunConfig, run_dir: Path, name: str, features: FeatureSet,
         projection.save(model_dir)
     predict = (lambda X: projection.inverse(learner.predict(X))) if projection is not None else (lambda X: targets.pad(learner.predict(X)))
     valid = predict(features.train[valid_rows]) if len(valid_rows) else np.zeros((0, targets.fit.shape[1]), np.float32)
-    test = predict(features.test) if name != LAST_DAY else np.zeros((0, targets.fit.shape[1]), np.float32)
+    predicts_test = name == REFIT or (name != LAST_DAY and config.test_predictions != "refit")  # else unused
+    test = predict(features.test) if predicts_test else np.zeros((0, targets.fit.shape[1]), np.float32)
     score = float(np.mean(score_rows(valid, targets, valid_rows))) if len(valid_rows) else None
     floor = mean_profile_score(targets, train_rows, valid_rows) if len(valid_rows) else None
     info = {
