@@ -111,3 +111,10 @@ def as_float32(X) -> np.ndarray:
     """Dense, C-contiguous float32 (the common input type of every learner)."""
     X = X.toarray() if sp.issparse(X) else X
     return np.ascontiguousarray(X, dtype=np.float32)
+
+
+
+def targets_2d(Y) -> np.ndarray:
+    """Targets as a (rows x outputs) float32 array; a 1-D target becomes one column."""
+    Y = np.asarray(Y, dtype=np.float32)
+    return Y.reshape(len(Y), -1)

@@ -14,7 +14,7 @@ import catboost as cb
 import numpy as np
 import pydantic
 
-from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasis, as_float32
+from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasis, as_float32, targets_2d
 
 INDEX_FILE = "catboost.json"
 
@@ -60,8 +60,8 @@ class CatBoostLearner(BaseLearner):
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> CatBoostLearner:
         """Fit one MultiRMSE model, or one RMSE model per output column."""
-        X, Y = as_float32(train.X), _as_2d(train.Y)
-        X_valid, Y_valid = (as_float32(valid.X), _as_2d(valid.Y)) if valid is not None else (None, None)
+        X, Y = as_float32(train.X), targets_2d(train.Y)
+        X_valid, Y_valid = (as_float32(valid.X), targets_2d(valid.Y)) if valid is not None else (None, None)
         # catboost.Pool has no label setter, so RMSE builds one Pool per output
         # (quantisation of the same X is deterministic, so every output sees the same borders).
         targets = [slice(None)] if self.params.loss == "MultiRMSE" else range(Y.shape[1])
@@ -107,9 +107,3 @@ class CatBoostLearner(BaseLearner):
     def _load_one(self, path: Path) -> cb.CatBoostRegressor:
         model = cb.CatBoostRegressor(thread_count=self.n_jobs)
         return model.load_model(str(path), format="cbm")
-
-
-def _as_2d(Y) -> np.ndarray:
-    """Targets as a (rows x outputs) float32 array; a 1-D target becomes one column."""
-    Y = np.asarray(Y, dtype=np.float32)
-    return Y.reshape(len(Y), -1)

@@ -10,7 +10,7 @@ import numpy as np
 import pydantic
 import xgboost as xgb
 
-from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasis, as_float32
+from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasis, as_float32, targets_2d
 
 MODEL_FILE = "xgb.ubj"
 INDEX_FILE = "xgb.json"
@@ -57,10 +57,10 @@ class XGBLearner(BaseLearner):
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> XGBLearner:
         """Fit one XGBoost model over all outputs, early-stopping on ``valid``."""
-        dtrain = xgb.QuantileDMatrix(as_float32(train.X), label=_as_2d(train.Y), max_bin=self.params.max_bin)
+        dtrain = xgb.QuantileDMatrix(as_float32(train.X), label=targets_2d(train.Y), max_bin=self.params.max_bin)
         evals, stopping = [], None
         if valid is not None:
-            dvalid = xgb.QuantileDMatrix(as_float32(valid.X), label=_as_2d(valid.Y), ref=dtrain, max_bin=self.params.max_bin)
+            dvalid = xgb.QuantileDMatrix(as_float32(valid.X), label=targets_2d(valid.Y), ref=dtrain, max_bin=self.params.max_bin)
             evals = [(dvalid, "valid")]
             stopping = self.params.early_stopping_rounds or None
         self.booster_ = xgb.train(
@@ -97,9 +97,3 @@ class XGBLearner(BaseLearner):
         self.booster_.load_model(str(folder / index["model"]))
         self.best_iterations = [int(n) for n in index["best_iterations"]]
         return self
-
-
-def _as_2d(Y) -> np.ndarray:
-    """Targets as a (rows x outputs) float32 array; a 1-D target becomes one column."""
-    Y = np.asarray(Y, dtype=np.float32)
-    return Y.reshape(len(Y), -1)
