@@ -113,7 +113,6 @@ def as_float32(X) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
-
 def targets_2d(Y) -> np.ndarray:
     """Targets as a (rows x outputs) float32 array; a 1-D target becomes one column."""
     Y = np.asarray(Y, dtype=np.float32)
