@@ -47,6 +47,13 @@ def dense_to_csr_parts(block):
     return values, cols, np.count_nonzero(mask, axis=1)
 
 
+def _tables_blocks(h5, key: str):
+    """The ``block{i}_values`` nodes of frame ``key`` in an open PyTables file, and the frame's shape."""
+    group = h5.get_node(f"/{key}")
+    nodes = [group._f_get_child(f"block{i}_values") for i in range(int(group._v_attrs.nblocks))]
+    return nodes, (int(nodes[0].shape[0]), int(sum(n.shape[1] for n in nodes)))
+
+
 def _limit(shape, step: int, max_dense_gb: float) -> int:
     """Rows to read: all, or the first rows worth ``max_dense_gb`` of dense data (whole chunks)."""
     if not max_dense_gb or shape[0] * shape[1] * 4 <= max_dense_gb * 1e9:
@@ -96,12 +103,7 @@ def main(argv: list[str]) -> int:
         from mmscel.fsutil import file_checksum
 
         with tables.open_file(args.file, "r") as h5:
-            group = h5.get_node(f"/{key}")
-            nodes = [
-                group._f_get_child(f"block{i}_values")
-                for i in range(int(group._v_attrs.nblocks))
-            ]
-            shape = (int(nodes[0].shape[0]), int(sum(n.shape[1] for n in nodes)))
+            nodes, shape = _tables_blocks(h5, key)
         started, cpu_started = time.perf_counter(), time.process_time()
         file_checksum(args.file)
         loop = time.perf_counter() - started
@@ -132,12 +134,7 @@ def main(argv: list[str]) -> int:
         import tables
 
         with tables.open_file(args.file, "r") as h5:
-            group = h5.get_node(f"/{key}")
-            nodes = [
-                group._f_get_child(f"block{i}_values")
-                for i in range(int(group._v_attrs.nblocks))
-            ]
-            shape = (int(nodes[0].shape[0]), int(sum(n.shape[1] for n in nodes)))
+            nodes, shape = _tables_blocks(h5, key)
             step = args.chunk_rows or rows_per_chunk(shape[1])
             limit = _limit(shape, step, args.max_dense_gb)
             started, cpu_started = time.perf_counter(), time.process_time()

@@ -76,6 +76,11 @@ def _config(folder: Path, name: str, task: str, learner: str, **extra) -> Path:
     return path
 
 
+def _run_real(work: Path, data: Path, name: str, task: str, learner: str, extra: dict) -> dict:
+    """Manifest of a level-1 run on a real dataset (its config derived from the shipped one; rerun when it changed)."""
+    return run_level1(_config(work, name, task, learner, **extra), data, oof_root=work / "oof", overwrite=True).manifest
+
+
 def _params(task: str, learner: str) -> dict:
     return yaml.safe_load((ROOT / "configs" / task / f"{learner}.yaml").read_text())["params"]
 
@@ -117,12 +122,7 @@ def real_data() -> list[dict]:
                 "components": 16,
                 "standardize_cells": True,
             }
-        manifest = run_level1(
-            _config(work, f"bmmc_{learner}", "cite", learner, **extra),
-            bmmc,
-            oof_root=work / "oof",
-            overwrite=True,
-        ).manifest
+        manifest = _run_real(work, bmmc, f"bmmc_{learner}", "cite", learner, extra)
         test = np.load(work / "oof" / "cite" / f"bmmc_{learner}" / "test.npy")
         rows.append(
             {
@@ -149,12 +149,7 @@ def real_data() -> list[dict]:
             "features": {"svd_components": 64, "target_svd_components": 44},
             "folds": {"scheme": "random", "n_splits": 5},
         }
-        manifest = run_level1(
-            _config(work, f"muon_{learner}", "multi", learner, **extra),
-            muon,
-            oof_root=work / "oof",
-            overwrite=True,
-        ).manifest
+        manifest = _run_real(work, muon, f"muon_{learner}", "multi", learner, extra)
         rows.append(
             {
                 "dataset": "muon multiome (5-fold)",

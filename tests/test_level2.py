@@ -145,6 +145,9 @@ def test_level2_nested_score_and_a_submission_that_passes_validation(tiny_prepar
     scores, truth = score_submission(record["file"], tiny_prepared)
     for task in ("cite", "multi"):
         assert scores.by_task[task]["private"] > truth["mean_profile"][task]["private"]
+    board = run_cli("leaderboard", "--data", tiny_prepared, "--oof", oof)
+    assert board.returncode == 0, board.stderr
+    assert "cite_lgbm" in board.stdout and "blend (optuna)" in board.stdout and "oracle" in board.stdout
     saved = json.loads((oof / "submissions" / "b.json").read_text())
     assert saved["blend"] == "b" and saved["runs"]["cite"] == ["cite_lgbm", "cite_ridge"]
 
@@ -177,6 +180,8 @@ def test_runs_from_different_folds_or_data_are_refused(tiny_prepared, oof_with_r
     assert result.returncode == 2 and "other data than" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     result = run_cli("submit", "--run", "cite/cite_ridge", "--data", tiny_prepared, "--oof", oof)
     assert result.returncode == 2 and "run cite/cite_ridge: was made from other data" in result.stderr
+    result = run_cli("leaderboard", "--data", tiny_prepared, "--oof", oof)
+    assert result.returncode == 2 and "was made from other data" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_blend_config_errors_and_missing_runs(tiny_prepared, oof_with_runs, tmp_path):

@@ -135,17 +135,17 @@ def board(data_dir, cache_dir, oof_root) -> tuple[list[dict], dict]:
 
     truth, _ = load_truth(data_dir)
     scorer = TaskScorer(data_dir, cache_dir)
+    runs = list_runs(oof_root)
+    for task in sorted({m["task"] for m in runs}):  # one fingerprint of the current data per task, not per run
+        check_data(task, {m["run"]: m["data_fingerprint"] for m in runs if m["task"] == task}, data_dir, cache_dir)
     rows = []
-    for manifest in list_runs(oof_root):
-        check_data(manifest["task"], {manifest["run"]: manifest["data_fingerprint"]}, data_dir, cache_dir)
+    for manifest in runs:
         test = load_array(Path(oof_root) / manifest["task"] / manifest["run"] / "test.npy")
         basis = target_basis(manifest["target_space"], oof_root)
         scores = scorer.scores(manifest["task"], test, None if basis is None else basis.components)
         rows.append({"task": manifest["task"], "name": manifest["run"], "kind": manifest["learner"], "cv": manifest["cv"], "last_day": manifest["last_day"], **scores})
     for path in sorted(Path(oof_root).glob("blend/*/manifest.json")):
-        blend = read_manifest(path)
-        if blend is None:
-            raise InputError(path, "unreadable blend manifest (not JSON)")
+        blend = read_manifest(path)  # raises a one-line InputError when corrupt
         predictions, _ = blend_predictions(oof_root, blend["name"], data_dir, cache_dir)
         for task, (test, components) in predictions.items():
             info = blend["tasks"][task]

@@ -27,15 +27,7 @@ from mmscel.features import FeatureSet, build_features
 from mmscel.learners import FitData, TargetBasis, learner_class
 from mmscel.metrics import pearson_per_row
 from mmscel.progress import track
-from mmscel.store import (
-    FoldCheckpoint,
-    data_fingerprint,
-    digest,
-    library_versions,
-    read_manifest,
-    save_array,
-    write_manifest,
-)
+from mmscel.store import FoldCheckpoint, data_fingerprint, digest, library_versions, read_manifest, save_array, write_manifest
 
 LAST_DAY = "last_day"
 REFIT = "refit"

@@ -18,13 +18,7 @@ import pandas as pd
 import pydantic
 
 from mmscel.blend import objective
-from mmscel.blend.inputs import (
-    RunOutputs,
-    check_data,
-    load_runs,
-    select_runs,
-    target_basis,
-)
+from mmscel.blend.inputs import RunOutputs, check_data, load_runs, select_runs, target_basis
 from mmscel.blend.methods import fit_weights
 from mmscel.config import describe_validation_error, read_yaml
 from mmscel.data.load import load
@@ -131,7 +125,7 @@ def _study_key(config: BlendConfig, runs: list[RunOutputs], validated: np.ndarra
         "oof": array_digest(*(r.oof for r in runs)),
         "cells": array_digest(validated),
     }
-    return digest(inputs)[:16]
+    return digest(inputs)
 
 
 def _statistics(predictions, truth, basis):

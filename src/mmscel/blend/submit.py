@@ -9,12 +9,7 @@ from mmscel.blend.inputs import check_data, load_runs, target_basis
 from mmscel.errors import InputError
 from mmscel.fsutil import write_json
 from mmscel.store import load_array, read_manifest
-from mmscel.submission import (
-    cell_starts,
-    evaluation_rows,
-    submission_values,
-    write_submission,
-)
+from mmscel.submission import cell_starts, evaluation_rows, submission_values, write_submission
 
 
 def latest_blend(oof_root: Path) -> str:

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 import mmscel
 from mmscel.data import layout
-from mmscel.data.h5io import FrameReader, rows_per_chunk
+from mmscel.data.h5io import DEFAULT_CHUNK_BYTES, FrameReader, rows_per_chunk
 from mmscel.data.sparse_npz import CsrParts, SparseNpzWriter, dense_to_csr_parts
 from mmscel.errors import InputError
 from mmscel.fsutil import atomic_path, file_checksum, write_json
@@ -272,7 +272,7 @@ def _convert_h5(source, stem, cache, known, reference, compress, chunk_bytes) ->
         hashed = stem in HASHED_STEMS
         digests = []
         try:
-            step = rows_per_chunk(reader.shape[1], chunk_bytes) if chunk_bytes else rows_per_chunk(reader.shape[1])
+            step = rows_per_chunk(reader.shape[1], chunk_bytes or DEFAULT_CHUNK_BYTES)
             n_chunks = -(-reader.shape[0] // step)
             convert = partial(_chunk_to_csr, take=take, hashed=hashed)
             for _, (parts, chunk_digests) in track(reader.map_chunks(convert, step), f"prepare {stem}", total=n_chunks):
