@@ -73,16 +73,15 @@ def step_prepare(data: Path) -> None:
 
 
 _SVD_SCRIPT = """
-import sys, time, scipy.sparse as sp
-from mmscel.data.load import load
+import sys, time
+from mmscel.data.load import load, stacked_inputs
 from mmscel.features import truncated_svd
 task, part, with_test, mode = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4]
 started = time.perf_counter()
-train = load(task, "train", sys.argv[5])
-matrix = getattr(train, part)
 if with_test:
-    matrix = sp.vstack([matrix, load(task, "test", sys.argv[5], check=False).inputs]).tocsr()
-    train.inputs = None
+    matrix = stacked_inputs(task, sys.argv[5])
+else:
+    matrix = getattr(load(task, "train", sys.argv[5], inputs=part == "inputs", targets=part == "targets"), part)
 loaded = time.perf_counter() - started
 if mode == "svd":
     truncated_svd(matrix, 128, 0)
@@ -90,19 +89,35 @@ print({"load_s": loaded, "total_s": time.perf_counter() - started, "shape": matr
 """
 
 
-def step_svd(data: Path) -> None:
+def step_svd(data: Path, matrices: list[str]) -> None:
+    """Load every matrix (``load_<name>``); fit the SVD of those in ``matrices`` (``svd_<name>``)."""
     for name, (task, part, with_test) in SVD_MATRICES.items():
         args = [task, part, "1" if with_test else "0"]
         load_only = measured([PY, "-c", _SVD_SCRIPT, *args, "load", data], f"load_{name}")
+        record(f"load_{name}", {"wall_s": load_only["wall_s"], "peak_rss_mib": load_only["peak_rss_mib"]})
+        if name not in matrices:
+            continue
         svd = measured([PY, "-c", _SVD_SCRIPT, *args, "svd", data], f"svd_{name}")
         record(f"svd_{name}", {"svd_wall_s": svd["wall_s"], "svd_peak_rss_mib": svd["peak_rss_mib"],
                                "load_wall_s": load_only["wall_s"], "load_peak_rss_mib": load_only["peak_rss_mib"],
                                "svd_over_load": svd["wall_s"] / load_only["wall_s"]})
 
 
+_FEATURES_SCRIPT = """
+import sys
+from mmscel.config import load_run_config
+from mmscel.features import build_features
+config = load_run_config(sys.argv[1])
+build_features(config.task, config.feature_config(), sys.argv[2], oof_root=sys.argv[3], seed=config.seed)
+"""
+
+
 def step_fold(data: Path, learners: list[str], tasks: list[str], oof: Path) -> None:
+    """Per task: build the features once (``features_<task>``), then one last-day fit per learner."""
     with tempfile.TemporaryDirectory() as tmp:
         for task in tasks:
+            features = measured([PY, "-c", _FEATURES_SCRIPT, ROOT / "configs" / task / f"{learners[0]}.yaml", data, oof], f"features_{task}")
+            record(f"features_{task}", {"wall_s": features["wall_s"], "peak_rss_mib": features["peak_rss_mib"]})
             for learner in learners:
                 config = yaml.safe_load((ROOT / "configs" / task / f"{learner}.yaml").read_text())
                 config.update(name=f"full_{learner}", folds={"scheme": "last_day"})
@@ -118,6 +133,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=OUT / "full")
     parser.add_argument("--steps", default="prepare,svd,fold")
+    parser.add_argument("--svd-matrices", default=",".join(SVD_MATRICES), help="which matrices the svd step fits (all are loaded)")
     parser.add_argument("--learners", default="ridge,lgbm,xgb,catboost,mlp")
     parser.add_argument("--tasks", default="cite,multi")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -128,7 +144,7 @@ def main(argv: list[str]) -> int:
     if "prepare" in steps:
         step_prepare(args.data)
     if "svd" in steps:
-        step_svd(args.data)
+        step_svd(args.data, args.svd_matrices.split(","))
     if "fold" in steps:
         step_fold(args.data, args.learners.split(","), args.tasks.split(","), args.oof)
     return 0

@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 
 from mmscel.data.cache import row_digests
-from mmscel.data.sparse_npz import CsrParts, SparseNpzWriter, dense_to_csr_parts
+from mmscel.data.sparse_npz import CsrParts, SparseNpzWriter, dense_to_csr_parts, read_stacked
 
 
 def _dense(rows, cols, density, seed=0):
@@ -48,3 +48,41 @@ def test_digests_from_dense_and_from_a_sparse_matrix_agree():
     matrix = sp.csr_matrix(block)
     from_sparse = row_digests(CsrParts(matrix.data, matrix.indices.astype(np.int32), np.diff(matrix.indptr)))
     np.testing.assert_array_equal(row_digests(dense_to_csr_parts(block)), from_sparse)
+
+
+def _random_csr(rows, cols, density, seed):
+    return sp.random(rows, cols, density=density, format="csr", dtype=np.float32, random_state=seed)
+
+
+def test_read_stacked_equals_vstack_of_load_npz(tmp_path):
+    parts = [_random_csr(40, 30, 0.2, 1), _random_csr(0, 30, 0.2, 2), _random_csr(25, 30, 0.05, 3)]
+    paths = []
+    for i, part in enumerate(parts):
+        writer = SparseNpzWriter(tmp_path / f"m{i}.npz", 30)
+        writer.write_csr(part)
+        paths.append(writer.close())
+    stacked = read_stacked(paths)
+    expected = sp.vstack([sp.load_npz(p) for p in paths]).tocsr()
+    assert stacked.shape == expected.shape and stacked.dtype == np.float32 and stacked.indices.dtype == np.int32
+    assert (stacked != expected).nnz == 0
+    np.testing.assert_array_equal(stacked.indptr, expected.indptr)
+
+
+def test_read_stacked_converts_wide_indices(tmp_path):
+    matrix = _random_csr(20, 15, 0.3, 4)
+    wide = sp.csr_matrix((matrix.data, matrix.indices.astype(np.int64), matrix.indptr.astype(np.int64)), shape=matrix.shape)
+    sp.save_npz(tmp_path / "wide.npz", wide, compressed=True)
+    stacked = read_stacked([tmp_path / "wide.npz"])
+    assert stacked.indices.dtype == np.int32 and (stacked != matrix).nnz == 0
+
+
+def test_read_stacked_refuses_mismatched_widths_and_truncated_files(tmp_path):
+    for name, cols in (("a.npz", 10), ("b.npz", 11)):
+        writer = SparseNpzWriter(tmp_path / name, cols)
+        writer.write_csr(_random_csr(5, cols, 0.5, cols))
+        writer.close()
+    with pytest.raises(ValueError, match="columns"):
+        read_stacked([tmp_path / "a.npz", tmp_path / "b.npz"])
+    sp.save_npz(tmp_path / "csc.npz", _random_csr(5, 5, 0.5, 0).tocsc())
+    with pytest.raises(ValueError, match="not a CSR"):
+        read_stacked([tmp_path / "csc.npz"])

@@ -88,7 +88,7 @@ def run_level1(config: RunConfig | str | Path, data_dir="data", cache_dir=None, 
     if existing is not None:
         return RunResult(run_dir, existing, reused=True)
     features = build_features(config.task, config.feature_config(), data_dir, cache_dir, oof_root, seed=config.seed)
-    train = load(config.task, "train", data_dir, cache_dir, check=False)
+    train = load(config.task, "train", data_dir, cache_dir, check=False, inputs=False)
     folds = folds_module.load_or_create(
         oof_root, config.task, config.folds.scheme, train.metadata, features.data_fingerprint, config.folds.n_splits, config.folds.seed
     )

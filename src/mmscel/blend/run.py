@@ -80,7 +80,7 @@ def run_level2(config: BlendConfig | str | Path, data_dir="data", cache_dir=None
 
 def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir, cache_dir, out: Path) -> dict:
     check_data(task, {r.name: r.manifest["data_fingerprint"] for r in runs}, data_dir, cache_dir)
-    train = load(task, "train", data_dir, cache_dir)
+    train = load(task, "train", data_dir, cache_dir, inputs=False)
     basis = target_basis(runs[0].manifest["target_space"], runs[0].oof_root)
     validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))
     stats = _statistics([r.oof[validated] for r in runs], _rows(train.targets, validated), basis)

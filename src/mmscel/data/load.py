@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from mmscel.data import layout
 from mmscel.data.cache import MANIFEST, load_idxcol, default_cache, idxcol_path, matrix_sources, source_is_current, values_path
+from mmscel.data.sparse_npz import read_stacked
 from mmscel.errors import InputError
 
 
@@ -21,13 +22,13 @@ class Split:
 
     ``inputs`` is CSR float32 (cells x features). ``targets`` is a dense float32
     array for CITEseq and CSR for Multiome (a dense Multiome target matrix is
-    ~10 GB at full scale), or None for the test split. ``metadata`` is aligned
-    with ``cell_ids``.
+    ~10 GB at full scale), or None for the test split or when not asked for
+    (``inputs`` likewise). ``metadata`` is aligned with ``cell_ids``.
     """
 
     task: str
     split: str
-    inputs: sp.csr_matrix
+    inputs: sp.csr_matrix | None
     targets: np.ndarray | sp.csr_matrix | None
     cell_ids: np.ndarray
     input_names: np.ndarray
@@ -74,19 +75,38 @@ def check_cache(data_dir: str | Path, cache_dir: str | Path | None = None) -> di
 
 def load_matrix(cache: Path, stem: str) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """CSR values, row ids and column names of one cached matrix."""
-    path = values_path(cache, stem)
-    if not path.exists():
-        raise InputError(path, "not in the cache; run mmscel prepare")
-    try:
-        matrix = sp.load_npz(path).tocsr()
-    except Exception as exc:
-        raise InputError(path, f"unreadable cache file: {str(exc)[:120]}") from None
+    matrix = load_stacked(cache, [stem])
     index, columns = load_idxcol(idxcol_path(cache, stem))
     return matrix, index.astype(object), columns.astype(object)
 
 
-def load(task: str, split: str, data_dir: str | Path = "data", cache_dir: str | Path | None = None, *, check: bool = True) -> Split:
-    """Load ``split`` ('train' or 'test') of ``task`` ('cite' or 'multi') from the prepared cache."""
+def load_stacked(cache: Path, stems: list[str]) -> sp.csr_matrix:
+    """The cached matrices ``stems`` as one CSR matrix, their rows stacked in order (float32).
+
+    Read straight into the stacked arrays: the peak memory is the result's size.
+    """
+    for stem in stems:
+        if not values_path(cache, stem).exists():
+            raise InputError(values_path(cache, stem), "not in the cache; run mmscel prepare")
+    try:
+        return read_stacked([values_path(cache, stem) for stem in stems])
+    except Exception as exc:
+        raise InputError(values_path(cache, stems[0]), f"unreadable cache file: {str(exc)[:120]}") from None
+
+
+def stacked_inputs(task: str, data_dir: str | Path = "data", cache_dir: str | Path | None = None) -> sp.csr_matrix:
+    """The inputs of ``task``, train rows then test rows, as one CSR matrix (what the input SVD is fitted on)."""
+    spec = layout.task(task)
+    return load_stacked(cache_dir_for(data_dir, cache_dir), [spec.train_inputs, spec.test_inputs])
+
+
+def load(task: str, split: str, data_dir: str | Path = "data", cache_dir: str | Path | None = None, *, check: bool = True,
+         inputs: bool = True, targets: bool = True) -> Split:
+    """Load ``split`` ('train' or 'test') of ``task`` ('cite' or 'multi') from the prepared cache.
+
+    ``inputs=False`` / ``targets=False`` skip those matrices (their names are
+    still read): at full scale the Multiome ones are ~5 and ~6 GB each.
+    """
     spec = layout.task(task)
     if split not in layout.SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(layout.SPLITS)}")
@@ -94,12 +114,15 @@ def load(task: str, split: str, data_dir: str | Path = "data", cache_dir: str | 
         check_cache(data_dir, cache_dir)
     cache = cache_dir_for(data_dir, cache_dir)
     input_stem = spec.train_inputs if split == "train" else spec.test_inputs
-    inputs, cell_ids, input_names = load_matrix(cache, input_stem)
-    targets = target_names = None
+    cell_ids, input_names = (names.astype(object) for names in load_idxcol(idxcol_path(cache, input_stem)))
+    input_matrix = load_stacked(cache, [input_stem]) if inputs else None
+    target_matrix = target_names = None
     if split == "train":
-        targets, target_ids, target_names = load_matrix(cache, spec.train_targets)
-        if task == "cite":
-            targets = targets.toarray()
+        target_names = load_idxcol(idxcol_path(cache, spec.train_targets))[1].astype(object)
+        if targets:
+            target_matrix = load_stacked(cache, [spec.train_targets])
+            if task == "cite":
+                target_matrix = target_matrix.toarray()
     metadata = pd.read_parquet(cache / "metadata.parquet").set_index("cell_id")
     missing = ~pd.Index(cell_ids).isin(metadata.index)
     if missing.any():
@@ -107,8 +130,8 @@ def load(task: str, split: str, data_dir: str | Path = "data", cache_dir: str | 
     return Split(
         task=task,
         split=split,
-        inputs=inputs.astype(np.float32, copy=False),
-        targets=targets,
+        inputs=input_matrix,
+        targets=target_matrix,
         cell_ids=cell_ids,
         input_names=input_names,
         target_names=target_names,
