@@ -157,6 +157,42 @@ def test_truth_json_oracle_beats_the_floor(tiny_source):
     assert truth["seed"] == 0 and truth["scale"] == "tiny"
 
 
+def test_reachable_reference_sits_between_floor_and_oracle(tiny_source):
+    truth = json.loads((tiny_source / "truth" / "truth.json").read_text())
+    assert truth["reachable"]["cite"] == truth["oracle"]["cite"]
+    for split in ("public", "private"):
+        assert truth["mean_profile"]["multi"][split] + 0.05 < truth["reachable"]["multi"][split] < truth["oracle"]["multi"][split]
+    references = pd.read_parquet(tiny_source / "truth" / layout.TRAIN_REFERENCES)
+    metadata = pd.read_csv(tiny_source / "metadata.csv").set_index("cell_id")
+    for task in ("cite", "multi"):
+        rows = references[references["task"] == task]
+        assert rows["cell_id"].isin(metadata.index).all() and rows["cell_id"].is_unique
+        assert rows["oracle"].mean() == pytest.approx(truth["oracle"][task]["train"], abs=1e-6)
+        assert rows["reachable"].mean() == pytest.approx(truth["reachable"][task]["train"], abs=1e-6)
+    assert (references["task"] == "cite").sum() == SCALES["tiny"].cite_train
+
+
+def test_chromatin_averaged_mean_is_the_average_over_open_states():
+    from mmscel.data.synth.biology import N_PROGRAMS, Donors
+    from mmscel.data.synth.multi import MultiWorld, chromatin_averaged_mean
+
+    world = MultiWorld.sample(np.random.default_rng(0), 400, 60, Donors.sample(np.random.default_rng(1)))
+    rng = np.random.default_rng(2)
+    program, donor_row, library = rng.random((3, N_PROGRAMS)), np.array([0, 1, 2]), np.full(3, 5000.0)
+    probability = world.peak_model.open_probability(program, donor_row)
+    averaged = chromatin_averaged_mean(world, program, donor_row, library, probability)
+    draws = 20_000
+    total = np.zeros_like(averaged)
+    for _ in range(draws // 1000):
+        open_state = rng.random((1000, *probability.shape)) < probability
+        cis = np.einsum("dcp,gp->dcg", open_state, world.links.toarray())
+        total += np.exp(cis).sum(axis=0)
+    sampled = world.gene_model.mean_counts(program, donor_row, library, extra=np.log(total / draws))
+    linked = np.asarray(world.links.sum(axis=1)).ravel() != 0
+    assert linked.any()
+    np.testing.assert_allclose(averaged[:, linked], sampled[:, linked], rtol=0.03)
+
+
 def test_last_day_is_more_mature_than_any_training_day(tiny_source):
     from mmscel.data.synth.biology import MATURITY_BY_DAY
 

@@ -72,13 +72,13 @@ def synth(
     from mmscel.data.synth.generate import generate
 
     truth = generate(out_dir, scale, seed, extras=extras, raw=raw, overwrite=overwrite)
-    table = _table(f"synthetic competition '{scale}' (seed {seed}) in {out_dir}", ("task", "split", "cells", "oracle", "mean profile"), left=("task",))
+    table = _table(f"synthetic competition '{scale}' (seed {seed}) in {out_dir}", ("task", "split", "cells", "oracle", "reachable", "mean profile"), left=("task",))
     counts = truth["n_test_cells"]
-    for task, key in (("cite", "cite"), ("multi", "multi_scored")):
+    for task, key in (("cite", "cite"), ("multi", "multi_scored"), ("pooled", None)):
         for split in ("public", "private"):
-            table.add_row(task, split, str(counts[key][split]), _fmt(truth["oracle"][task].get(split)), _fmt(truth["mean_profile"][task].get(split)))
-    for split in ("public", "private"):
-        table.add_row("pooled", split, "", _fmt(truth["oracle"]["leaderboard"][split]), _fmt(truth["mean_profile"]["leaderboard"][split]))
+            name = "leaderboard" if key is None else task
+            cells = "" if key is None else str(counts[key][split])
+            table.add_row(task, split, cells, *(_fmt(truth[ref][name].get(split)) for ref in ("oracle", "reachable", "mean_profile")))
     out.print(table)
     out.print(f"{truth['shapes']['evaluation_rows']:,} evaluation rows; written in {truth['wall_seconds']:.1f} s")
 
@@ -178,12 +178,15 @@ def score(
     data: DataOpt = Path("data"),
     name: Annotated[Optional[str], typer.Option(help="Name shown on the leaderboard.")] = None,
 ):
-    """Score a submission on a dataset with truth/, per task and pooled, beside the floor and the oracle."""
+    """Score a submission on a dataset with truth/, per task and pooled, beside the floor and the oracle.
+
+    Headroom is the share of the gap from the floor to the reachable reference that the score closes.
+    """
     from mmscel.leaderboard import leaderboard_rows, score_submission
 
     scores, truth = score_submission(submission, data)
     rows = leaderboard_rows(name or Path(submission).name, scores, truth)
-    table = _table(f"local leaderboard ({data})", ("task", "split", "cells", "score", "mean profile", "oracle", "headroom"), left=("task", "split"))
+    table = _table(f"local leaderboard ({data})", ("task", "split", "cells", "score", "mean profile", "oracle", "reachable", "headroom"), left=("task", "split"))
     for row in rows:
         cells = scores.n_cells.get(row["task"], {}).get(row["split"])
         table.add_row(
@@ -193,6 +196,7 @@ def score(
             _fmt(row["score"]),
             _fmt(row["mean_profile"]),
             _fmt(row["oracle"]),
+            _fmt(row["reachable"]),
             "" if row["headroom"] is None else f"{round(row['headroom'], 2) + 0.0:.0%}",
         )
     out.print(table)
@@ -317,9 +321,12 @@ def leaderboard(
         table = _table(f"{task}: local leaderboard ({data})", ("name", "kind", "CV", "last day", "public", "private"), left=("name", "kind"))
         for row in sorted((r for r in rows if r["task"] == task), key=lambda r: -(r.get("private") or 0)):
             table.add_row(row["name"], row["kind"], _fmt(row["cv"]), _fmt(row["last_day"]), _fmt(row.get("public")), _fmt(row.get("private")))
-        floor, oracle = truth.get("mean_profile") or {}, truth.get("oracle") or {}
-        table.add_row("mean profile", "floor", "", "", _fmt(floor.get(task, {}).get("public")), _fmt(floor.get(task, {}).get("private")))
-        table.add_row("oracle", "noise-free E(y|state)", _fmt(oracle.get(task, {}).get("train")), "", _fmt(oracle.get(task, {}).get("public")), _fmt(oracle.get(task, {}).get("private")))
+        references = (("mean profile", "floor", "mean_profile"), ("oracle", "noise-free E(y|state)", "oracle"), ("reachable", "E(y|state), chromatin averaged", "reachable"))
+        for name, kind, key in references:
+            scores = (truth.get(key) or {}).get(task)
+            if scores:
+                cv = "" if scores.get("train") is None else _fmt(scores["train"])  # the floor has no train figure
+                table.add_row(name, kind, cv, "", _fmt(scores.get("public")), _fmt(scores.get("private")))
         out.print(table)
 
 

@@ -72,7 +72,11 @@ def score_submission(path: str | Path, data_dir: str | Path) -> tuple[Scores, di
 
 
 def leaderboard_rows(name: str, scores: Scores, truth: dict) -> list[dict]:
-    """Rows of the leaderboard table: the submission beside the floor and the oracle."""
+    """Rows of the leaderboard table: the submission beside the floor, the oracle and the reachable reference.
+
+    ``headroom`` is measured against the reachable reference (truth.json from
+    generator version 2 on; older files: against the oracle).
+    """
     rows = []
     for label, key in (("cite", "cite"), ("multi", "multi"), ("pooled", "leaderboard")):
         for split in SPLIT_ORDER:
@@ -81,6 +85,8 @@ def leaderboard_rows(name: str, scores: Scores, truth: dict) -> list[dict]:
                 continue
             oracle = _lookup(truth.get("oracle"), key, split)
             floor = _lookup(truth.get("mean_profile"), key, split)
+            reachable = _lookup(truth.get("reachable"), key, split)
+            reference = oracle if reachable is None else reachable
             rows.append(
                 {
                     "submission": name,
@@ -89,7 +95,8 @@ def leaderboard_rows(name: str, scores: Scores, truth: dict) -> list[dict]:
                     "score": score,
                     "mean_profile": floor,
                     "oracle": oracle,
-                    "headroom": headroom_share(score, floor, oracle) if floor is not None and oracle is not None else None,
+                    "reachable": reachable,
+                    "headroom": headroom_share(score, floor, reference) if floor is not None and reference is not None else None,
                 }
             )
     return rows

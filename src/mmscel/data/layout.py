@@ -54,6 +54,7 @@ SAMPLE_SUBMISSION = "sample_submission.csv"
 TRUTH_DIR = "truth"
 TRUTH_JSON = "truth.json"
 SOLUTION = "solution.parquet"
+TRAIN_REFERENCES = "train_references.parquet"  # per train cell: oracle and reachable scores
 
 # Extra files the organisers released during the competition.
 CITE_DAY2_EXTRA = "test_cite_inputs_day_2_donor_27678"

@@ -63,6 +63,8 @@ class MultiResult:
     scored_truth: np.ndarray
     scored_mean_profile: np.ndarray
     oracle: dict[str, np.ndarray] = field(default_factory=dict)
+    reachable: dict[str, np.ndarray] = field(default_factory=dict)
+    train_reference_cells: np.ndarray | None = None  # cell ids of the train figures
     cell_type: np.ndarray | None = None
 
 
@@ -91,58 +93,82 @@ def simulate_multi(out: Path, scratch: Path, scale, plan, cell_ids, seed: int, r
     test_split = plan["split"].to_numpy()[test_idx][scored_rows]
     mean_profile = train["target_sum"] / max(1, len(train_idx))
     result = MultiResult(scored_truth=test["scored"], scored_mean_profile=mean_profile[scored_genes])
-    result.oracle = {"train": train["oracle"], "public": test["oracle"][test_split == "public"], "private": test["oracle"][test_split == "private"]}
+    for name in ("oracle", "reachable"):
+        getattr(result, name).update(train=train[name], public=test[name][test_split == "public"], private=test[name][test_split == "private"])
+    result.train_reference_cells = cell_ids[train_idx[oracle_rows]]
     result.cell_type = states["cell_type"].to_numpy()
     return result
 
 
 def _first_pass(out, scratch, world, states, plan, idx, cell_ids, seed, raw, split, oracle_rows, oracle_genes, column_counts):
-    """Draw ATAC counts (to scratch) and RNA targets of one split; score the oracle on ``oracle_rows``."""
+    """Draw ATAC counts (to scratch) and RNA targets of one split; score the oracle and the
+    chromatin-averaged reference on ``oracle_rows``."""
     stem = layout.MULTI.train_targets if split == "train" else "test_multi_targets"
     folder = out if split == "train" else out / layout.TRUTH_DIR
     writers = {"y": FrameWriter(folder / f"{stem}.h5", stem, cell_ids[idx], world.genes)}
     if raw and split == "train":
         writers["raw"] = FrameWriter(out / f"{stem}{layout.RAW_SUFFIX}.h5", stem + layout.RAW_SUFFIX, cell_ids[idx], world.genes)
     donor = plan["donor"].to_numpy()
-    oracle, scored, target_sum = [], [], np.zeros(len(world.genes))
+    oracle, reachable, scored, target_sum = [], [], [], np.zeros(len(world.genes))
     ok = False
     try:
         starts = range(0, len(idx), CHUNK_CELLS)
         for number, start in enumerate(track(starts, f"Multiome {split} (ATAC, RNA)", total=len(starts))):
             rows = idx[start : start + CHUNK_CELLS]
             rng = np.random.default_rng([seed, 30 if split == "train" else 31, number])
-            counts, rna, mu, scale = _simulate_chunk(world, states.iloc[rows], donor[rows], rng)
+            local = np.flatnonzero((oracle_rows >= start) & (oracle_rows < start + len(rows)))
+            in_chunk = oracle_rows[local] - start
+            counts, rna, mu, scale, mu_averaged = _simulate_chunk(world, states.iloc[rows], donor[rows], rng, in_chunk)
             sp.save_npz(scratch / f"{split}_{number:06d}.npz", counts, compressed=False)
             column_counts += np.asarray(counts.sum(axis=0)).ravel()
             writers["y"].write(rna)
             if "raw" in writers:
                 writers["raw"].write(np.rint(np.expm1(rna) / scale[:, None]))
             target_sum += rna.sum(axis=0, dtype=np.float64)
-            local = np.flatnonzero((oracle_rows >= start) & (oracle_rows < start + len(rows)))
             cols = None if oracle_genes is None else oracle_genes[local]
-            scores, values = _oracle(world, mu, scale, rna, oracle_rows[local] - start, cols)
+            scores, values = _oracle(world, mu[in_chunk], scale[in_chunk], rna[in_chunk], cols)
             oracle.append(scores)
+            reachable.append(_oracle(world, mu_averaged, scale[in_chunk], rna[in_chunk], cols)[0])
             scored.append(values)
         ok = True
     finally:
         for writer in writers.values():
             writer.close() if ok else writer.abort()
-    return {"oracle": np.concatenate(oracle), "scored": np.concatenate(scored), "target_sum": target_sum}
+    return {"oracle": np.concatenate(oracle), "reachable": np.concatenate(reachable), "scored": np.concatenate(scored), "target_sum": target_sum}
 
 
-def _simulate_chunk(world: MultiWorld, states: pd.DataFrame, donor: np.ndarray, rng: np.random.Generator):
+def _simulate_chunk(world: MultiWorld, states: pd.DataFrame, donor: np.ndarray, rng: np.random.Generator, reference_rows=()):
+    """ATAC counts, RNA targets, their expected counts and scale of one chunk of cells; and the
+    chromatin-averaged expected counts of ``reference_rows`` (no random draws: the chunk's stream is unchanged)."""
     program = programs(states)
     donor_row = world.donors.index(donor)
     probability = world.peak_model.open_probability(program, donor_row)
+    library = states["library"].to_numpy()
+    rows = np.asarray(reference_rows, dtype=np.int64)
+    mu_averaged = chromatin_averaged_mean(world, program[rows], donor_row[rows], library[rows], probability[rows])
     open_state = sp.csr_matrix(rng.random(probability.shape, dtype=np.float32) < probability)
     del probability
     counts = _drop_female_chr_y(sample_atac(rng, open_state, states["atac_depth"].to_numpy()), world, donor_row)
     cis = np.asarray((open_state.astype(np.float64) @ world.links.T).todense())
-    library = states["library"].to_numpy()
     mu = world.gene_model.mean_counts(program, donor_row, library, extra=cis)
     scale = RNA_SCALE / library
     rna = np.log1p(sample_nb(rng, mu, world.gene_model.theta) * scale[:, None]).astype(np.float32)
-    return counts, rna, mu, scale
+    return counts, rna, mu, scale, mu_averaged
+
+
+def chromatin_averaged_mean(world: MultiWorld, program, donor_row, library, probability) -> np.ndarray:
+    """Expected RNA counts given the programs, donor and library, the open state of the linked peaks averaged out.
+
+    Each gene's cis term is a sum over its linked peaks of ``w`` times an
+    independent open/closed coin flip with the peak's probability ``p``, so
+    E[exp(cis)] = prod(1 + p (e^w - 1)). This is what a model that knew each
+    cell's state perfectly, but not which of its peaks happen to be open, could
+    predict: the ATAC counts show an open peak only when a fragment is captured.
+    """
+    links = world.links.tocoo()
+    terms = np.log1p(probability[:, links.col].astype(np.float64) * np.expm1(links.data)[None, :])
+    per_gene = sp.csr_matrix((np.ones(links.nnz), (np.arange(links.nnz), links.row)), shape=(links.nnz, links.shape[0]))
+    return world.gene_model.mean_counts(program, donor_row, library, extra=np.asarray(terms @ per_gene))
 
 
 def _drop_female_chr_y(counts: sp.csr_matrix, world: MultiWorld, donor_row: np.ndarray) -> sp.csr_matrix:
@@ -155,13 +181,13 @@ def _drop_female_chr_y(counts: sp.csr_matrix, world: MultiWorld, donor_row: np.n
     return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=counts.shape)
 
 
-def _oracle(world, mu, scale, rna, rows, cols):
-    """Per-cell Pearson of E[y | state] with y, on all genes or on each row's scored genes."""
+def _oracle(world, mu_rows, scale_rows, y_rows, cols):
+    """Per-cell Pearson of E[y] under the expected counts ``mu_rows`` with y, on all genes or on each row's scored genes."""
     if cols is None:
-        mu_rows, y_rows, theta = mu[rows], rna[rows], world.gene_model.theta[None, :]
+        theta = world.gene_model.theta[None, :]
     else:
-        mu_rows, y_rows, theta = np.take_along_axis(mu[rows], cols, 1), np.take_along_axis(rna[rows], cols, 1), world.gene_model.theta[cols]
-    expected = expected_log1p_nb(mu_rows, theta, scale[rows][:, None])
+        mu_rows, y_rows, theta = np.take_along_axis(mu_rows, cols, 1), np.take_along_axis(y_rows, cols, 1), world.gene_model.theta[cols]
+    expected = expected_log1p_nb(mu_rows, theta, scale_rows[:, None])
     return pearson_per_row(y_rows, expected), y_rows.astype(np.float32)
 
 
