@@ -113,3 +113,34 @@ def test_map_chunks_hands_a_worker_error_to_the_caller(tmp_path):
     with FrameReader(path) as reader:
         with pytest.raises(RuntimeError, match="boom"):
             list(reader.map_chunks(fail_on_third, chunk_rows=10))
+
+
+class _Payload:
+    """Unpickling this would be code execution; the tests only check it never happens."""
+
+    def __reduce__(self):
+        return (_explode, ())
+
+
+def _explode():
+    raise AssertionError("a pickle in an HDF5 file was loaded")
+
+
+def test_pickled_attributes_are_refused_before_pytables_reads_them(tmp_path):
+    path = tmp_path / "frame.h5"
+    write_frame(path, "frame", ["c1", "c2"], ["g1", "g2"], np.ones((2, 2), np.float32))
+    with tables.open_file(str(path), mode="a") as handle:
+        handle.root.frame.axis0._v_attrs.kind = _Payload()  # PyTables stores it as a pickle
+    with pytest.raises(InputError, match="pickled Python object"):
+        FrameReader(path)
+
+
+def test_object_atom_arrays_are_refused(tmp_path):
+    path = tmp_path / "frame.h5"
+    write_frame(path, "frame", ["c1", "c2"], ["g1", "g2"], np.ones((2, 2), np.float32))
+    with tables.open_file(str(path), mode="a") as handle:
+        handle.remove_node("/frame", "axis1")
+        objects = handle.create_vlarray("/frame", "axis1", tables.ObjectAtom())
+        objects.append(_Payload())
+    with pytest.raises(InputError, match="ObjectAtom"):
+        FrameReader(path)

@@ -140,6 +140,30 @@ def test_cite_import_has_signal(cite_import):
 
 @pytest.mark.realdata
 @needs_real
+def test_leaderboard_of_a_cite_only_import_skips_runs_of_other_tasks(cite_import, tiny_prepared, tmp_path):
+    import yaml
+
+    from conftest import run_cli
+    from mmscel.data.cache import prepare
+    from mmscel.data.load import dataset_tasks
+    from mmscel.level1 import run_level1
+
+    out, _ = cite_import
+    prepare(out)
+    assert dataset_tasks(out) == ["cite"] and dataset_tasks(tiny_prepared) == ["cite", "multi"]
+    oof = tmp_path / "oof"  # one store holding a run on the import and a Multiome run on other data
+    for name, task, data in (("bmmc_ridge", "cite", out), ("tiny_multi_ridge", "multi", tiny_prepared)):
+        config = {"name": name, "task": task, "learner": "ridge", "params": {"alpha": 10.0}, "features": {"svd_components": 16},
+                  "folds": {"scheme": "random"}, "n_jobs": 1}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+        run_level1(tmp_path / f"{name}.yaml", data, oof_root=oof)
+    board = run_cli("leaderboard", "--data", out, "--oof", oof)
+    assert board.returncode == 0, board.stderr
+    assert "bmmc_ridge" in board.stdout and "tiny_multi_ridge" not in board.stdout and "multi:" not in board.stdout
+
+
+@pytest.mark.realdata
+@needs_real
 def test_cite_raw_counts(tmp_path):
     out = tmp_path / "raw"
     summary = import_anndata(

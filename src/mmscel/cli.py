@@ -317,7 +317,9 @@ def leaderboard(
     from mmscel.leaderboard import board
 
     rows, truth = board(data, cache, oof)
-    for task in ("cite", "multi"):
+    if not rows:
+        out.print(f"no level-1 runs or blends under {oof} for the tasks of {data}")
+    for task in sorted({row["task"] for row in rows}):
         table = _table(f"{task}: local leaderboard ({data})", ("name", "kind", "CV", "last day", "public", "private"), left=("name", "kind"))
         for row in sorted((r for r in rows if r["task"] == task), key=lambda r: -(r.get("private") or 0)):
             table.add_row(row["name"], row["kind"], _fmt(row["cv"]), _fmt(row["last_day"]), _fmt(row.get("public")), _fmt(row.get("private")))

@@ -76,6 +76,7 @@ class RunConfig(_Strict):
     test_predictions: Literal["fold_mean", "refit"] = "fold_mean"
     seed: int = 0
     n_jobs: int = pydantic.Field(2, ge=1)  # threads per learner (part of the config: torch sums differ by thread count)
+    seeds: int = pydantic.Field(1, ge=1)  # seed bagging: copies of the learner per fold, predictions averaged
 
     def feature_config(self) -> CiteFeatures | MultiFeatures:
         """The validated feature config of this run's task."""
@@ -84,6 +85,14 @@ class RunConfig(_Strict):
     def learner_params(self):
         """The validated parameters of this run's learner."""
         return learner_class(self.learner).Params(**self.params)
+
+    def hashed(self) -> dict[str, Any]:
+        """The config as its hash sees it: fields added later (``seeds``) enter only when not at
+        their default, so runs made before them keep their hash and are still reused."""
+        dump = self.model_dump()
+        if self.seeds == 1:
+            dump.pop("seeds")
+        return dump
 
 
 def read_yaml(path: str | Path) -> dict:

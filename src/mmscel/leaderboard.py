@@ -137,12 +137,14 @@ def board(data_dir, cache_dir, oof_root) -> tuple[list[dict], dict]:
     """Every level-1 run and blend with CV, last-day, public and private scores; and truth.json."""
     from mmscel.blend.inputs import check_data, target_basis
     from mmscel.blend.submit import blend_predictions
+    from mmscel.data.load import dataset_tasks
     from mmscel.level1 import list_runs
     from mmscel.store import load_array, read_manifest
 
     truth, _ = load_truth(data_dir)
     scorer = TaskScorer(data_dir, cache_dir)
-    runs = list_runs(oof_root)
+    tasks = dataset_tasks(data_dir, cache_dir)  # runs of a task the dataset lacks belong to other data: not listed
+    runs = [m for m in list_runs(oof_root) if m["task"] in tasks]
     for task in sorted({m["task"] for m in runs}):  # one fingerprint of the current data per task, not per run
         check_data(task, {m["run"]: m["data_fingerprint"] for m in runs if m["task"] == task}, data_dir, cache_dir)
     rows = []
@@ -153,6 +155,8 @@ def board(data_dir, cache_dir, oof_root) -> tuple[list[dict], dict]:
         rows.append({"task": manifest["task"], "name": manifest["run"], "kind": manifest["learner"], "cv": manifest["cv"], "last_day": manifest["last_day"], **scores})
     for path in sorted(Path(oof_root).glob("blend/*/manifest.json")):
         blend = read_manifest(path)  # raises a one-line InputError when corrupt
+        if not set(blend["tasks"]) <= set(tasks):
+            continue  # a blend that includes a task the dataset lacks was made from other data
         predictions, _ = blend_predictions(oof_root, blend["name"], data_dir, cache_dir)
         for task, (test, components) in predictions.items():
             info = blend["tasks"][task]

@@ -25,6 +25,7 @@ from mmscel.data.load import load
 from mmscel.errors import InputError
 from mmscel.features import FeatureSet, build_features
 from mmscel.learners import FitData, TargetBasis, learner_class
+from mmscel.learners.bag import SeedBag
 from mmscel.metrics import pearson_per_row
 from mmscel.progress import track
 from mmscel.store import FoldCheckpoint, data_fingerprint, digest, library_versions, read_manifest, save_array, write_manifest
@@ -82,7 +83,7 @@ def run_level1(config: RunConfig | str | Path, data_dir="data", cache_dir=None, 
     started = time.perf_counter()
     config = config if isinstance(config, RunConfig) else load_run_config(config)
     oof_root = Path(oof_root)
-    config_hash = digest(config.model_dump())
+    config_hash = digest(config.hashed())
     run_dir = oof_root / config.task / config.name
     existing = _existing_run(run_dir, config, config_hash, data_fingerprint(config.task, data_dir, cache_dir), overwrite)
     if existing is not None:
@@ -178,7 +179,10 @@ def _run_fold(config: RunConfig, run_dir: Path, name: str, features: FeatureSet,
     fold_started = time.perf_counter()
     seed = config.seed + _fold_seed(name)
     cls = learner_class(config.learner)
-    learner = cls(config.learner_params(), seed=seed, n_jobs=config.n_jobs)
+    if config.seeds > 1:
+        learner = SeedBag(cls, config.learner_params(), config.seeds, seed=seed, n_jobs=config.n_jobs)
+    else:
+        learner = cls(config.learner_params(), seed=seed, n_jobs=config.n_jobs)
     fit_rows, stop_rows = _early_stopping_split(train_rows, config.validation_fraction, seed, cls.uses_validation)
     projection = ProteinSVD.fit(targets.fit[fit_rows], config.targets.components) if config.targets.space == "svd" and config.task == "cite" else None
     learner.fit(_fit_data(features, targets, fit_rows, projection), _fit_data(features, targets, stop_rows, projection), targets.learner_basis())

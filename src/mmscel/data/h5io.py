@@ -11,7 +11,9 @@ chunk size whatever the file size.
 
 from __future__ import annotations
 
+import io
 import os
+import pickle  # only to refuse pickles: _PlainDataUnpickler never looks up a class
 import queue
 import threading
 from collections import deque
@@ -197,6 +199,7 @@ class FrameReader:
         try:
             if not tables.is_hdf5_file(str(self.path)):
                 raise InputError(self.path, "not an HDF5 file")
+            refuse_pickles(self.path)
             self._file = tables.open_file(str(self.path), mode="r")
         except InputError:
             raise
@@ -343,6 +346,64 @@ class FrameReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def refuse_pickles(path: Path) -> None:
+    """Raise :class:`InputError` if PyTables would load a Python object from this HDF5 file.
+
+    PyTables unpickles attribute values that look like pickles (byte strings
+    ending in ``.``) and the rows of ``ObjectAtom`` arrays, so a crafted file
+    could run code when read. The file is inspected with h5py first, which
+    never unpickles. pandas itself pickles plain values into attributes (an
+    unnamed axis stores ``name = None`` as a pickle): pickles that only build
+    plain data (no class or function lookups) are let through; anything else is
+    refused, as are ``ObjectAtom`` arrays (a competition frame has none).
+    """
+    import h5py
+
+    def check(name: str, obj) -> None:
+        for key in obj.attrs:
+            try:
+                value = obj.attrs[key]
+            except Exception:  # a type h5py cannot decode is no byte string PyTables would unpickle
+                continue
+            if key == "PSEUDOATOM" and _as_bytes(value) == b"object":
+                raise InputError(path, f"/{name} stores pickled Python objects (an ObjectAtom array), which mmscel never loads")
+            if _unsafe_pickle(_as_bytes(value)):
+                raise InputError(path, f"attribute {key!r} of /{name} holds a pickled Python object, which mmscel never loads")
+
+    with h5py.File(path, "r") as handle:
+        check("", handle)
+        handle.visititems(check)
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles plain data only: any class, function or persistent-id lookup is refused."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"refused lookup of {module}.{name}")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refused persistent id")
+
+
+def _as_bytes(value) -> bytes | None:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace")
+    return bytes(value) if isinstance(value, bytes | np.bytes_) else None
+
+
+def _unsafe_pickle(value: bytes | None) -> bool:
+    """True for a byte string PyTables would unpickle (its own test) that needs more than plain data."""
+    if value is None or not value.endswith(b".") or value in (b"0", b"0."):
+        return False
+    try:
+        _PlainDataUnpickler(io.BytesIO(value)).load()
+    except pickle.UnpicklingError as exc:
+        return "refused" in str(exc)
+    except Exception:  # not a pickle at all: PyTables keeps such a value as it is
+        return False
+    return False
 
 
 def _short(exc: Exception) -> str:

@@ -73,6 +73,12 @@ def check_cache(data_dir: str | Path, cache_dir: str | Path | None = None) -> di
     return manifest
 
 
+def dataset_tasks(data_dir: str | Path, cache_dir: str | Path | None = None) -> list[str]:
+    """The tasks ('cite', 'multi') whose matrices the prepared cache holds (an import may hold one)."""
+    entries = check_cache(data_dir, cache_dir).get("entries", {})
+    return [name for name in ("cite", "multi") if all(stem in entries for stem in layout.task(name).stems())]
+
+
 def load_matrix(cache: Path, stem: str) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """CSR values, row ids and column names of one cached matrix."""
     matrix = load_stacked(cache, [stem])

@@ -1,0 +1,65 @@
+"""Seed bagging: several copies of one learner, fitted with different seeds, predictions averaged.
+
+A standard competition device for learners whose fit depends on the seed (the
+MLP's initialisation and batch order, the GBDTs' feature and row sampling):
+averaging the copies cancels part of that variance. A bag is itself a learner,
+so level-1 treats it like any other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasis
+
+SEED_STRIDE = 10_007  # member i uses seed + i * SEED_STRIDE: clear of the per-fold offsets of the same run
+
+
+class SeedBag(BaseLearner):
+    """``n_members`` copies of ``learner_cls`` with seeds ``seed + i * SEED_STRIDE``; predictions are their mean."""
+
+    name = "bag"
+    Params = LearnerParams
+
+    def __init__(self, learner_cls: type[BaseLearner], params: LearnerParams, n_members: int, seed: int = 0, n_jobs: int = 2):
+        if n_members < 1:
+            raise ValueError(f"a bag needs at least one member, got {n_members}")
+        self.learner_cls = learner_cls
+        self.members = [learner_cls(params, seed=seed + i * SEED_STRIDE, n_jobs=n_jobs) for i in range(n_members)]
+        self.params, self.seed, self.n_jobs, self.best_iterations = params, seed, n_jobs, None
+
+    def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> SeedBag:
+        """Fit every member on the same rows (each early-stops on the same ``valid``)."""
+        for member in self.members:
+            member.fit(train, valid, basis)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The members' mean prediction (float32), accumulated in float64."""
+        total = None
+        for member in self.members:
+            prediction = member.predict(X).astype(np.float64)
+            total = prediction if total is None else total + prediction
+        return (total / len(self.members)).astype(np.float32)
+
+    def save(self, folder: Path) -> list[Path]:
+        """Each member's native files in ``folder/seed_<i>/``."""
+        return [path for i, member in enumerate(self.members) for path in member.save(Path(folder) / f"seed_{i}")]
+
+    def load(self, folder: Path) -> SeedBag:
+        """Load the members written by :meth:`save`."""
+        for i, member in enumerate(self.members):
+            member.load(Path(folder) / f"seed_{i}")
+        return self
+
+    def fit_info(self) -> dict[str, Any]:
+        """Every member's facts and seeds; ``best_iterations`` pooled over the members."""
+        members = [m.fit_info() for m in self.members]
+        info: dict[str, Any] = {"bag_seeds": [m.seed for m in self.members], "members": members}
+        pooled = [i for facts in members for i in facts.get("best_iterations", [])]
+        if pooled:
+            info["best_iterations"] = pooled
+        return info
