@@ -91,7 +91,7 @@ from mmscel.data.load import load
 from mmscel.errors import InputError
 from mmscel.features import truncated_svd
 from mmscel.learners.base import TargetBasis
-from mmscel.metrics import pearson_per_row
+from mmscel.metrics import pearson_per_row, standardize_rows
 from mmscel.store import data_fingerprint, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -354,7 +354,7 @@ def exact_reference(coefficients, basis: TargetBasis, truth: sp.csr_matrix, weig
         part = slice(start, start + step)
         chosen = rows[part]
         t = truth[chosen].toarray()
-        standardised = [objective.standardize_rows(np.asarray(c[chosen], dtype=np.float64) @ V + m) for c in coefficients]
+        standardised = [standardize_rows(np.asarray(c[chosen], dtype=np.float64) @ V + m) for c in coefficients]
         for k, w in enumerate(weight_sets):
             out[k, part] = pearson_per_row(t, sum(wi * s for wi, s in zip(w, standardised)))
     return out

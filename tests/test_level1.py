@@ -1,6 +1,7 @@
 """Level-1 runs: learners on both tasks, shared folds, resume, refusals, no pickles."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -227,3 +228,36 @@ def test_a_run_made_from_other_data_is_refused_not_reused(tiny_copy, tmp_path):
     result = run_cli("level1", config, "--data", tiny_copy, "--oof", oof)
     assert result.returncode == 2 and "run 'r' was made from other data" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_non_string_top_level_key_is_a_one_line_error(tiny_prepared, tmp_path):
+    config = tmp_path / "odd.yaml"
+    config.write_text("task: cite\nlearner: ridge\n1: 2\n")
+    result = run_cli("level1", config, "--data", tiny_prepared, "--oof", tmp_path / "oof")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "odd.yaml" in result.stderr and "must be strings" in result.stderr
+
+
+def test_damaged_fold_files_and_markers(tiny_prepared, tmp_path):
+    oof = tmp_path / "oof"
+    path = write_config(tmp_path, "r", task="cite", learner="ridge", features=FEATURES["cite"], folds={"scheme": "donor_day", "n_splits": 3})
+    first = run_level1(path, tiny_prepared, oof_root=oof)
+    # A different n_splits for the same donor_day file is refused, not silently ignored.
+    other = write_config(tmp_path, "s", task="cite", learner="ridge", features=FEATURES["cite"], folds={"scheme": "donor_day", "n_splits": 4})
+    result = run_cli("level1", other, "--data", tiny_prepared, "--oof", oof)
+    assert result.returncode == 2 and "n_splits=3" in result.stderr and "Traceback" not in result.stderr
+    # A damaged fold marker means: redo that fold, with the same result.
+    oof_before = load_array(first.run_dir / "oof.npy")
+    marker = next(first.run_dir.glob("folds/*/done.json"))
+    marker.write_text("{not json")
+    (first.run_dir / "manifest.json").unlink()
+    again = run_level1(path, tiny_prepared, oof_root=oof)
+    np.testing.assert_array_equal(load_array(again.run_dir / "oof.npy"), oof_before)
+    assert json.loads(marker.read_text())["fold"] == marker.parent.name.removeprefix("fold_")
+    assert not list(first.run_dir.rglob(".model.*"))  # no staging folders left behind
+    # A damaged fold file is a one-line error naming it.
+    (oof / "folds" / "cite_donor_day.parquet").write_bytes(b"PAR1 garbage")
+    (first.run_dir / "manifest.json").unlink()
+    shutil.rmtree(first.run_dir / "folds")
+    result = run_cli("level1", path, "--data", tiny_prepared, "--oof", oof)
+    assert result.returncode == 2 and "cite_donor_day.parquet" in result.stderr and "unreadable fold file" in result.stderr

@@ -106,6 +106,9 @@ def read_yaml(path: str | Path) -> dict:
         raise InputError(path, f"not valid YAML: {' '.join(str(exc).split())[:160]}") from None
     if not isinstance(raw, dict):
         raise InputError(path, "expected a mapping of keys to values at the top level")
+    odd = [key for key in raw if not isinstance(key, str)]
+    if odd:
+        raise InputError(path, f"key {odd[0]!r} is not a name: top-level keys must be strings")
     return raw
 
 

@@ -74,6 +74,16 @@ def assign(metadata: pd.DataFrame, scheme: str, n_splits: int = 5, seed: int = 0
     return fold
 
 
+def _read_fold_file(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:
+        raise InputError(path, f"unreadable fold file ({type(exc).__name__}); delete it and its .json to make it again") from None
+    if not {"cell_id", "fold"} <= set(frame.columns):
+        raise InputError(path, "lacks the columns cell_id and fold; delete it and its .json to make it again")
+    return frame
+
+
 def fold_path(oof_root: Path, task: str, scheme: str) -> Path:
     """Where the fold file of a task and scheme lives."""
     return Path(oof_root) / "folds" / f"{task}_{scheme}.parquet"
@@ -94,7 +104,9 @@ def load_or_create(oof_root: Path, task: str, scheme: str, metadata: pd.DataFram
             raise InputError(path, "was made for other data; move it away or use another --oof folder")
         if scheme == "random" and (manifest.get("n_splits"), manifest.get("seed")) != (n_splits, seed):
             raise InputError(path, f"holds n_splits={manifest.get('n_splits')}, seed={manifest.get('seed')}; the config asks for {n_splits}, {seed}")
-        frame = pd.read_parquet(path)
+        if scheme == "donor_day" and manifest.get("n_splits") != n_splits:
+            raise InputError(path, f"holds n_splits={manifest.get('n_splits')}; the config asks for {n_splits}")
+        frame = _read_fold_file(path)
         if not np.array_equal(frame["cell_id"].to_numpy().astype(str), cell_ids):
             raise InputError(path, "its cells differ from the training cells of this dataset")
         fold = frame["fold"].to_numpy().astype(np.int64)

@@ -10,6 +10,7 @@ fold is fitted with a seed derived from the run's seed and the fold.
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import time
@@ -24,9 +25,10 @@ from mmscel.config import RunConfig, load_run_config
 from mmscel.data.load import load
 from mmscel.errors import InputError
 from mmscel.features import FeatureSet, build_features
+from mmscel.fsutil import replace_dir
 from mmscel.learners import FitData, TargetBasis, learner_class
 from mmscel.learners.bag import SeedBag
-from mmscel.metrics import pearson_per_row
+from mmscel.metrics import pearson_per_row, standardize_rows
 from mmscel.progress import track
 from mmscel.store import FoldCheckpoint, data_fingerprint, digest, library_versions, read_manifest, save_array, write_manifest
 
@@ -146,18 +148,11 @@ def _targets(config: RunConfig, train, features: FeatureSet) -> Targets:
         return Targets(features.train_target_coefficients, train.targets, features.target_basis, space, fitted)
     fit = np.asarray(train.targets, dtype=np.float32)
     if config.targets.standardize_cells:
-        fit = standardize_rows(fit)
+        fit = standardize_rows(fit).astype(np.float32)
     space = {"kind": "proteins", "n_targets": int(fit.shape[1]), "standardize_cells": config.targets.standardize_cells}
     if config.targets.space == "svd":
         space.update(kind="protein_svd", fit_components=config.targets.components, output="proteins")
     return Targets(fit, np.asarray(train.targets, dtype=np.float32), None, space)
-
-
-def standardize_rows(values: np.ndarray) -> np.ndarray:
-    """Per-cell z-score (the metric is invariant to per-cell affine transforms)."""
-    centred = values - values.mean(axis=1, keepdims=True)
-    scale = centred.std(axis=1, keepdims=True)
-    return (centred / np.where(scale > 0, scale, 1.0)).astype(np.float32)
 
 
 def _fold_plan(config: RunConfig, folds, day: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -187,11 +182,13 @@ def _run_fold(config: RunConfig, run_dir: Path, name: str, features: FeatureSet,
     projection = ProteinSVD.fit(targets.fit[fit_rows], config.targets.components) if config.targets.space == "svd" and config.task == "cite" else None
     learner.fit(_fit_data(features, targets, fit_rows, projection), _fit_data(features, targets, stop_rows, projection), targets.learner_basis())
     model_dir = checkpoint.model_dir()
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    learner.save(model_dir)
+    staging = model_dir.with_name(f".{model_dir.name}.{os.getpid()}.tmp")  # written whole, then moved into place
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    learner.save(staging)
     if projection is not None:
-        projection.save(model_dir)
+        projection.save(staging)
+    replace_dir(staging, model_dir)
     predict = (lambda X: projection.inverse(learner.predict(X))) if projection is not None else (lambda X: targets.pad(learner.predict(X)))
     valid = predict(features.train[valid_rows]) if len(valid_rows) else np.zeros((0, targets.fit.shape[1]), np.float32)
     predicts_test = name == REFIT or (name != LAST_DAY and config.test_predictions != "refit")  # else unused

@@ -19,6 +19,18 @@ import numpy as np
 CHUNK_ELEMENTS = 2**23
 
 
+def standardize_rows(values: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Per-cell z-score across targets, in float64; constant rows become zeros.
+
+    The metric is invariant to per-cell affine transforms, so level-1 may fit
+    standardised targets and level-2 blends standardised predictions.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    centred = values - values.mean(axis=1, keepdims=True)
+    scale = np.sqrt((centred**2).mean(axis=1, keepdims=True))
+    return centred / np.where(scale > eps, scale, 1.0)
+
+
 def pearson_per_row(y_true, y_pred, chunk_rows: int | None = None) -> np.ndarray:
     """Pearson correlation of each row of ``y_true`` with the same row of ``y_pred``.
 

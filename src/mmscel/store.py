@@ -123,8 +123,8 @@ class FoldCheckpoint:
 
     @property
     def done(self) -> bool:
-        """Whether the fold finished (its marker exists)."""
-        return (self.folder / "done.json").exists()
+        """Whether the fold finished: its marker exists and reads (a damaged one means: redo the fold)."""
+        return self._info() is not None
 
     def model_dir(self) -> Path:
         """Folder of the fold's native model files."""
@@ -139,5 +139,14 @@ class FoldCheckpoint:
 
     def load(self, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
         """The arrays and facts stored by :meth:`save`."""
-        info = json.loads((self.folder / "done.json").read_text())
+        info = self._info()
+        if info is None:
+            raise InputError(self.folder / "done.json", "missing or damaged; run again to redo the fold")
         return {name: load_array(self.folder / f"{name}.npy") for name in names}, info
+
+    def _info(self) -> dict | None:
+        try:
+            info = json.loads((self.folder / "done.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) else None

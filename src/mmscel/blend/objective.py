@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mmscel.learners.base import TargetBasis
+from mmscel.metrics import standardize_rows
 
 _EPS = 1e-12
 
@@ -53,14 +54,6 @@ class CellStatistics:
         gram = self.gram if rows is None else self.gram[rows]
         cross = self.cross if rows is None else self.cross[rows]
         return gram.sum(axis=0), cross.sum(axis=0)
-
-
-def standardize_rows(values: np.ndarray) -> np.ndarray:
-    """Per-cell z-score across targets (float64); constant rows become zeros."""
-    values = np.asarray(values, dtype=np.float64)
-    centred = values - values.mean(axis=1, keepdims=True)
-    scale = np.sqrt((centred**2).mean(axis=1, keepdims=True))
-    return centred / np.where(scale > _EPS, scale, 1.0)
 
 
 def dense_statistics(predictions: list[np.ndarray], truth: np.ndarray, chunk: int = 4096) -> CellStatistics:
