@@ -180,7 +180,9 @@ def _run_fold(config: RunConfig, run_dir: Path, name: str, features: FeatureSet,
         learner = cls(config.learner_params(), seed=seed, n_jobs=config.n_jobs)
     fit_rows, stop_rows = _early_stopping_split(train_rows, config.validation_fraction, seed, cls.uses_validation)
     projection = ProteinSVD.fit(targets.fit[fit_rows], config.targets.components) if config.targets.space == "svd" and config.task == "cite" else None
-    learner.fit(_fit_data(features, targets, fit_rows, projection), _fit_data(features, targets, stop_rows, projection), targets.learner_basis())
+    fit_data = [_fit_data(features, targets, rows, projection, cls.uses_full_targets) for rows in (fit_rows, stop_rows)]
+    learner.fit(*fit_data, targets.learner_basis())
+    del fit_data
     model_dir = checkpoint.model_dir()
     staging = model_dir.with_name(f".{model_dir.name}.{os.getpid()}.tmp")  # written whole, then moved into place
     shutil.rmtree(staging, ignore_errors=True)
@@ -224,11 +226,11 @@ def _early_stopping_split(rows: np.ndarray, fraction: float, seed: int, wanted: 
     return rows[~stop], rows[stop]
 
 
-def _fit_data(features: FeatureSet, targets: Targets, rows: np.ndarray, projection) -> FitData | None:
+def _fit_data(features: FeatureSet, targets: Targets, rows: np.ndarray, projection, with_full: bool) -> FitData | None:
     if len(rows) == 0:
         return None
     fit = targets.learner_targets(rows) if projection is None else projection.transform(targets.fit[rows])
-    full = targets.scored[rows] if targets.basis is not None else None
+    full = targets.scored[rows] if targets.basis is not None and with_full else None
     return FitData(features.train[rows], fit, full)
 
 
@@ -278,7 +280,9 @@ def score_rows(predictions: np.ndarray, targets: Targets, rows: np.ndarray, chun
 
 def mean_profile_score(targets: Targets, train_rows: np.ndarray, valid_rows: np.ndarray) -> float:
     """The floor on a fold: the training rows' mean target profile scored on the validation rows."""
-    mean = np.asarray(targets.scored[train_rows].mean(axis=0), dtype=np.float64).ravel()
+    weights = np.zeros(targets.scored.shape[0])
+    weights[train_rows] = 1.0 / len(train_rows)
+    mean = np.asarray(targets.scored.T @ weights, dtype=np.float64).ravel()  # no copy of the training rows
     scores = []
     for start in range(0, len(valid_rows), 2048):
         truth = targets.scored[valid_rows[start : start + 2048]]

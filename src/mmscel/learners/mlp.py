@@ -167,6 +167,7 @@ class MLPLearner(BaseLearner):
     name = "mlp"
     Params = MLPParams
     uses_validation = True
+    uses_full_targets = True  # the in-network reconstruction and the early-stopping score use all genes
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> MLPLearner:
         """Train the network (seeded, deterministic), early-stopping on ``valid``'s per-cell Pearson."""
