@@ -280,9 +280,10 @@ def score_rows(predictions: np.ndarray, targets: Targets, rows: np.ndarray, chun
 
 def mean_profile_score(targets: Targets, train_rows: np.ndarray, valid_rows: np.ndarray) -> float:
     """The floor on a fold: the training rows' mean target profile scored on the validation rows."""
-    weights = np.zeros(targets.scored.shape[0])
-    weights[train_rows] = 1.0 / len(train_rows)
-    mean = np.asarray(targets.scored.T @ weights, dtype=np.float64).ravel()  # no copy of the training rows
+    total = np.zeros(targets.scored.shape[1])
+    for start in range(0, len(train_rows), 2048):  # in row chunks: indexing all training rows of a CSR copies them
+        total += np.asarray(targets.scored[train_rows[start : start + 2048]].sum(axis=0), dtype=np.float64).ravel()
+    mean = total / len(train_rows)
     scores = []
     for start in range(0, len(valid_rows), 2048):
         truth = targets.scored[valid_rows[start : start + 2048]]
