@@ -86,3 +86,13 @@ def test_read_stacked_refuses_mismatched_widths_and_truncated_files(tmp_path):
     sp.save_npz(tmp_path / "csc.npz", _random_csr(5, 5, 0.5, 0).tocsc())
     with pytest.raises(ValueError, match="not a CSR"):
         read_stacked([tmp_path / "csc.npz"])
+
+
+def test_read_stacked_refuses_a_broken_row_pointer(tmp_path):
+    matrix = _random_csr(6, 5, 0.5, 7)
+    indptr = matrix.indptr.copy()
+    indptr[2], indptr[3] = indptr[3], indptr[2] - 1  # decreasing in the middle, totals intact
+    np.savez(tmp_path / "bad.npz", indices=matrix.indices, indptr=indptr, format=np.array(b"csr"),
+             shape=np.array(matrix.shape), data=matrix.data)
+    with pytest.raises(ValueError, match="row pointer"):
+        read_stacked([tmp_path / "bad.npz"])

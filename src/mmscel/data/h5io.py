@@ -365,8 +365,8 @@ def refuse_pickles(path: Path) -> None:
         for key in obj.attrs:
             try:
                 value = obj.attrs[key]
-            except Exception:  # a type h5py cannot decode is no byte string PyTables would unpickle
-                continue
+            except Exception:  # unreadable here: PyTables' own reader is not to be trusted with it either
+                raise InputError(path, f"attribute {key!r} of /{name} has a type mmscel cannot inspect; refusing to read the file") from None
             if key == "PSEUDOATOM" and _as_bytes(value) == b"object":
                 raise InputError(path, f"/{name} stores pickled Python objects (an ObjectAtom array), which mmscel never loads")
             if _unsafe_pickle(_as_bytes(value)):

@@ -136,7 +136,8 @@ class SparseNpzWriter:
 def read_stacked(paths: list[str | Path]) -> sp.csr_matrix:
     """Read CSR ``.npz`` files (as written by :class:`SparseNpzWriter`) as one matrix, rows stacked in order.
 
-    The values and column indices are read straight into the stacked arrays, so
+    Values are returned as float32 (what the cache stores). The values and
+    column indices are read straight into the stacked arrays, so
     the peak memory is the size of the result: ``scipy.sparse.load_npz`` followed
     by ``vstack`` holds every matrix twice (~14 GB for the full Multiome inputs).
     """
@@ -157,6 +158,8 @@ def read_stacked(paths: list[str | Path]) -> sp.csr_matrix:
             _read_member(archive, "indices.npy", indices[start:stop])
             pointer = np.empty(shape[0] + 1, index_dtype)
             _read_member(archive, "indptr.npy", pointer)
+        if pointer[0] != 0 or pointer[-1] != sizes["data"] or (np.diff(pointer) < 0).any():
+            raise ValueError(f"{Path(path).name} has an inconsistent row pointer")
         indptr.append(pointer[1:] + start)
         start = stop
     n_rows = sum(shape[0] for shape, _ in headers)
