@@ -33,6 +33,7 @@ from mmscel.progress import track
 from mmscel.store import FoldCheckpoint, data_fingerprint, digest, library_versions, read_manifest, save_array, write_manifest
 
 LAST_DAY = "last_day"
+ROW_CHUNK = 2048  # rows of the scored targets handled at a time
 REFIT = "refit"
 
 
@@ -261,7 +262,7 @@ class ProteinSVD:
         save_array(folder / "protein_svd_components.npy", self.components)
 
 
-def score_rows(predictions: np.ndarray, targets: Targets, rows: np.ndarray, chunk: int = 2048) -> np.ndarray:
+def score_rows(predictions: np.ndarray, targets: Targets, rows: np.ndarray, chunk: int = ROW_CHUNK) -> np.ndarray:
     """Per-cell Pearson of predictions (learner space) against the scored targets of ``rows``.
 
     Multiome predictions are reconstructed onto all genes chunk by chunk, so
@@ -270,26 +271,30 @@ def score_rows(predictions: np.ndarray, targets: Targets, rows: np.ndarray, chun
     if targets.basis is None:
         return pearson_per_row(targets.scored[rows], predictions)
     scores = np.empty(len(rows))
-    for start in range(0, len(rows), chunk):
-        part = rows[start : start + chunk]
-        truth = targets.scored[part]
-        truth = truth.toarray() if sp.issparse(truth) else truth
-        scores[start : start + len(part)] = pearson_per_row(truth, targets.basis.reconstruct(predictions[start : start + chunk]))
+    for start, truth in _row_chunks(targets.scored, rows, chunk, dense=True):
+        scores[start : start + len(truth)] = pearson_per_row(truth, targets.basis.reconstruct(predictions[start : start + len(truth)]))
     return scores
 
 
 def mean_profile_score(targets: Targets, train_rows: np.ndarray, valid_rows: np.ndarray) -> float:
     """The floor on a fold: the training rows' mean target profile scored on the validation rows."""
     total = np.zeros(targets.scored.shape[1])
-    for start in range(0, len(train_rows), 2048):  # in row chunks: indexing all training rows of a CSR copies them
-        total += np.asarray(targets.scored[train_rows[start : start + 2048]].sum(axis=0), dtype=np.float64).ravel()
+    for _, part in _row_chunks(targets.scored, train_rows):
+        total += np.asarray(part.sum(axis=0), dtype=np.float64).ravel()
     mean = total / len(train_rows)
-    scores = []
-    for start in range(0, len(valid_rows), 2048):
-        truth = targets.scored[valid_rows[start : start + 2048]]
-        truth = truth.toarray() if sp.issparse(truth) else truth
-        scores.append(pearson_per_row(truth, np.broadcast_to(mean, truth.shape)))
+    scores = [pearson_per_row(truth, np.broadcast_to(mean, truth.shape)) for _, truth in _row_chunks(targets.scored, valid_rows, dense=True)]
     return float(np.concatenate(scores).mean())
+
+
+def _row_chunks(values: np.ndarray | sp.csr_matrix, rows: np.ndarray, chunk: int = ROW_CHUNK, dense: bool = False):
+    """(offset, values[rows[offset : offset + chunk]]) in turn, densified if asked.
+
+    Indexing all the rows of a large CSR at once copies them (GBs for the full
+    Multiome targets); a chunk at a time keeps the copy small.
+    """
+    for start in range(0, len(rows), chunk):
+        part = values[rows[start : start + chunk]]
+        yield start, (part.toarray() if dense and sp.issparse(part) else part)
 
 
 def _finish(config, config_hash, run_dir, features, folds, targets, plan, results, started) -> dict:

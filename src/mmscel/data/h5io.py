@@ -377,14 +377,18 @@ def refuse_pickles(path: Path) -> None:
         handle.visititems(check)
 
 
+class _Refused(pickle.UnpicklingError):
+    """A pickle asked for more than plain data."""
+
+
 class _PlainDataUnpickler(pickle.Unpickler):
     """Unpickles plain data only: any class, function or persistent-id lookup is refused."""
 
     def find_class(self, module: str, name: str):
-        raise pickle.UnpicklingError(f"refused lookup of {module}.{name}")
+        raise _Refused(f"{module}.{name}")
 
     def persistent_load(self, pid):
-        raise pickle.UnpicklingError("refused persistent id")
+        raise _Refused("persistent id")
 
 
 def _as_bytes(value) -> bytes | None:
@@ -399,8 +403,8 @@ def _unsafe_pickle(value: bytes | None) -> bool:
         return False
     try:
         _PlainDataUnpickler(io.BytesIO(value)).load()
-    except pickle.UnpicklingError as exc:
-        return "refused" in str(exc)
+    except _Refused:
+        return True
     except Exception:  # not a pickle at all: PyTables keeps such a value as it is
         return False
     return False
