@@ -134,7 +134,11 @@ def timed(func, *args, **kwargs):
 def candidate_data_dirs(extra: list[str]) -> list[Path]:
     """Folders with a prepared cache: ``--data`` first, then ``data/`` and everything under bench/out."""
     found = [Path(d) for d in extra]
-    for pattern in ("data/.cache/manifest.json", "bench/out/*/.cache/manifest.json", "bench/out/*/*/.cache/manifest.json"):
+    for pattern in (
+        "data/.cache/manifest.json",
+        "bench/out/*/.cache/manifest.json",
+        "bench/out/*/*/.cache/manifest.json",
+    ):
         found += [p.parent.parent for p in sorted(ROOT.glob(pattern))]
     unique = []
     for d in found:
@@ -167,12 +171,19 @@ def compatible_groups(oof_root: Path, task: str) -> tuple[list[list[str]], list[
         if not manifest or not manifest.get("completed"):
             skipped.append(run_dir.name)
             continue
-        key = (manifest["data_fingerprint"], manifest["fold_fingerprint"], _space(manifest), json.dumps(manifest.get("shapes"), sort_keys=True))
+        key = (
+            manifest["data_fingerprint"],
+            manifest["fold_fingerprint"],
+            _space(manifest),
+            json.dumps(manifest.get("shapes"), sort_keys=True),
+        )
         groups.setdefault(key, []).append(run_dir.name)
     return list(groups.values()), skipped
 
 
-def blend_group(oof_root: Path, task: str, names: list[str], data_dir: Path, config: BlendConfig, n_trials: int, journal: bool) -> dict:
+def blend_group(
+    oof_root: Path, task: str, names: list[str], data_dir: Path, config: BlendConfig, n_trials: int, journal: bool
+) -> dict:
     """Statistics as level-2 builds them, then every method; scores, weights, times."""
     runs = load_runs(oof_root, task, names)
     train = load(task, "train", data_dir)
@@ -237,14 +248,26 @@ def section_methods(args, config: BlendConfig) -> dict:
                 fingerprint = read_manifest(oof_root / task / names[0] / "manifest.json")["data_fingerprint"]
                 data_dir = find_data_dir(task, fingerprint, candidates, memo)
                 if data_dir is None:
-                    notes.append(f"{oof_root}/{task}: no prepared data folder has data fingerprint {fingerprint}; pass --data")
+                    notes.append(
+                        f"{oof_root}/{task}: no prepared data folder has data fingerprint {fingerprint}; pass --data"
+                    )
                     continue
-                print(f"blending {oof_root}/{task}: {', '.join(names)} (truth from {data_dir})", file=sys.stderr, flush=True)
+                print(
+                    f"blending {oof_root}/{task}: {', '.join(names)} (truth from {data_dir})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 result = blend_group(oof_root, task, names, data_dir, config, args.trials, args.journal)
                 result["oof"] = str(oof_root)
                 blends.append(result)
     return {
-        "config": {"n_trials": args.trials, "config_n_trials": config.n_trials, "seed": config.seed, "greedy_steps": config.greedy_steps, "optuna_storage": "memory" + (" and journal" if args.journal else "")},
+        "config": {
+            "n_trials": args.trials,
+            "config_n_trials": config.n_trials,
+            "seed": config.seed,
+            "greedy_steps": config.greedy_steps,
+            "optuna_storage": "memory" + (" and journal" if args.journal else ""),
+        },
         "blends": blends,
         "notes": notes,
     }
@@ -252,23 +275,43 @@ def section_methods(args, config: BlendConfig) -> dict:
 
 def print_methods(result: dict) -> None:
     c = result["config"]
-    print(f"\n## A. Blend methods on OOF stores (optuna {c['n_trials']} trials, seed {c['seed']}, greedy_steps {c['greedy_steps']})\n")
+    print(
+        f"\n## A. Blend methods on OOF stores (optuna {c['n_trials']} trials, seed {c['seed']}, greedy_steps {c['greedy_steps']})\n"
+    )
     rows = []
     for b in result["blends"]:
         where = f"{b['oof']}/{b['task']}"
         for method, r in b["methods"].items():
             weights = " ".join(f"{w:.3f}" for w in r["weights"])
             extra = f" (best trial #{r['best_trial']} of {r['n_trials']})" if "best_trial" in r else ""
-            rows.append([where, f"{len(b['runs'])} x {b['n_cells']}", method + extra, f"{r['score']:.6f}", f"{r['score'] - b['best_single']:+.6f}", weights, f"{r['seconds']:.2f}"])
+            rows.append(
+                [
+                    where,
+                    f"{len(b['runs'])} x {b['n_cells']}",
+                    method + extra,
+                    f"{r['score']:.6f}",
+                    f"{r['score'] - b['best_single']:+.6f}",
+                    weights,
+                    f"{r['seconds']:.2f}",
+                ]
+            )
     print(md_table(["store/task", "runs x cells", "method", "in-sample", "vs best single", "weights", "seconds"], rows))
     print("\nRuns (weight order):")
     for b in result["blends"]:
         singles = ", ".join(f"{n} {s:.4f}" for n, s in b["single_runs"].items())
         print(f"- {b['oof']}/{b['task']} ({b['target_space']}, statistics {b['statistics_seconds']:.2f} s): {singles}")
     print(f"\nCheck: Optuna >= max(greedy, SLSQP) - {OPTUNA_TOLERANCE:g}\n")
-    rows = [[f"{b['oof']}/{b['task']}", f"{b['methods']['greedy']['score']:.6f}", f"{b['methods']['slsqp']['score']:.6f}",
-             f"{b['optuna_check']['optuna']:.6f}", f"{b['optuna_check']['margin']:+.2e}", "PASS" if b["optuna_check"]["pass"] else "FAIL"]
-            for b in result["blends"]]
+    rows = [
+        [
+            f"{b['oof']}/{b['task']}",
+            f"{b['methods']['greedy']['score']:.6f}",
+            f"{b['methods']['slsqp']['score']:.6f}",
+            f"{b['optuna_check']['optuna']:.6f}",
+            f"{b['optuna_check']['margin']:+.2e}",
+            "PASS" if b["optuna_check"]["pass"] else "FAIL",
+        ]
+        for b in result["blends"]
+    ]
     print(md_table(["store/task", "greedy", "slsqp", "optuna", "optuna - best", "result"], rows))
     for note in result["notes"]:
         print(f"- note: {note}")
@@ -328,10 +371,15 @@ def make_runs(projection: np.ndarray, n_runs: int, seed: int) -> tuple[list[np.n
     scale = projection.std(axis=0, keepdims=True)
     shared = rng.normal(size=projection.shape).astype(np.float32) * scale * 0.3
     levels = [0.4 + 0.15 * i for i in range(n_runs)]
-    return [(projection + shared + rng.normal(size=projection.shape).astype(np.float32) * scale * s).astype(np.float32) for s in levels], levels
+    return [
+        (projection + shared + rng.normal(size=projection.shape).astype(np.float32) * scale * s).astype(np.float32)
+        for s in levels
+    ], levels
 
 
-def naive_score(coefficients, basis: TargetBasis, truth: sp.csr_matrix, weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def naive_score(
+    coefficients, basis: TargetBasis, truth: sp.csr_matrix, weights: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
     """Per-cell Pearson the naive way: blend coefficients, reconstruct genes in row chunks, correlate."""
     blended = objective.blend_components([c[rows] for c in coefficients], basis, weights)
     V = np.asarray(basis.components, dtype=np.float32)
@@ -344,7 +392,9 @@ def naive_score(coefficients, basis: TargetBasis, truth: sp.csr_matrix, weights:
     return out
 
 
-def exact_reference(coefficients, basis: TargetBasis, truth: sp.csr_matrix, weight_sets: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+def exact_reference(
+    coefficients, basis: TargetBasis, truth: sp.csr_matrix, weight_sets: list[np.ndarray], rows: np.ndarray
+) -> np.ndarray:
     """Per-cell Pearson by the definition: every run's genes in float64, z-scored per cell, blended (weights x cells)."""
     V = np.asarray(basis.components, dtype=np.float64)
     m = np.asarray(basis.mean, dtype=np.float64)
@@ -390,7 +440,11 @@ def section_component(args, config: BlendConfig) -> dict:
     z0, z1 = (np.asarray(c, dtype=np.float64) for c in coefficients[:2])
     _, pair_einsum = timed(np.einsum, "ck,kl,cl->c", z0, vvt, z1)
     _, pair_matmul = timed(lambda: ((z0 @ vvt) * z1).sum(axis=1))
-    print(f"precompute {precompute_seconds:.2f} s, peak traced {precompute_peak / 2**20:.0f} MiB", file=sys.stderr, flush=True)
+    print(
+        f"precompute {precompute_seconds:.2f} s, peak traced {precompute_peak / 2**20:.0f} MiB",
+        file=sys.stderr,
+        flush=True,
+    )
 
     # (2) per-trial cost in component space
     weight_sets = rng.dirichlet(np.ones(args.runs), size=args.score_repeats)
@@ -406,8 +460,12 @@ def section_component(args, config: BlendConfig) -> dict:
 
     # (3) per-trial cost of the naive way, and (exactness) component score vs the definition
     whole = cells * genes <= args.naive_max_elements
-    naive_rows = np.arange(cells) if whole else np.sort(rng.choice(cells, size=min(cells, args.naive_rows), replace=False))
-    naive_weights = [np.full(args.runs, 1.0 / args.runs)] + list(rng.dirichlet(np.ones(args.runs), size=args.naive_trials - 1))
+    naive_rows = (
+        np.arange(cells) if whole else np.sort(rng.choice(cells, size=min(cells, args.naive_rows), replace=False))
+    )
+    naive_weights = [np.full(args.runs, 1.0 / args.runs)] + list(
+        rng.dirichlet(np.ones(args.runs), size=args.naive_trials - 1)
+    )
     naive_times, naive_diffs = [], []
     for w in naive_weights:
         per_cell, seconds = timed(naive_score, coefficients, basis, truth, w, naive_rows)
@@ -418,8 +476,12 @@ def section_component(args, config: BlendConfig) -> dict:
     check_rows = np.sort(rng.choice(cells, size=min(cells, args.check_rows), replace=False))
     check_weights = naive_weights + [np.eye(args.runs)[0]]
     reference = exact_reference(coefficients, basis, truth, check_weights, check_rows)
-    exact_diffs = [float(np.max(np.abs(reference[i] - stats.per_cell(w, check_rows)))) for i, w in enumerate(check_weights)]
-    exact_mean_diffs = [abs(float(reference[i].mean()) - stats.score(w, check_rows)) for i, w in enumerate(check_weights)]
+    exact_diffs = [
+        float(np.max(np.abs(reference[i] - stats.per_cell(w, check_rows)))) for i, w in enumerate(check_weights)
+    ]
+    exact_mean_diffs = [
+        abs(float(reference[i].mean()) - stats.score(w, check_rows)) for i, w in enumerate(check_weights)
+    ]
     print(f"score {score_seconds * 1e3:.2f} ms/trial, naive {naive_full:.2f} s/trial", file=sys.stderr, flush=True)
 
     # (4) Optuna studies as the library runs them
@@ -431,7 +493,9 @@ def section_component(args, config: BlendConfig) -> dict:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "study.journal" if use_db else None
-            (weights, study), seconds = timed(optuna_weights, stats, None, args.trials, config.seed, db, "bench-component")
+            (weights, study), seconds = timed(
+                optuna_weights, stats, None, args.trials, config.seed, db, "bench-component"
+            )
             n_finished = len([t for t in study.trials if t.state.is_finished()])
             best_trial = study.best_trial.number
         overhead = (seconds - greedy_seconds - slsqp_seconds - n_finished * score_seconds) / n_finished
@@ -449,9 +513,20 @@ def section_component(args, config: BlendConfig) -> dict:
         print(f"optuna ({label}) {args.trials} trials: {seconds:.1f} s", file=sys.stderr, flush=True)
     best_classic = max(stats.score(greedy_w), stats.score(slsqp_w))
     return {
-        "truth": {"source": source, "cells": cells, "genes": genes, "density": density, "nnz": int(truth.nnz), "seconds": truth_seconds},
+        "truth": {
+            "source": source,
+            "cells": cells,
+            "genes": genes,
+            "density": density,
+            "nnz": int(truth.nnz),
+            "seconds": truth_seconds,
+        },
         "target_svd": {"components": k, "seconds": svd_seconds, "basis": args.basis},
-        "runs": {"n": args.runs, "noise_levels": noise_levels, "single_scores": [stats.score(np.eye(args.runs)[i]) for i in range(args.runs)]},
+        "runs": {
+            "n": args.runs,
+            "noise_levels": noise_levels,
+            "single_scores": [stats.score(np.eye(args.runs)[i]) for i in range(args.runs)],
+        },
         "precompute": {
             "seconds": precompute_seconds,
             "peak_traced_mib": precompute_peak / 2**20,
@@ -504,34 +579,63 @@ def _matmul_per_cell(stats: objective.CellStatistics, w: np.ndarray) -> np.ndarr
 def print_component(r: dict) -> None:
     t = r["truth"]
     print("\n## B. Component-space exact score vs naive reconstruction\n")
-    print(f"Truth: {t['cells']:,} cells x {t['genes']:,} genes, density {t['density']:.3f} ({t['source']}); "
-          f"target SVD k={r['target_svd']['components']} in {r['target_svd']['seconds']:.1f} s; {r['runs']['n']} runs "
-          f"(single scores {', '.join(f'{s:.4f}' for s in r['runs']['single_scores'])}).\n")
+    print(
+        f"Truth: {t['cells']:,} cells x {t['genes']:,} genes, density {t['density']:.3f} ({t['source']}); "
+        f"target SVD k={r['target_svd']['components']} in {r['target_svd']['seconds']:.1f} s; {r['runs']['n']} runs "
+        f"(single scores {', '.join(f'{s:.4f}' for s in r['runs']['single_scores'])}).\n"
+    )
     n, p, s, o = r["naive"], r["precompute"], r["score"], r["optuna"]
     naive_how = "whole matrix" if n["whole_matrix"] else f"{n['rows']:,}-row subset, scaled linearly to all cells"
     rows = [
-        ["precompute (component_statistics)", f"{p['seconds']:.3f} s", f"peak traced {p['peak_traced_mib']:.0f} MiB; one pair's z V V' z: einsum {p['one_pair_second_moment_einsum_seconds'] * 1e3:.1f} ms vs matmul {p['one_pair_second_moment_matmul_seconds'] * 1e3:.1f} ms ({p['pairs_computed']} pairs)"],
-        ["per trial, component space (score)", f"{s['per_trial_ms']:.3f} ms", f"mean of {s['repeats']}; batched matmul variant {s['per_trial_matmul_ms']:.3f} ms (diff {s['matmul_max_abs_diff']:.1e})"],
-        ["per trial, naive (blend, Z V, Pearson)", f"{n['per_trial_seconds_all_cells']:.3f} s", f"{naive_how}; measured {n['measured_per_trial_seconds']:.3f} s, mean of {n['trials']}"],
+        [
+            "precompute (component_statistics)",
+            f"{p['seconds']:.3f} s",
+            f"peak traced {p['peak_traced_mib']:.0f} MiB; one pair's z V V' z: einsum {p['one_pair_second_moment_einsum_seconds'] * 1e3:.1f} ms vs matmul {p['one_pair_second_moment_matmul_seconds'] * 1e3:.1f} ms ({p['pairs_computed']} pairs)",
+        ],
+        [
+            "per trial, component space (score)",
+            f"{s['per_trial_ms']:.3f} ms",
+            f"mean of {s['repeats']}; batched matmul variant {s['per_trial_matmul_ms']:.3f} ms (diff {s['matmul_max_abs_diff']:.1e})",
+        ],
+        [
+            "per trial, naive (blend, Z V, Pearson)",
+            f"{n['per_trial_seconds_all_cells']:.3f} s",
+            f"{naive_how}; measured {n['measured_per_trial_seconds']:.3f} s, mean of {n['trials']}",
+        ],
         ["ratio naive / component", f"{n['ratio_naive_over_component']:,.0f}x", ""],
     ]
     for label, st in o["studies"].items():
-        rows.append([f"Optuna {st['n_trials']} trials ({label})", f"{st['seconds']:.2f} s",
-                     (f"{st['per_trial_ms']:.2f} ms/trial, Optuna overhead {st['optuna_overhead_per_trial_ms']:.2f} ms/trial; "
-                      f"estimate 1,000 trials at {FULL_CELLS:,} cells: {st['estimate_full_1000_trials_seconds']:.0f} s "
-                      f"({'under' if st['estimate_full_1000_trials_seconds'] < FULL_SECONDS else 'OVER'} a minute)")])
+        rows.append(
+            [
+                f"Optuna {st['n_trials']} trials ({label})",
+                f"{st['seconds']:.2f} s",
+                (
+                    f"{st['per_trial_ms']:.2f} ms/trial, Optuna overhead {st['optuna_overhead_per_trial_ms']:.2f} ms/trial; "
+                    f"estimate 1,000 trials at {FULL_CELLS:,} cells: {st['estimate_full_1000_trials_seconds']:.0f} s "
+                    f"({'under' if st['estimate_full_1000_trials_seconds'] < FULL_SECONDS else 'OVER'} a minute)"
+                ),
+            ]
+        )
     print(md_table(["measure", "value", "detail"], rows))
     if o["trials"] < FULL_TRIALS:
-        print(f"\nThe 1,000-trial estimates scale the per-trial Optuna overhead measured over {o['trials']} trials; "
-              "the journal storage appends every 100 trials.")
+        print(
+            f"\nThe 1,000-trial estimates scale the per-trial Optuna overhead measured over {o['trials']} trials; "
+            "the journal storage appends every 100 trials."
+        )
     e = r["exactness"]
-    print(f"\nExactness (component vs definition, {e['rows']:,} cells, {len(e['weights'])} weight vectors): "
-          f"max per-cell diff {max(e['max_abs_diff_per_cell']):.1e}, max mean diff {max(e['abs_diff_mean_score']):.1e} -> "
-          f"{'PASS' if e['pass'] else 'FAIL'} (tolerance {EXACT_TOLERANCE:g}); float32 naive path max per-cell diff "
-          f"{n['max_abs_diff_per_cell_vs_component_float32_path']:.1e}")
-    scores = ", ".join(f"{label} {st['score']:.6f} (best trial #{st['best_trial']})" for label, st in o["studies"].items())
-    print(f"Optuna vs greedy/SLSQP: best of greedy/SLSQP {o['best_of_greedy_slsqp']:.6f}; optuna {scores} -> "
-          f"{'PASS' if o['reaches_greedy_slsqp'] else 'FAIL'}. Greedy {o['greedy_seconds']:.2f} s, SLSQP {o['slsqp_seconds']:.2f} s.")
+    print(
+        f"\nExactness (component vs definition, {e['rows']:,} cells, {len(e['weights'])} weight vectors): "
+        f"max per-cell diff {max(e['max_abs_diff_per_cell']):.1e}, max mean diff {max(e['abs_diff_mean_score']):.1e} -> "
+        f"{'PASS' if e['pass'] else 'FAIL'} (tolerance {EXACT_TOLERANCE:g}); float32 naive path max per-cell diff "
+        f"{n['max_abs_diff_per_cell_vs_component_float32_path']:.1e}"
+    )
+    scores = ", ".join(
+        f"{label} {st['score']:.6f} (best trial #{st['best_trial']})" for label, st in o["studies"].items()
+    )
+    print(
+        f"Optuna vs greedy/SLSQP: best of greedy/SLSQP {o['best_of_greedy_slsqp']:.6f}; optuna {scores} -> "
+        f"{'PASS' if o['reaches_greedy_slsqp'] else 'FAIL'}. Greedy {o['greedy_seconds']:.2f} s, SLSQP {o['slsqp_seconds']:.2f} s."
+    )
     print(f"Peak RSS of the process: {r['peak_rss_mib']:.0f} MiB")
 
 
@@ -539,28 +643,47 @@ def print_component(r: dict) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--section", choices=("methods", "component"), required=True)
-    parser.add_argument("--config", default=str(ROOT / "configs" / "blend.yaml"), help="level-2 config giving seed and greedy_steps")
+    parser.add_argument(
+        "--config", default=str(ROOT / "configs" / "blend.yaml"), help="level-2 config giving seed and greedy_steps"
+    )
     parser.add_argument("--out", default=str(OUT / "blend_bench.json"))
-    parser.add_argument("--trials", type=int, default=None, help="Optuna trials (default 300 for methods, 1000 for component)")
-    parser.add_argument("--journal", action="store_true", help="methods: also run Optuna with the journal storage run_level2 uses")
+    parser.add_argument(
+        "--trials", type=int, default=None, help="Optuna trials (default 300 for methods, 1000 for component)"
+    )
+    parser.add_argument(
+        "--journal", action="store_true", help="methods: also run Optuna with the journal storage run_level2 uses"
+    )
     a = parser.add_argument_group("section methods")
     a.add_argument("--oof", action="append", default=[], help="OOF store (repeatable)")
     a.add_argument("--data", action="append", default=[], help="extra data folder(s) to look for the truth in")
     b = parser.add_argument_group("section component")
-    b.add_argument("--cells", type=int, default=None, help="synthetic cells (default 5000); with --truth-h5, a cap on the rows")
+    b.add_argument(
+        "--cells", type=int, default=None, help="synthetic cells (default 5000); with --truth-h5, a cap on the rows"
+    )
     b.add_argument("--genes", type=int, default=3000)
     b.add_argument("--components", type=int, default=64)
     b.add_argument("--runs", type=int, default=5)
     b.add_argument("--density", type=float, default=0.15, help="synthetic: fraction of non-zero targets")
     b.add_argument("--truth-h5", default=None, help="train_multi_targets.h5 (pandas fixed format)")
-    b.add_argument("--basis", choices=("svd", "random"), default="svd", help="target basis: the target SVD as level-1 fits it, or a random orthonormal one (same scoring cost, no SVD)")
+    b.add_argument(
+        "--basis",
+        choices=("svd", "random"),
+        default="svd",
+        help="target basis: the target SVD as level-1 fits it, or a random orthonormal one (same scoring cost, no SVD)",
+    )
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--score-repeats", type=int, default=200, help="random weight vectors for the per-trial score time")
     b.add_argument("--naive-trials", type=int, default=3)
-    b.add_argument("--naive-rows", type=int, default=10_000, help="row subset of the naive timing when the whole matrix is too big")
-    b.add_argument("--naive-max-elements", type=float, default=3e8, help="naive timing on all cells when cells x genes <= this")
+    b.add_argument(
+        "--naive-rows", type=int, default=10_000, help="row subset of the naive timing when the whole matrix is too big"
+    )
+    b.add_argument(
+        "--naive-max-elements", type=float, default=3e8, help="naive timing on all cells when cells x genes <= this"
+    )
     b.add_argument("--check-rows", type=int, default=2000, help="cells of the exactness check")
     b.add_argument("--no-journal", action="store_true", help="component: skip the journal-backed study")
     args = parser.parse_args(argv)

@@ -78,9 +78,7 @@ def _key(path: str) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument(
-        "mode", choices=["tables", "h5py", "nonzero", "nonzero_mask", "sha256"]
-    )
+    parser.add_argument("mode", choices=["tables", "h5py", "nonzero", "nonzero_mask", "sha256"])
     parser.add_argument("file")
     parser.add_argument("--chunk-rows", type=int, default=None)
     parser.add_argument(
@@ -115,9 +113,7 @@ def main(argv: list[str]) -> int:
 
         with h5py.File(args.file, "r") as h5:
             group = h5[key]
-            nodes = [
-                group[f"block{i}_values"] for i in range(int(group.attrs["nblocks"]))
-            ]
+            nodes = [group[f"block{i}_values"] for i in range(int(group.attrs["nblocks"]))]
             shape = (int(nodes[0].shape[0]), int(sum(n.shape[1] for n in nodes)))
             step = args.chunk_rows or rows_per_chunk(shape[1])
             limit = _limit(shape, step, args.max_dense_gb)
@@ -125,9 +121,7 @@ def main(argv: list[str]) -> int:
             for start in range(0, limit, step):
                 for node in nodes:
                     block = node[start : min(limit, start + step)]
-                    nnz += int(
-                        np.count_nonzero(block[:1])
-                    )  # touch the result; a full count is not the floor's job
+                    nnz += int(np.count_nonzero(block[:1]))  # touch the result; a full count is not the floor's job
             loop = time.perf_counter() - started
             loop_cpu = time.process_time() - cpu_started
     else:

@@ -68,8 +68,16 @@ def step_prepare(data: Path) -> None:
         floors[h5.name] = measured([PY, HERE / "floor.py", "tables", h5], f"floor_{h5.stem}")["wall_s"]
     run = measured([MMSCEL, "prepare", "--data", data], "prepare")
     floor = sum(floors.values())
-    record("prepare", {"wall_s": run["wall_s"], "peak_rss_mib": run["peak_rss_mib"], "floor_read_s": floor,
-                       "floors_s": floors, "throughput_ratio": floor / run["wall_s"]})
+    record(
+        "prepare",
+        {
+            "wall_s": run["wall_s"],
+            "peak_rss_mib": run["peak_rss_mib"],
+            "floor_read_s": floor,
+            "floors_s": floors,
+            "throughput_ratio": floor / run["wall_s"],
+        },
+    )
 
 
 _SVD_SCRIPT = """
@@ -98,9 +106,16 @@ def step_svd(data: Path, matrices: list[str]) -> None:
         if name not in matrices:
             continue
         svd = measured([PY, "-c", _SVD_SCRIPT, *args, "svd", data], f"svd_{name}")
-        record(f"svd_{name}", {"svd_wall_s": svd["wall_s"], "svd_peak_rss_mib": svd["peak_rss_mib"],
-                               "load_wall_s": load_only["wall_s"], "load_peak_rss_mib": load_only["peak_rss_mib"],
-                               "svd_over_load": svd["wall_s"] / load_only["wall_s"]})
+        record(
+            f"svd_{name}",
+            {
+                "svd_wall_s": svd["wall_s"],
+                "svd_peak_rss_mib": svd["peak_rss_mib"],
+                "load_wall_s": load_only["wall_s"],
+                "load_peak_rss_mib": load_only["peak_rss_mib"],
+                "svd_over_load": svd["wall_s"] / load_only["wall_s"],
+            },
+        )
 
 
 _FEATURES_SCRIPT = """
@@ -116,24 +131,38 @@ def step_fold(data: Path, learners: list[str], tasks: list[str], oof: Path) -> N
     """Per task: build the features once (``features_<task>``), then one last-day fit per learner."""
     with tempfile.TemporaryDirectory() as tmp:
         for task in tasks:
-            features = measured([PY, "-c", _FEATURES_SCRIPT, ROOT / "configs" / task / f"{learners[0]}.yaml", data, oof], f"features_{task}")
+            features = measured(
+                [PY, "-c", _FEATURES_SCRIPT, ROOT / "configs" / task / f"{learners[0]}.yaml", data, oof],
+                f"features_{task}",
+            )
             record(f"features_{task}", {"wall_s": features["wall_s"], "peak_rss_mib": features["peak_rss_mib"]})
             for learner in learners:
                 config = yaml.safe_load((ROOT / "configs" / task / f"{learner}.yaml").read_text())
                 config.update(name=f"full_{learner}", folds={"scheme": "last_day"})
                 path = Path(tmp) / f"{task}_{learner}.yaml"
                 path.write_text(yaml.safe_dump(config))
-                run = measured([MMSCEL, "level1", path, "--data", data, "--oof", oof, "--overwrite"], f"fold_{task}_{learner}")
+                run = measured(
+                    [MMSCEL, "level1", path, "--data", data, "--oof", oof, "--overwrite"], f"fold_{task}_{learner}"
+                )
                 manifest = json.loads((oof / task / f"full_{learner}" / "manifest.json").read_text())
-                record(f"fold_{task}_{learner}", {"wall_s": run["wall_s"], "peak_rss_mib": run["peak_rss_mib"],
-                                                  "last_day": manifest.get("last_day"), "run_wall_s": manifest.get("wall_seconds")})
+                record(
+                    f"fold_{task}_{learner}",
+                    {
+                        "wall_s": run["wall_s"],
+                        "peak_rss_mib": run["peak_rss_mib"],
+                        "last_day": manifest.get("last_day"),
+                        "run_wall_s": manifest.get("wall_seconds"),
+                    },
+                )
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=OUT / "full")
     parser.add_argument("--steps", default="prepare,svd,fold")
-    parser.add_argument("--svd-matrices", default=",".join(SVD_MATRICES), help="which matrices the svd step fits (all are loaded)")
+    parser.add_argument(
+        "--svd-matrices", default=",".join(SVD_MATRICES), help="which matrices the svd step fits (all are loaded)"
+    )
     parser.add_argument("--learners", default="ridge,lgbm,xgb,catboost,mlp")
     parser.add_argument("--tasks", default="cite,multi")
     parser.add_argument("--results", type=Path, default=RESULTS)

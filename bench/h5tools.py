@@ -31,9 +31,7 @@ import numpy as np
 
 from mmscel.data.h5io import FrameReader, FrameWriter, rows_per_chunk
 
-SYNTH_CHUNK_ROWS = (
-    256  # synth writes 256-cell chunks (cite.CHUNK_CELLS, multi.CHUNK_CELLS)
-)
+SYNTH_CHUNK_ROWS = 256  # synth writes 256-cell chunks (cite.CHUNK_CELLS, multi.CHUNK_CELLS)
 
 
 def subset(source: Path, dest: Path, rows: int) -> dict:
@@ -42,9 +40,7 @@ def subset(source: Path, dest: Path, rows: int) -> dict:
         rows = min(rows, reader.shape[0])
         blocks = [positions for positions, _ in reader.blocks]
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with FrameWriter(
-            dest, reader.key, reader.index[:rows], reader.columns, blocks=blocks
-        ) as writer:
+        with FrameWriter(dest, reader.key, reader.index[:rows], reader.columns, blocks=blocks) as writer:
             step = rows_per_chunk(reader.shape[1])
             for start in range(0, rows, step):
                 writer.write(reader.read_rows(start, min(rows, start + step)))
@@ -57,9 +53,7 @@ def subset(source: Path, dest: Path, rows: int) -> dict:
     }
 
 
-def write_floor(
-    source: Path, dest: Path, sample_rows: int, max_dense_gb: float = 0.0
-) -> dict:
+def write_floor(source: Path, dest: Path, sample_rows: int, max_dense_gb: float = 0.0) -> dict:
     with FrameReader(source) as reader:
         sample = reader.read_rows(0, sample_rows)
         index, columns = reader.index, reader.columns
@@ -71,9 +65,7 @@ def write_floor(
     # rows: the rows are cycled from one sample, so every row costs the same to compress and write.
     limit = n_rows
     if max_dense_gb and n_rows * len(columns) * 4 > max_dense_gb * 1e9:
-        limit = max(
-            step, int(max_dense_gb * 1e9 // (4 * max(1, len(columns)))) // step * step
-        )
+        limit = max(step, int(max_dense_gb * 1e9 // (4 * max(1, len(columns)))) // step * step)
         limit = min(limit, n_rows)
     started, cpu_started = time.perf_counter(), time.process_time()
     try:
@@ -81,16 +73,8 @@ def write_floor(
             for start in range(0, limit, step):
                 n = min(step, limit - start)
                 offset = start % max(1, len(sample))
-                take = (
-                    (np.arange(offset, offset + n) % len(sample))
-                    if len(sample)
-                    else np.zeros(0, dtype=int)
-                )
-                writer.write(
-                    sample[take]
-                    if len(sample)
-                    else np.zeros((n, len(columns)), dtype=np.float32)
-                )
+                take = (np.arange(offset, offset + n) % len(sample)) if len(sample) else np.zeros(0, dtype=int)
+                writer.write(sample[take] if len(sample) else np.zeros((n, len(columns)), dtype=np.float32))
         loop, loop_cpu = (
             time.perf_counter() - started,
             time.process_time() - cpu_started,
@@ -137,9 +121,7 @@ def main(argv: list[str]) -> int:
     if args.command == "subset":
         result = subset(args.source, args.dest, args.rows)
     else:
-        result = write_floor(
-            args.source, args.dest, args.sample_rows, args.max_dense_gb
-        )
+        result = write_floor(args.source, args.dest, args.sample_rows, args.max_dense_gb)
     print(json.dumps(result))
     return 0
 

@@ -75,18 +75,14 @@ def direct(name, X, Y):
         params = learner.booster_params()
         out = []
         for j in range(Y.shape[1]):  # the plain way: a fresh Dataset per target
-            booster = lgb.train(
-                params, lgb.Dataset(X, Y[:, j], params=params), num_boost_round=100
-            )
+            booster = lgb.train(params, lgb.Dataset(X, Y[:, j], params=params), num_boost_round=100)
             out.append(booster.predict(X))
         return np.column_stack(out)
     if name == "xgb":
         import xgboost as xgb
 
         learner = learner_class("xgb")(PARAMS["xgb"], seed=0, n_jobs=THREADS)
-        booster = xgb.train(
-            learner.booster_params(), xgb.QuantileDMatrix(X, Y), num_boost_round=100
-        )
+        booster = xgb.train(learner.booster_params(), xgb.QuantileDMatrix(X, Y), num_boost_round=100)
         return booster.predict(xgb.DMatrix(X))
     if name == "catboost":
         import catboost as cb
@@ -193,14 +189,10 @@ def main() -> None:
             indent=2,
         )
     )
-    print(
-        "| learner | mmscel (s) | library directly (s) | ratio | ratio of fastest runs |\n"
-        "|---|---|---|---|---|"
-    )
+    print("| learner | mmscel (s) | library directly (s) | ratio | ratio of fastest runs |\n|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['learner']} | {r['mmscel_s']:.3f} | {r['direct_s']:.3f} "
-            f"| {r['ratio']:.2f} | {r['ratio_min']:.2f} |"
+            f"| {r['learner']} | {r['mmscel_s']:.3f} | {r['direct_s']:.3f} | {r['ratio']:.2f} | {r['ratio_min']:.2f} |"
         )
 
 

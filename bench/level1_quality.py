@@ -61,7 +61,9 @@ def small_scale(data: Path) -> list[dict]:
         references = train_references(data, task)
         for learner in LEARNERS:
             started = time.perf_counter()
-            manifest = run_level1(ROOT / "configs" / task / f"{learner}.yaml", data, oof_root=OUT / "oof_small").manifest
+            manifest = run_level1(
+                ROOT / "configs" / task / f"{learner}.yaml", data, oof_root=OUT / "oof_small"
+            ).manifest
             floor, last_floor = manifest["cv_mean_profile"], manifest["last_day_mean_profile"]
             rows.append(
                 {
@@ -73,9 +75,13 @@ def small_scale(data: Path) -> list[dict]:
                     "last_day_floor": last_floor,
                     **references,
                     "headroom_cv": headroom_share(manifest["cv"], floor, references["cv_reachable"]),
-                    "headroom_last_day": headroom_share(manifest["last_day"], last_floor, references["last_day_reachable"]),
+                    "headroom_last_day": headroom_share(
+                        manifest["last_day"], last_floor, references["last_day_reachable"]
+                    ),
                     "headroom_cv_vs_oracle": headroom_share(manifest["cv"], floor, references["cv_oracle"]),
-                    "headroom_last_day_vs_oracle": headroom_share(manifest["last_day"], last_floor, references["last_day_oracle"]),
+                    "headroom_last_day_vs_oracle": headroom_share(
+                        manifest["last_day"], last_floor, references["last_day_oracle"]
+                    ),
                     "wall_seconds": manifest["wall_seconds"],
                     "peak_rss_mb": manifest["peak_rss_mb"],
                     "measured_seconds": round(time.perf_counter() - started, 1),
@@ -121,11 +127,11 @@ def real_data() -> list[dict]:
     prepare(bmmc)
     truth = pd.read_hdf(bmmc / "truth" / "test_cite_targets.h5").to_numpy()
     train_targets = pd.read_hdf(bmmc / "train_cite_targets.h5").to_numpy()
-    floor = mean_pearson(
-        truth, np.broadcast_to(train_targets.mean(axis=0), truth.shape)
-    )
+    floor = mean_pearson(truth, np.broadcast_to(train_targets.mean(axis=0), truth.shape))
     # The MLP also as a bag of five seeds (predictions averaged; the same settings otherwise).
-    for name, learner, bag in [(f"bmmc_{learner}", learner, {}) for learner in LEARNERS] + [("bmmc_mlp_bag5", "mlp", {"seeds": 5})]:
+    for name, learner, bag in [(f"bmmc_{learner}", learner, {}) for learner in LEARNERS] + [
+        ("bmmc_mlp_bag5", "mlp", {"seeds": 5})
+    ]:
         extra = {
             **bag,
             "features": {"svd_components": 64, "top_correlated_genes": 3},

@@ -25,9 +25,7 @@ from pathlib import Path
 import psutil
 
 
-def _poll_tree(
-    pid: int, stop: threading.Event, peak: list[int], interval: float, load: list[float]
-) -> None:
+def _poll_tree(pid: int, stop: threading.Event, peak: list[int], interval: float, load: list[float]) -> None:
     try:
         root = psutil.Process(pid)
     except psutil.Error:
@@ -64,9 +62,7 @@ def run_measured(
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     stop, peak, load = threading.Event(), [0], []
-    poller = threading.Thread(
-        target=_poll_tree, args=(proc.pid, stop, peak, poll, load), daemon=True
-    )
+    poller = threading.Thread(target=_poll_tree, args=(proc.pid, stop, peak, poll, load), daemon=True)
     poller.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
@@ -88,9 +84,7 @@ def run_measured(
     }
     if proc.returncode != 0:
         tail = Path(log).read_text(errors="replace")[-3000:] if log else ""
-        raise RuntimeError(
-            f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{tail}"
-        )
+        raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{tail}")
     return result
 
 

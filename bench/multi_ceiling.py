@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mmscel.data import layout
 from mmscel.data.synth import scales
 from mmscel.data.synth.biology import Donors, sample_states
-from mmscel.data import layout
 from mmscel.data.synth.modalities import RNA_SCALE
 from mmscel.data.synth.multi import CHUNK_CELLS, LIBRARY_PER_GENE, MultiWorld, _simulate_chunk
 from mmscel.data.synth.noise import expected_log1p_nb
@@ -71,7 +71,13 @@ def main() -> None:
     plan = plan_task(plan_rng, layout.MULTI, scale.multi_train, scale.multi_test)
     donors = Donors.sample(np.random.default_rng([seed, 0]))
     world = MultiWorld.sample(np.random.default_rng([seed, 21]), scale.multi_peaks, scale.multi_genes, donors)
-    states = sample_states(np.random.default_rng([seed, 22]), donors, plan["donor"].to_numpy(), plan["day"].to_numpy(), LIBRARY_PER_GENE * scale.multi_genes)
+    states = sample_states(
+        np.random.default_rng([seed, 22]),
+        donors,
+        plan["donor"].to_numpy(),
+        plan["day"].to_numpy(),
+        LIBRARY_PER_GENE * scale.multi_genes,
+    )
     train_idx = np.flatnonzero((plan["split"] == "train").to_numpy())
     donor = plan["donor"].to_numpy()
     scores = {"oracle": [], "chromatin-averaged": [], "chromatin-averaged, donor unseen": [], "mean profile": []}
@@ -81,18 +87,29 @@ def main() -> None:
     for number, start in enumerate(range(0, min(args.cells, len(train_idx)), CHUNK_CELLS)):
         rows = train_idx[start : start + CHUNK_CELLS]
         rng = np.random.default_rng([seed, 30, number])  # the chunk's own stream, as in synth
-        counts, rna, mu, scale_factor, mu_avg = _simulate_chunk(world, states.iloc[rows], donor[rows], rng, np.arange(len(rows)))
+        counts, rna, mu, scale_factor, mu_avg = _simulate_chunk(
+            world, states.iloc[rows], donor[rows], rng, np.arange(len(rows))
+        )
         theta = world.gene_model.theta[None, :]
         scores["oracle"].append(pearson_per_row(rna, expected_log1p_nb(mu, theta, scale_factor[:, None])))
-        scores["chromatin-averaged"].append(pearson_per_row(rna, expected_log1p_nb(mu_avg, theta, scale_factor[:, None])))
-        scores["chromatin-averaged, donor unseen"].append(pearson_per_row(rna, _unseen_donor(world, mu_avg, donor[rows], train_donors, offsets, theta, scale_factor)))
+        scores["chromatin-averaged"].append(
+            pearson_per_row(rna, expected_log1p_nb(mu_avg, theta, scale_factor[:, None]))
+        )
+        scores["chromatin-averaged, donor unseen"].append(
+            pearson_per_row(rna, _unseen_donor(world, mu_avg, donor[rows], train_donors, offsets, theta, scale_factor))
+        )
         rna_all.append(rna)
-        print(f"chunk {number}: oracle {scores['oracle'][-1].mean():.4f}, chromatin-averaged {scores['chromatin-averaged'][-1].mean():.4f}", flush=True)
+        print(
+            f"chunk {number}: oracle {scores['oracle'][-1].mean():.4f}, chromatin-averaged {scores['chromatin-averaged'][-1].mean():.4f}",
+            flush=True,
+        )
     rna = np.vstack(rna_all)
     scores["mean profile"] = [pearson_per_row(rna, np.broadcast_to(rna.mean(axis=0), rna.shape))]
     result = {k: float(np.concatenate(v).mean()) for k, v in scores.items()}
     result["cells"] = int(len(rna))
-    result["chromatin_averaged_share_of_headroom"] = (result["chromatin-averaged"] - result["mean profile"]) / (result["oracle"] - result["mean profile"])
+    result["chromatin_averaged_share_of_headroom"] = (result["chromatin-averaged"] - result["mean profile"]) / (
+        result["oracle"] - result["mean profile"]
+    )
     result["rna_scale"] = RNA_SCALE
     result["scale"], result["seed"] = args.scale, seed
     OUT.mkdir(exist_ok=True)

@@ -74,11 +74,7 @@ def main(argv: list[str]) -> int:
     known: set[str] = set()
     for name in (layout.METADATA, layout.CITE_DAY2_EXTRA_METADATA):
         if (args.data_dir / name).exists():
-            known |= set(
-                pd.read_csv(args.data_dir / name, usecols=["cell_id"], dtype=str)[
-                    "cell_id"
-                ]
-            )
+            known |= set(pd.read_csv(args.data_dir / name, usecols=["cell_id"], dtype=str)["cell_id"])
     source = args.source or layout.h5_path(args.data_dir, args.stem)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     timers = _instrument(cache_mod)

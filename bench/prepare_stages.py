@@ -49,12 +49,8 @@ def main(argv: list[str]) -> int:
         return wrapper
 
     cache_mod._prepare_table = wrap("table", cache_mod._prepare_table, lambda a: a[2])
-    cache_mod._prepare_matrix = wrap(
-        "matrix", cache_mod._prepare_matrix, lambda a: a[2]
-    )
-    cache_mod._report_duplicates = wrap(
-        "duplicates", cache_mod._report_duplicates, lambda a: "cite train vs test"
-    )
+    cache_mod._prepare_matrix = wrap("matrix", cache_mod._prepare_matrix, lambda a: a[2])
+    cache_mod._report_duplicates = wrap("duplicates", cache_mod._report_duplicates, lambda a: "cite train vs test")
     start_peak = peak_mib()
     started = time.perf_counter()
     cache_mod.prepare(data, cache)

@@ -35,7 +35,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from floor import dense_to_csr_parts
-
 from mmscel.data.h5io import FrameReader, rows_per_chunk
 from mmscel.data.sparse_npz import SparseNpzWriter
 
@@ -80,20 +79,14 @@ def main(argv: list[str]) -> int:
         step = rows_per_chunk(reader.shape[1])
         limit = min(reader.shape[0], max_rows or reader.shape[0])
         writer = SparseNpzWriter(out, reader.shape[1])
-        chunks = (
-            prefetched(reader, step, limit)
-            if "prefetch" in variant
-            else chunks_of(reader, step, limit)
-        )
+        chunks = prefetched(reader, step, limit) if "prefetch" in variant else chunks_of(reader, step, limit)
         checked = False
         for _, block in chunks:
             if "mask" in variant:
                 values, cols, counts = dense_to_csr_parts(block)
                 if not checked:
                     rows, ref_cols = np.nonzero(block)
-                    assert np.array_equal(
-                        values, block[rows, ref_cols]
-                    ) and np.array_equal(cols, ref_cols)
+                    assert np.array_equal(values, block[rows, ref_cols]) and np.array_equal(cols, ref_cols)
                     checked = True
                 writer._append(values, cols, counts)
             else:

@@ -97,9 +97,7 @@ def machine() -> dict:
     global _MACHINE
     if _MACHINE is None:
         _MACHINE = json.loads(
-            subprocess.run(
-                [PY, "-c", MACHINE_PROBE], capture_output=True, text=True, check=True
-            ).stdout
+            subprocess.run([PY, "-c", MACHINE_PROBE], capture_output=True, text=True, check=True).stdout
         )
     return _MACHINE
 
@@ -151,15 +149,9 @@ def best(results: list[dict]) -> dict:
 def h5py_usable() -> str | None:
     """None when h5py + hdf5plugin can read blosc, else the reason."""
     code = "import h5py, hdf5plugin"
-    probe = subprocess.run(
-        [PY, "-c", code], capture_output=True, text=True, check=False
-    )
+    probe = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=False)
     if probe.returncode:
-        return (
-            probe.stderr.strip().splitlines()[-1]
-            if probe.stderr.strip()
-            else "import failed"
-        )
+        return probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else "import failed"
     return None
 
 
@@ -171,14 +163,8 @@ def h5py_without_plugin(path: Path) -> str:
         "try:\n    f[key]['block0_values'][:1]; print('OK: read without hdf5plugin')\n"
         "except Exception as e:\n    print(type(e).__name__ + ': ' + ' '.join(str(e).split()))\n"
     )
-    probe = subprocess.run(
-        [PY, "-c", code, str(path)], capture_output=True, text=True, check=False
-    )
-    return (
-        (probe.stdout or probe.stderr).strip().splitlines()[-1]
-        if (probe.stdout or probe.stderr).strip()
-        else "?"
-    )
+    probe = subprocess.run([PY, "-c", code, str(path)], capture_output=True, text=True, check=False)
+    return (probe.stdout or probe.stderr).strip().splitlines()[-1] if (probe.stdout or probe.stderr).strip() else "?"
 
 
 def mb_s(dense_bytes: int, seconds: float) -> float:
@@ -187,9 +173,7 @@ def mb_s(dense_bytes: int, seconds: float) -> float:
 
 def save(section: str, scale: str, payload: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"results_{section}_{scale}.json").write_text(
-        json.dumps(payload, indent=2) + "\n"
-    )
+    (OUT / f"results_{section}_{scale}.json").write_text(json.dumps(payload, indent=2) + "\n")
     merged = {
         "machine": machine(),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -206,27 +190,15 @@ def table(headers: list[str], rows: list[list]) -> str:
             (
                 ""
                 if v is None
-                else (
-                    f"{v:,.2f}"
-                    if isinstance(v, float)
-                    else (f"{v:,}" if isinstance(v, int) else str(v))
-                )
+                else (f"{v:,.2f}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v)))
             )
             for v in row
         ]
         for row in rows
     ]
-    widths = [
-        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-        for i, h in enumerate(headers)
-    ]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     line = lambda values: (
-        "| "
-        + " | ".join(
-            v.rjust(w) if i else v.ljust(w)
-            for i, (v, w) in enumerate(zip(values, widths))
-        )
-        + " |"
+        "| " + " | ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))) + " |"
     )
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(headers), sep] + [line(r) for r in cells])
@@ -259,9 +231,7 @@ def ensure_synth(scale: str, force: bool = False) -> dict:
     if data.exists():
         shutil.rmtree(data)
     cmd = mmscel_cmd() + ["synth", "--scale", scale, "--seed", "0", "--out", str(data)]
-    measured = run_measured(
-        cmd, log=OUT / f"synth_{scale}.log", poll=1.0, cwd=str(ROOT)
-    )
+    measured = run_measured(cmd, log=OUT / f"synth_{scale}.log", poll=1.0, cwd=str(ROOT))
     record.write_text(json.dumps(measured, indent=2))
     measured["reused"] = False
     return measured
@@ -330,9 +300,7 @@ def bench_synth(scale: str, args) -> dict:
         "floor_max_gb": args.floor_max_gb,
         "write_floor": write_floor,
         "write_floor_s": write_s,
-        "write_floor_peak_rss_mib": max(
-            (r["peak_rss_mib"] for r in write_floor.values()), default=None
-        ),
+        "write_floor_peak_rss_mib": max((r["peak_rss_mib"] for r in write_floor.values()), default=None),
         "read_floor": read_floor,
         "read_floor_s": read_s,
         "ratio_synth_to_write_floor": measured["wall_s"] / write_s if write_s else None,
@@ -384,9 +352,7 @@ def print_synth(r: dict) -> None:
         )
     )
     if r.get("floor_max_gb"):
-        print(
-            f"(floors of files over {r['floor_max_gb']:g} dense GB measured on their first rows and scaled by rows)"
-        )
+        print(f"(floors of files over {r['floor_max_gb']:g} dense GB measured on their first rows and scaled by rows)")
     print(
         f"write floor total {r['write_floor_s']:.1f} s -> synth / write floor = {r['ratio_synth_to_write_floor']:.2f}x"
     )
@@ -438,11 +404,7 @@ def bench_prepare(scale: str, args) -> dict:
         )
         warm(source)
         entry = {"file_bytes": source.stat().st_size}
-        modes = (
-            ["tables"]
-            + (["h5py"] if use_h5py else [])
-            + ["nonzero", "nonzero_mask", "sha256"]
-        )
+        modes = ["tables"] + (["h5py"] if use_h5py else []) + ["nonzero", "nonzero_mask", "sha256"]
         for mode in modes:
             print(f"  {stem}: {mode} ...", flush=True)
             runs = [
@@ -472,24 +434,16 @@ def bench_prepare(scale: str, args) -> dict:
             entry["tables"]["columns"],
             dense,
         )
-        entry["density"] = entry["prepare"]["nnz"] / max(
-            1, entry["rows"] * entry["columns"]
-        )
+        entry["density"] = entry["prepare"]["nnz"] / max(1, entry["rows"] * entry["columns"])
         for mode in modes + ["prepare"]:
             seconds = entry[mode]["loop_s"]
             entry[mode]["dense_mb_s"] = mb_s(dense, seconds)
             entry[mode]["cells_s"] = entry["rows"] / seconds if seconds else None
-        entry["ratio_prepare_to_tables"] = (
-            entry["prepare"]["dense_mb_s"] / entry["tables"]["dense_mb_s"]
-        )
+        entry["ratio_prepare_to_tables"] = entry["prepare"]["dense_mb_s"] / entry["tables"]["dense_mb_s"]
         # the same ratio on process CPU time: less sensitive to other work sharing the cores
-        entry["ratio_prepare_to_tables_cpu"] = (
-            entry["tables"]["loop_cpu_s"] / entry["prepare"]["loop_cpu_s"]
-        )
+        entry["ratio_prepare_to_tables_cpu"] = entry["tables"]["loop_cpu_s"] / entry["prepare"]["loop_cpu_s"]
         if use_h5py:
-            entry["ratio_prepare_to_h5py"] = (
-                entry["prepare"]["dense_mb_s"] / entry["h5py"]["dense_mb_s"]
-            )
+            entry["ratio_prepare_to_h5py"] = entry["prepare"]["dense_mb_s"] / entry["h5py"]["dense_mb_s"]
         result["matrices"][stem] = entry
         save("prepare", scale, result)
 
@@ -499,9 +453,7 @@ def bench_prepare(scale: str, args) -> dict:
         if "train_multi_inputs" in result["matrices"]:
             n_rows = result["matrices"]["train_multi_inputs"]["rows"]
         else:
-            n_rows = step(
-                [PY, str(HERE / "floor.py"), "tables", str(source)], f"rss_{scale}_rows"
-            )["rows"]
+            n_rows = step([PY, str(HERE / "floor.py"), "tables", str(source)], f"rss_{scale}_rows")["rows"]
         subsets = OUT / f"subsets_{scale}"
         points = []
         for fraction in SUBSET_FRACTIONS:
@@ -546,9 +498,7 @@ def bench_prepare(scale: str, args) -> dict:
             shutil.rmtree(cache, ignore_errors=True)
             result["rss_vs_rows"].append(_rss_point(fraction, rows, floor, prep))
         if full:
-            result["rss_vs_rows"].append(
-                _rss_point(1.0, full["rows"], full["tables"], full["prepare"])
-            )
+            result["rss_vs_rows"].append(_rss_point(1.0, full["rows"], full["tables"], full["prepare"]))
         if not args.keep_subsets:
             shutil.rmtree(subsets, ignore_errors=True)
         save("prepare", scale, result)
@@ -617,9 +567,7 @@ def bench_variants(scale: str, args) -> dict:
     if rows:  # compare the measured parts: both read the same first rows
         result["tables"]["loop_s"], result["tables"]["loop_cpu_s"] = (
             result["tables"]["measured_s"],
-            result["tables"]["loop_cpu_s"]
-            * result["tables"]["read_rows"]
-            / result["tables"]["rows"],
+            result["tables"]["loop_cpu_s"] * result["tables"]["read_rows"] / result["tables"]["rows"],
         )
     scratch = OUT / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -639,9 +587,7 @@ def bench_variants(scale: str, args) -> dict:
     floor_s, floor_cpu = result["tables"]["loop_s"], result["tables"]["loop_cpu_s"]
     for variant in ("current", "mask", "prefetch", "mask+prefetch"):
         result[variant]["ratio_to_tables"] = floor_s / result[variant]["loop_s"]
-        result[variant]["ratio_to_tables_cpu"] = (
-            floor_cpu / result[variant]["loop_cpu_s"]
-        )
+        result[variant]["ratio_to_tables_cpu"] = floor_cpu / result[variant]["loop_cpu_s"]
     result["scan_micro"] = scan_micro(scale)
     save("variants", scale, result)
     print_variants(result)
@@ -692,9 +638,7 @@ def print_variants(r: dict) -> None:
         )
     )
     if r.get("scan_micro"):
-        print(
-            "\nper 128 MiB chunk, best of 5 (s): PyTables read, write_dense's scan as in src/, the boolean-mask scan"
-        )
+        print("\nper 128 MiB chunk, best of 5 (s): PyTables read, write_dense's scan as in src/, the boolean-mask scan")
         print(
             table(
                 ["file", "density", "read", "scan (src)", "scan (mask)", "src / mask"],
@@ -765,9 +709,7 @@ def _rss_point(fraction, rows, floor, prep) -> dict:
 
 
 def print_prepare(r: dict) -> None:
-    print(
-        f"\nprepare on '{r['scale']}' (h5py without hdf5plugin: {r['h5py_without_hdf5plugin']})"
-    )
+    print(f"\nprepare on '{r['scale']}' (h5py without hdf5plugin: {r['h5py_without_hdf5plugin']})")
     rows = []
     for stem, e in r["matrices"].items():
         rows.append(
@@ -885,9 +827,7 @@ def print_prepare(r: dict) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--only",
         choices=["prepare", "synth", "variants", "stages"],
@@ -928,9 +868,7 @@ def main(argv: list[str]) -> int:
         default=0.0,
         help="synth floors: write/read only the first rows worth this many dense GB per file and scale by rows (0: whole files)",
     )
-    parser.add_argument(
-        "--no-h5py", action="store_true", help="prepare section: skip the h5py floor"
-    )
+    parser.add_argument("--no-h5py", action="store_true", help="prepare section: skip the h5py floor")
     parser.add_argument(
         "--keep-subsets",
         action="store_true",
@@ -954,14 +892,10 @@ def main(argv: list[str]) -> int:
             if args.only in (None, section):
                 printers[section](json.loads(path.read_text()))
         return 0
-    if (
-        args.only == "stages"
-    ):  # only the per-stage RSS of the whole prepare, merged into the prepare results
+    if args.only == "stages":  # only the per-stage RSS of the whole prepare, merged into the prepare results
         path = OUT / f"results_prepare_{args.scale}.json"
         result = (
-            json.loads(path.read_text())
-            if path.exists()
-            else {"scale": args.scale, "matrices": {}, "rss_vs_rows": []}
+            json.loads(path.read_text()) if path.exists() else {"scale": args.scale, "matrices": {}, "rss_vs_rows": []}
         )
         result["stages"] = prepare_stages(args.scale)
         save("prepare", args.scale, result)

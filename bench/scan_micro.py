@@ -24,7 +24,6 @@ import tables
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from floor import _key, dense_to_csr_parts
-
 from mmscel.data.h5io import rows_per_chunk
 
 
@@ -57,27 +56,16 @@ def main(argv):
         node = h5.get_node(f"/{_key(args.file)}/block0_values")
         step = int(rows_per_chunk(int(node.shape[1])))
         step = min(step, int(node.shape[0]))
-        starts = [
-            i * step for i in range(args.chunks) if (i + 1) * step <= node.shape[0]
-        ]  # whole chunks only
+        starts = [i * step for i in range(args.chunks) if (i + 1) * step <= node.shape[0]]  # whole chunks only
         blocks = [node[s : s + step] for s in starts]
         buffer = np.empty((step, node.shape[1]), dtype=np.float32)
-        read_new = sum(
-            best(lambda s=s: node[s : s + step], args.repeat) for s in starts
-        ) / len(starts)
-        read_out = sum(
-            best(lambda s=s: node.read(s, s + step, out=buffer), args.repeat)
-            for s in starts
-        ) / len(starts)
+        read_new = sum(best(lambda s=s: node[s : s + step], args.repeat) for s in starts) / len(starts)
+        read_out = sum(best(lambda s=s: node.read(s, s + step, out=buffer), args.repeat) for s in starts) / len(starts)
     for block in blocks:
         a, b = current(block), dense_to_csr_parts(block)
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    scan_current = sum(best(lambda b=b: current(b), args.repeat) for b in blocks) / len(
-        blocks
-    )
-    scan_mask = sum(
-        best(lambda b=b: dense_to_csr_parts(b), args.repeat) for b in blocks
-    ) / len(blocks)
+    scan_current = sum(best(lambda b=b: current(b), args.repeat) for b in blocks) / len(blocks)
+    scan_mask = sum(best(lambda b=b: dense_to_csr_parts(b), args.repeat) for b in blocks) / len(blocks)
     density = float(np.mean([np.count_nonzero(b) / b.size for b in blocks]))
     print(
         json.dumps(

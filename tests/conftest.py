@@ -48,4 +48,6 @@ def real_data() -> Path:
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``mmscel`` in a subprocess, as a user would."""
-    return subprocess.run([sys.executable, "-m", "mmscel.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "mmscel.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )

@@ -24,7 +24,9 @@ def _data(n=300, d=12, m=6, seed=0):
 
 def test_bag_is_the_mean_of_differently_seeded_members(tmp_path):
     X, Y = _data()
-    bag = SeedBag(MLPLearner, PARAMS, 3, seed=5, n_jobs=1).fit(FitData(X[:200], Y[:200]), FitData(X[200:250], Y[200:250]))
+    bag = SeedBag(MLPLearner, PARAMS, 3, seed=5, n_jobs=1).fit(
+        FitData(X[:200], Y[:200]), FitData(X[200:250], Y[200:250])
+    )
     assert [m.seed for m in bag.members] == [5, 5 + SEED_STRIDE, 5 + 2 * SEED_STRIDE]
     members = [m.predict(X[250:]) for m in bag.members]
     assert not np.allclose(members[0], members[1])  # the seeds matter
@@ -41,13 +43,22 @@ def test_bag_is_the_mean_of_differently_seeded_members(tmp_path):
 def test_old_configs_keep_their_hash_and_a_bag_changes_it():
     fields = {"name": "r", "task": "cite", "learner": "ridge", "params": {"alpha": 1.0}}
     plain = RunConfig(**fields)
-    assert "seeds" not in plain.hashed() and plain.hashed() == {k: v for k, v in plain.model_dump().items() if k != "seeds"}
+    assert "seeds" not in plain.hashed() and plain.hashed() == {
+        k: v for k, v in plain.model_dump().items() if k != "seeds"
+    }
     assert digest(RunConfig(**fields, seeds=2).hashed()) != digest(plain.hashed())
 
 
 def test_a_bagged_run_writes_every_member_and_resumes(tiny_prepared, tmp_path):
-    config = {"task": "cite", "learner": "mlp", "params": {"hidden": [32], "epochs": 6, "patience": 3, "batch_size": 64},
-              "features": {"svd_components": 16}, "n_jobs": 1, "seeds": 2, "folds": {"scheme": "last_day"}}
+    config = {
+        "task": "cite",
+        "learner": "mlp",
+        "params": {"hidden": [32], "epochs": 6, "patience": 3, "batch_size": 64},
+        "features": {"svd_components": 16},
+        "n_jobs": 1,
+        "seeds": 2,
+        "folds": {"scheme": "last_day"},
+    }
     path = tmp_path / "bag.yaml"
     path.write_text(yaml.safe_dump({**config, "name": "cite_bag"}))
     first = run_level1(path, tiny_prepared, oof_root=tmp_path / "oof")

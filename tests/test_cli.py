@@ -36,7 +36,9 @@ def test_baseline_scores_the_mean_profile_floor(tiny_prepared, tmp_path):
     result = run_cli("baseline", "--data", tiny_prepared, "--out", submission)
     assert result.returncode == 0, result.stderr
     sub = pd.read_csv(submission)
-    assert list(sub.columns) == ["row_id", "target"] and len(sub) == len(pd.read_csv(tiny_prepared / "sample_submission.csv"))
+    assert list(sub.columns) == ["row_id", "target"] and len(sub) == len(
+        pd.read_csv(tiny_prepared / "sample_submission.csv")
+    )
     from mmscel.leaderboard import score_submission
 
     scores, truth = score_submission(submission, tiny_prepared)
@@ -106,7 +108,9 @@ def test_train_inputs_and_targets_with_different_cells(tiny_copy):
     from mmscel.data.h5io import write_frame
 
     shuffled = targets.iloc[::-1]
-    write_frame(tiny_copy / "train_cite_targets.h5", "train_cite_targets", shuffled.index, shuffled.columns, shuffled.to_numpy())
+    write_frame(
+        tiny_copy / "train_cite_targets.h5", "train_cite_targets", shuffled.index, shuffled.columns, shuffled.to_numpy()
+    )
     _assert_bad_input(run_cli("prepare", "--data", tiny_copy), "train_cite_targets.h5", "differ")
 
 
@@ -114,7 +118,9 @@ def test_cache_built_from_other_data(tiny_copy, tmp_path):
     other = tmp_path / "other"
     assert run_cli("synth", "--out", other, "--seed", "3", "--no-extras").returncode == 0
     shutil.copy(other / "test_multi_inputs.h5", tiny_copy / "test_multi_inputs.h5")
-    _assert_bad_input(run_cli("baseline", "--data", tiny_copy, "--out", tmp_path / "s.csv"), "other data", "test_multi_inputs.h5")
+    _assert_bad_input(
+        run_cli("baseline", "--data", tiny_copy, "--out", tmp_path / "s.csv"), "other data", "test_multi_inputs.h5"
+    )
     assert not (tmp_path / "s.csv").exists()
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mmscel.data.load import load, stacked_inputs
 from mmscel import features
+from mmscel.data.load import load, stacked_inputs
 from mmscel.features import cell_stats, chromosome_ratios, first_rows, row_blocks, sparse_correlation, transform
 
 

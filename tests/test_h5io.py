@@ -40,7 +40,9 @@ def test_two_blocks_interleaved_round_trip(tmp_path):
 
 def test_pandas_written_file_is_read_in_chunks(tmp_path):
     values, index, columns = _frame(rows=50)
-    pd.DataFrame(values, index=index, columns=columns).to_hdf(tmp_path / "p.h5", key="frame", format="fixed", complib="blosc", complevel=5)
+    pd.DataFrame(values, index=index, columns=columns).to_hdf(
+        tmp_path / "p.h5", key="frame", format="fixed", complib="blosc", complevel=5
+    )
     with FrameReader(tmp_path / "p.h5") as reader:
         assert reader.shape == values.shape
         np.testing.assert_array_equal(np.vstack([b for _, b in reader.iter_chunks(chunk_rows=8)]), values)

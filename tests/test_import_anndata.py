@@ -50,9 +50,12 @@ def _leftovers(parent: Path) -> list[str]:
 def cite_import(tmp_path_factory):
     out = tmp_path_factory.mktemp("cite") / "data"
     summary = import_anndata(
-        out, "cite",
-        inputs=CITE_DIR / "train_mod1.h5ad", targets=CITE_DIR / "train_mod2.h5ad",
-        test_inputs=CITE_DIR / "test_mod1.h5ad", test_targets=CITE_DIR / "test_mod2.h5ad",
+        out,
+        "cite",
+        inputs=CITE_DIR / "train_mod1.h5ad",
+        targets=CITE_DIR / "train_mod2.h5ad",
+        test_inputs=CITE_DIR / "test_mod1.h5ad",
+        test_targets=CITE_DIR / "test_mod2.h5ad",
     )
     return out, summary
 
@@ -65,8 +68,9 @@ def test_cite_files_and_shapes(cite_import):
     truth = {f"truth/{name}" for name in TRUTH_FILES | {"test_cite_targets.h5"}}
     assert _files(out) == CORE_FILES | stems | truth
     assert _leftovers(out.parent) == []
-    assert summary["shapes"] == {"cite": {"train_inputs": [311, 1000], "train_targets": [311, 134],
-                                          "test_inputs": [289, 1000]}}
+    assert summary["shapes"] == {
+        "cite": {"train_inputs": [311, 1000], "train_targets": [311, 134], "test_inputs": [289, 1000]}
+    }
     truth_json = json.loads((out / "truth" / "truth.json").read_text())
     assert truth_json["generator"] == "mmscel import-anndata"
     assert truth_json["oracle"] is None and truth_json["task"] == "cite"
@@ -153,8 +157,15 @@ def test_leaderboard_of_a_cite_only_import_skips_runs_of_other_tasks(cite_import
     assert dataset_tasks(out) == ["cite"] and dataset_tasks(tiny_prepared) == ["cite", "multi"]
     oof = tmp_path / "oof"  # one store holding a run on the import and a Multiome run on other data
     for name, task, data in (("bmmc_ridge", "cite", out), ("tiny_multi_ridge", "multi", tiny_prepared)):
-        config = {"name": name, "task": task, "learner": "ridge", "params": {"alpha": 10.0}, "features": {"svd_components": 16},
-                  "folds": {"scheme": "random"}, "n_jobs": 1}
+        config = {
+            "name": name,
+            "task": task,
+            "learner": "ridge",
+            "params": {"alpha": 10.0},
+            "features": {"svd_components": 16},
+            "folds": {"scheme": "random"},
+            "n_jobs": 1,
+        }
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
         run_level1(tmp_path / f"{name}.yaml", data, oof_root=oof)
     board = run_cli("leaderboard", "--data", out, "--oof", oof)
@@ -167,11 +178,19 @@ def test_leaderboard_of_a_cite_only_import_skips_runs_of_other_tasks(cite_import
 def test_cite_raw_counts(tmp_path):
     out = tmp_path / "raw"
     summary = import_anndata(
-        out, "cite", inputs=CITE_DIR / "train_mod1.h5ad", targets=CITE_DIR / "train_mod2.h5ad",
-        test_inputs=CITE_DIR / "test_mod1.h5ad", test_targets=CITE_DIR / "test_mod2.h5ad", raw=True,
+        out,
+        "cite",
+        inputs=CITE_DIR / "train_mod1.h5ad",
+        targets=CITE_DIR / "train_mod2.h5ad",
+        test_inputs=CITE_DIR / "test_mod1.h5ad",
+        test_targets=CITE_DIR / "test_mod2.h5ad",
+        raw=True,
     )
-    assert sorted(summary["raw_files"]) == ["test_cite_inputs_raw.h5", "train_cite_inputs_raw.h5",
-                                            "train_cite_targets_raw.h5"]
+    assert sorted(summary["raw_files"]) == [
+        "test_cite_inputs_raw.h5",
+        "train_cite_inputs_raw.h5",
+        "train_cite_targets_raw.h5",
+    ]
     counts = pd.read_hdf(out / "train_cite_inputs_raw.h5")
     assert counts.shape == (311, 1000)
     assert np.allclose(counts.to_numpy(), np.round(counts.to_numpy())) and counts.to_numpy().max() > 1
@@ -189,8 +208,9 @@ def _muon(out: Path, seed: int = 0) -> dict:
 def test_muon_multiome(tmp_path):
     out = tmp_path / "muon"
     summary = _muon(out)
-    assert summary["shapes"] == {"multi": {"train_inputs": [700, 174], "train_targets": [700, 45],
-                                           "test_inputs": [300, 174]}}
+    assert summary["shapes"] == {
+        "multi": {"train_inputs": [700, 174], "train_targets": [700, 45], "test_inputs": [300, 174]}
+    }
     assert summary["sources"]["input_mod"] == "atac" and summary["sources"]["target_mod"] == "rna"
     train_in = pd.read_hdf(out / "train_multi_inputs.h5")
     test_in = pd.read_hdf(out / "test_multi_inputs.h5")
@@ -246,12 +266,16 @@ def test_muon_partial_scoring(tmp_path):
 def test_bmmc_multiome_starter(tmp_path):
     out = tmp_path / "multi"
     summary = import_anndata(
-        out, "multi",
-        inputs=MULTI_DIR / "train_mod2.h5ad", targets=MULTI_DIR / "train_mod1.h5ad",
-        test_inputs=MULTI_DIR / "test_mod2.h5ad", test_targets=MULTI_DIR / "test_mod1.h5ad",
+        out,
+        "multi",
+        inputs=MULTI_DIR / "train_mod2.h5ad",
+        targets=MULTI_DIR / "train_mod1.h5ad",
+        test_inputs=MULTI_DIR / "test_mod2.h5ad",
+        test_targets=MULTI_DIR / "test_mod1.h5ad",
     )
-    assert summary["shapes"] == {"multi": {"train_inputs": [221, 600], "train_targets": [221, 600],
-                                           "test_inputs": [279, 600]}}
+    assert summary["shapes"] == {
+        "multi": {"train_inputs": [221, 600], "train_targets": [221, 600], "test_inputs": [279, 600]}
+    }
     train_in = pd.read_hdf(out / "train_multi_inputs.h5")
     assert train_in.columns[0] == "chr1:1677585-1678477"
     np.testing.assert_array_equal(train_in.to_numpy(), _read_x(MULTI_DIR / "train_mod2.h5ad"))
@@ -317,8 +341,9 @@ def _expect_error(out: Path, needle: str, **kwargs) -> InputError:
 
 def test_split_by_column(small, tmp_path):
     out = tmp_path / "out"
-    summary = import_anndata(out, "cite", inputs=small["rna"], targets=small["adt"], split_by="batch",
-                             test_values=["d2"])
+    summary = import_anndata(
+        out, "cite", inputs=small["rna"], targets=small["adt"], split_by="batch", test_values=["d2"]
+    )
     assert summary["train_cells"] == 12 and summary["test_cells"] == 8
     meta = pd.read_csv(out / "metadata.csv")
     assert meta.groupby("donor").size().to_dict() == {"d1": 12, "d2": 8}
@@ -330,8 +355,9 @@ def test_test_columns_are_aligned_by_name(small, tmp_path):
     reordered = tmp_path / "reordered.h5ad"
     adata[:, adata.var_names[::-1]].copy().write_h5ad(reordered)
     out = tmp_path / "out"
-    import_anndata(out, "cite", inputs=small["rna"], targets=small["adt"], test_inputs=reordered,
-                   test_targets=small["test_adt"])
+    import_anndata(
+        out, "cite", inputs=small["rna"], targets=small["adt"], test_inputs=reordered, test_targets=small["test_adt"]
+    )
     test = pd.read_hdf(out / "test_cite_inputs.h5")
     train = pd.read_hdf(out / "train_cite_inputs.h5")
     assert list(test.columns) == list(train.columns)
@@ -378,16 +404,34 @@ def test_missing_modality(tmp_path):
 
 
 def test_bad_split_column(tmp_path, small):
-    error = _expect_error(tmp_path / "out", "'no_such_column'", inputs=small["rna"], targets=small["adt"],
-                          split_by="no_such_column", test_values=["x"])
+    error = _expect_error(
+        tmp_path / "out",
+        "'no_such_column'",
+        inputs=small["rna"],
+        targets=small["adt"],
+        split_by="no_such_column",
+        test_values=["x"],
+    )
     assert str(small["rna"]) in str(error) and "batch" in str(error)
 
 
 def test_split_without_test_cells(tmp_path, small):
-    _expect_error(tmp_path / "out", "no test cells", inputs=small["rna"], targets=small["adt"], split_by="batch",
-                  test_values=["d9"])
-    _expect_error(tmp_path / "out", "no training cells", inputs=small["rna"], targets=small["adt"],
-                  split_by="batch", test_values=["d1", "d2"])
+    _expect_error(
+        tmp_path / "out",
+        "no test cells",
+        inputs=small["rna"],
+        targets=small["adt"],
+        split_by="batch",
+        test_values=["d9"],
+    )
+    _expect_error(
+        tmp_path / "out",
+        "no training cells",
+        inputs=small["rna"],
+        targets=small["adt"],
+        split_by="batch",
+        test_values=["d1", "d2"],
+    )
 
 
 def test_missing_layer(tmp_path, small):
@@ -398,11 +442,18 @@ def test_different_features_refused(tmp_path, small):
     adata = anndata.read_h5ad(small["test_rna"])
     fewer = tmp_path / "fewer.h5ad"
     adata[:, adata.var_names[:-1]].copy().write_h5ad(fewer)
-    _expect_error(tmp_path / "out", str(fewer), inputs=small["rna"], targets=small["adt"], test_inputs=fewer,
-                  test_targets=small["test_adt"])
+    _expect_error(
+        tmp_path / "out",
+        str(fewer),
+        inputs=small["rna"],
+        targets=small["adt"],
+        test_inputs=fewer,
+        test_targets=small["test_adt"],
+    )
 
 
 def test_different_cells_refused(tmp_path, small):
-    error = _expect_error(tmp_path / "out", str(small["test_adt"]), inputs=small["rna"],
-                          targets=small["test_adt"], test_fraction=0.5)
+    error = _expect_error(
+        tmp_path / "out", str(small["test_adt"]), inputs=small["rna"], targets=small["test_adt"], test_fraction=0.5
+    )
     assert "different cells" in str(error)

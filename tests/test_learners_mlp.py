@@ -94,6 +94,7 @@ def test_reconstruct_off_or_without_full_targets_fits_on_y():
 def test_same_seed_same_predictions():
     X, Y = nonlinear_data(n=300)
     params = {**FAST, "epochs": 8, "norm": "batch"}
+
     def torch_state():
         return torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), fill_uninitialized_memory()
 
@@ -169,4 +170,6 @@ def test_a_diverging_fit_names_the_learning_rate():
 
     X, Y = nonlinear_data()[:2]
     with pytest.raises(InputError, match="params.lr"):
-        mlp({"epochs": 5, "lr": 1e12, "loss": "mse", "norm": "none", "weight_decay": 0.0}).fit(FitData(X[:500], Y[:500]))
+        mlp({"epochs": 5, "lr": 1e12, "loss": "mse", "norm": "none", "weight_decay": 0.0}).fit(
+            FitData(X[:500], Y[:500])
+        )

@@ -52,7 +52,9 @@ def test_every_learner_beats_the_floor(tiny_prepared, tmp_path, task, learner):
     assert np.isfinite(oof).all() and np.isfinite(test).all()
     kinds = {"cite": "protein_svd" if learner in GBDTS else "proteins", "multi": "components"}
     assert manifest["target_space"]["kind"] == kinds[task]
-    assert {"data_fingerprint", "fold_fingerprint", "config_hash", "libraries", "peak_rss_mb", "wall_seconds"} <= set(manifest)
+    assert {"data_fingerprint", "fold_fingerprint", "config_hash", "libraries", "peak_rss_mb", "wall_seconds"} <= set(
+        manifest
+    )
 
 
 def test_compressed_protein_space_and_refit(tiny_prepared, tmp_path):
@@ -72,10 +74,18 @@ def test_compressed_protein_space_and_refit(tiny_prepared, tmp_path):
 
 def test_fold_files_are_shared_across_runs(tiny_prepared, tmp_path):
     oof = tmp_path / "oof"
-    first = run_level1(write_config(tmp_path, "a", task="cite", learner="ridge", features=FEATURES["cite"]), tiny_prepared, oof_root=oof)
+    first = run_level1(
+        write_config(tmp_path, "a", task="cite", learner="ridge", features=FEATURES["cite"]),
+        tiny_prepared,
+        oof_root=oof,
+    )
     fold_file = oof / "folds" / "cite_donor.parquet"
     stamp = fold_file.stat().st_mtime_ns
-    second = run_level1(write_config(tmp_path, "b", task="cite", learner="ridge", params={"alpha": 1.0}, features=FEATURES["cite"]), tiny_prepared, oof_root=oof)
+    second = run_level1(
+        write_config(tmp_path, "b", task="cite", learner="ridge", params={"alpha": 1.0}, features=FEATURES["cite"]),
+        tiny_prepared,
+        oof_root=oof,
+    )
     assert fold_file.stat().st_mtime_ns == stamp
     assert first.manifest["fold_fingerprint"] == second.manifest["fold_fingerprint"]
     assert first.manifest["feature_fingerprint"] == second.manifest["feature_fingerprint"]
@@ -84,11 +94,21 @@ def test_fold_files_are_shared_across_runs(tiny_prepared, tmp_path):
 
 @pytest.mark.parametrize("scheme", ["day", "donor_day", "last_day", "random"])
 def test_fold_schemes(tiny_prepared, tmp_path, scheme):
-    config = write_config(tmp_path, scheme, task="cite", learner="ridge", features=FEATURES["cite"], folds={"scheme": scheme, "n_splits": 3})
+    config = write_config(
+        tmp_path,
+        scheme,
+        task="cite",
+        learner="ridge",
+        features=FEATURES["cite"],
+        folds={"scheme": scheme, "n_splits": 3},
+    )
     manifest = run_level1(config, tiny_prepared, oof_root=tmp_path / "oof").manifest
     oof = load_array(tmp_path / "oof" / "cite" / scheme / "oof.npy")
     if scheme == "last_day":
-        assert 0 < manifest["validated_rows"] < len(oof) and np.isnan(oof).any(axis=1).sum() == len(oof) - manifest["validated_rows"]
+        assert (
+            0 < manifest["validated_rows"] < len(oof)
+            and np.isnan(oof).any(axis=1).sum() == len(oof) - manifest["validated_rows"]
+        )
         assert manifest["last_day"] == manifest["folds"]["0"]["score"]
     else:
         assert manifest["validated_rows"] == len(oof) and "last_day" in manifest["folds"]
@@ -126,7 +146,9 @@ def test_finished_runs_are_reused_and_changed_configs_refused(tiny_prepared, tmp
     config = write_config(tmp_path, "r", task="cite", learner="ridge", features=FEATURES["cite"])
     assert not run_level1(config, tiny_prepared, oof_root=oof).reused
     assert run_level1(config, tiny_prepared, oof_root=oof).reused
-    changed = write_config(tmp_path, "r", task="cite", learner="ridge", params={"alpha": 3.0}, features=FEATURES["cite"])
+    changed = write_config(
+        tmp_path, "r", task="cite", learner="ridge", params={"alpha": 3.0}, features=FEATURES["cite"]
+    )
     result = run_cli("level1", changed, "--data", tiny_prepared, "--oof", oof)
     assert result.returncode == 2 and "different config" in result.stderr and "--overwrite" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -176,8 +198,16 @@ def test_no_pickle_under_oof(tiny_prepared, tmp_path):
 
 def test_runs_command_lists_runs(tiny_prepared, tmp_path):
     oof = tmp_path / "oof"
-    run_level1(write_config(tmp_path, "one", task="cite", learner="ridge", features=FEATURES["cite"]), tiny_prepared, oof_root=oof)
-    run_level1(write_config(tmp_path, "two", task="multi", learner="ridge", features=FEATURES["multi"]), tiny_prepared, oof_root=oof)
+    run_level1(
+        write_config(tmp_path, "one", task="cite", learner="ridge", features=FEATURES["cite"]),
+        tiny_prepared,
+        oof_root=oof,
+    )
+    run_level1(
+        write_config(tmp_path, "two", task="multi", learner="ridge", features=FEATURES["multi"]),
+        tiny_prepared,
+        oof_root=oof,
+    )
     assert [m["run"] for m in list_runs(oof)] == ["one", "two"]
     result = run_cli("runs", "--oof", oof, "--json")
     assert result.returncode == 0 and {r["run"] for r in json.loads(result.stdout)} == {"one", "two"}
@@ -186,7 +216,9 @@ def test_runs_command_lists_runs(tiny_prepared, tmp_path):
 
 
 def test_multi_refuses_protein_only_target_options(tiny_prepared, tmp_path):
-    config = write_config(tmp_path, "bad", task="multi", learner="ridge", features=FEATURES["multi"], targets={"standardize_cells": True})
+    config = write_config(
+        tmp_path, "bad", task="multi", learner="ridge", features=FEATURES["multi"], targets={"standardize_cells": True}
+    )
     result = run_cli("level1", config, "--data", tiny_prepared, "--oof", tmp_path / "oof")
     assert result.returncode == 2 and "Multiome" in result.stderr
 
@@ -201,7 +233,17 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tiny_prepared, tmp_path):
     config = write_config(tmp_path, "killed", **fields("multi", "mlp", params=params))
     reference = run_level1(config, tiny_prepared, oof_root=tmp_path / "reference")
     oof = tmp_path / "killed_root"
-    command = [sys.executable, "-m", "mmscel.cli", "level1", str(config), "--data", str(tiny_prepared), "--oof", str(oof)]
+    command = [
+        sys.executable,
+        "-m",
+        "mmscel.cli",
+        "level1",
+        str(config),
+        "--data",
+        str(tiny_prepared),
+        "--oof",
+        str(oof),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first_fold = oof / "multi" / "killed" / "folds" / "fold_0" / "done.json"
     deadline = time.time() + 120
@@ -212,7 +254,9 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tiny_prepared, tmp_path):
     assert first_fold.exists(), "the run never finished its first fold"
     assert not (oof / "multi" / "killed" / "manifest.json").exists(), "the run finished before it could be killed"
     resumed = run_level1(config, tiny_prepared, oof_root=oof)
-    assert resumed.manifest["folds"]["0"]["seconds"] == json.loads(first_fold.read_text())["seconds"]  # fold 0 was reused
+    assert (
+        resumed.manifest["folds"]["0"]["seconds"] == json.loads(first_fold.read_text())["seconds"]
+    )  # fold 0 was reused
     for name in ("oof.npy", "test.npy"):
         assert load_array(reference.run_dir / name).tobytes() == load_array(resumed.run_dir / name).tobytes()
 
@@ -240,10 +284,24 @@ def test_a_non_string_top_level_key_is_a_one_line_error(tiny_prepared, tmp_path)
 
 def test_damaged_fold_files_and_markers(tiny_prepared, tmp_path):
     oof = tmp_path / "oof"
-    path = write_config(tmp_path, "r", task="cite", learner="ridge", features=FEATURES["cite"], folds={"scheme": "donor_day", "n_splits": 3})
+    path = write_config(
+        tmp_path,
+        "r",
+        task="cite",
+        learner="ridge",
+        features=FEATURES["cite"],
+        folds={"scheme": "donor_day", "n_splits": 3},
+    )
     first = run_level1(path, tiny_prepared, oof_root=oof)
     # A different n_splits for the same donor_day file is refused, not silently ignored.
-    other = write_config(tmp_path, "s", task="cite", learner="ridge", features=FEATURES["cite"], folds={"scheme": "donor_day", "n_splits": 4})
+    other = write_config(
+        tmp_path,
+        "s",
+        task="cite",
+        learner="ridge",
+        features=FEATURES["cite"],
+        folds={"scheme": "donor_day", "n_splits": 4},
+    )
     result = run_cli("level1", other, "--data", tiny_prepared, "--oof", oof)
     assert result.returncode == 2 and "n_splits=3" in result.stderr and "Traceback" not in result.stderr
     # A damaged fold marker means: redo that fold, with the same result.
@@ -260,4 +318,6 @@ def test_damaged_fold_files_and_markers(tiny_prepared, tmp_path):
     (first.run_dir / "manifest.json").unlink()
     shutil.rmtree(first.run_dir / "folds")
     result = run_cli("level1", path, "--data", tiny_prepared, "--oof", oof)
-    assert result.returncode == 2 and "cite_donor_day.parquet" in result.stderr and "unreadable fold file" in result.stderr
+    assert (
+        result.returncode == 2 and "cite_donor_day.parquet" in result.stderr and "unreadable fold file" in result.stderr
+    )

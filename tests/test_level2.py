@@ -16,8 +16,8 @@ from mmscel.blend.objective import blend_components, component_statistics, dense
 from mmscel.blend.run import run_level2
 from mmscel.blend.submit import submit
 from mmscel.errors import InputError
-from mmscel.learners.base import TargetBasis
 from mmscel.leaderboard import score_submission
+from mmscel.learners.base import TargetBasis
 from mmscel.level1 import run_level1
 from mmscel.metrics import pearson_per_row
 
@@ -50,7 +50,9 @@ def test_component_space_metric_equals_the_naive_reconstruction():
     n, genes, k = 200, 500, 16
     V = rng.normal(size=(k, genes)).astype(np.float32)
     truth = np.maximum(rng.normal(size=(n, k)) @ V / 4 + rng.normal(size=(n, genes)), 0).astype(np.float32)
-    coefficients = [(truth @ V.T / genes + rng.normal(scale=s, size=(n, k))).astype(np.float32) for s in (0.05, 0.2, 1.0)]
+    coefficients = [
+        (truth @ V.T / genes + rng.normal(scale=s, size=(n, k))).astype(np.float32) for s in (0.05, 0.2, 1.0)
+    ]
     basis = TargetBasis(V, np.zeros(genes, np.float32))
     stats = component_statistics(coefficients, sp.csr_matrix(truth), basis)
     for weights in (np.array([1.0, 0, 0]), np.array([0.5, 0.3, 0.2]), np.array([0.1, 0.1, 0.8])):
@@ -98,7 +100,10 @@ def oof_with_runs(tiny_prepared, tmp_path_factory):
     root = tmp_path_factory.mktemp("level2")
     configs = root / "configs"
     configs.mkdir()
-    for task, features in (("cite", {"svd_components": 24}), ("multi", {"svd_components": 24, "target_svd_components": 12})):
+    for task, features in (
+        ("cite", {"svd_components": 24}),
+        ("multi", {"svd_components": 24, "target_svd_components": 12}),
+    ):
         for learner, params in FAST.items():
             fields = {"task": task, "learner": learner, "params": params, "features": features, "n_jobs": 1}
             if task == "cite" and learner == "lgbm":
@@ -130,7 +135,9 @@ def test_level2_nested_score_and_a_submission_that_passes_validation(tiny_prepar
     assert not Path(run_manifest["target_space"]["components_file"]).is_absolute()
     moved = tmp_path / "elsewhere" / "store"
     shutil.copytree(oof, moved)  # ... so a store that moved still blends, from any working folder
-    result = run_cli("level2", _blend_config(tmp_path, method="greedy"), "--data", tiny_prepared, "--oof", "store", cwd=moved.parent)
+    result = run_cli(
+        "level2", _blend_config(tmp_path, method="greedy"), "--data", tiny_prepared, "--oof", "store", cwd=moved.parent
+    )
     assert result.returncode == 0, result.stderr
     studies = sorted(p.name for p in (oof / "blend" / "b").glob("study-*.journal"))
     assert len(studies) == 2  # one Optuna study per task, named after its inputs
@@ -153,7 +160,17 @@ def test_level2_nested_score_and_a_submission_that_passes_validation(tiny_prepar
 
 
 def test_single_run_submission_fills_the_other_task(tiny_prepared, oof_with_runs, tmp_path):
-    result = run_cli("submit", "--data", tiny_prepared, "--oof", oof_with_runs, "--run", "cite/cite_ridge", "--out", tmp_path / "s.csv")
+    result = run_cli(
+        "submit",
+        "--data",
+        tiny_prepared,
+        "--oof",
+        oof_with_runs,
+        "--run",
+        "cite/cite_ridge",
+        "--out",
+        tmp_path / "s.csv",
+    )
     assert result.returncode == 0, result.stderr
     assert "mean profile" in result.stdout and "kaggle competitions submit" in result.stdout
 
@@ -167,7 +184,9 @@ def test_runs_from_different_folds_or_data_are_refused(tiny_prepared, oof_with_r
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="cite_lgbm and cite_ridge.*different fold"):
         run_level2(_blend_config(tmp_path), tiny_prepared, oof_root=oof)
-    manifest["fold_fingerprint"] = json.loads((oof / "cite" / "cite_lgbm" / "manifest.json").read_text())["fold_fingerprint"]
+    manifest["fold_fingerprint"] = json.loads((oof / "cite" / "cite_lgbm" / "manifest.json").read_text())[
+        "fold_fingerprint"
+    ]
     manifest["data_fingerprint"] = "f" * 16
     manifest_path.write_text(json.dumps(manifest))
     result = run_cli("level2", _blend_config(tmp_path), "--data", tiny_prepared, "--oof", oof)
@@ -177,17 +196,25 @@ def test_runs_from_different_folds_or_data_are_refused(tiny_prepared, oof_with_r
         other_manifest["data_fingerprint"] = "f" * 16
         other.write_text(json.dumps(other_manifest))
     result = run_cli("level2", _blend_config(tmp_path), "--data", tiny_prepared, "--oof", oof)
-    assert result.returncode == 2 and "other data than" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        result.returncode == 2 and "other data than" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    )
     result = run_cli("submit", "--run", "cite/cite_ridge", "--data", tiny_prepared, "--oof", oof)
     assert result.returncode == 2 and "run cite/cite_ridge: was made from other data" in result.stderr
     result = run_cli("leaderboard", "--data", tiny_prepared, "--oof", oof)
-    assert result.returncode == 2 and "was made from other data" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        result.returncode == 2
+        and "was made from other data" in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_blend_config_errors_and_missing_runs(tiny_prepared, oof_with_runs, tmp_path):
     result = run_cli("level2", _blend_config(tmp_path, methd="x"), "--data", tiny_prepared, "--oof", oof_with_runs)
     assert result.returncode == 2 and "methd" in result.stderr
-    result = run_cli("level2", _blend_config(tmp_path, runs={"cite": ["nothing_*"]}), "--data", tiny_prepared, "--oof", oof_with_runs)
+    result = run_cli(
+        "level2", _blend_config(tmp_path, runs={"cite": ["nothing_*"]}), "--data", tiny_prepared, "--oof", oof_with_runs
+    )
     assert result.returncode == 2 and "nothing_*" in result.stderr and "cite_ridge" in result.stderr
 
 
@@ -196,7 +223,9 @@ def test_invalid_submissions_are_rejected(tiny_prepared, tmp_path, damage):
     from mmscel.submission import cell_starts, evaluation_rows, mean_profile_values, write_submission
 
     rows = evaluation_rows(tiny_prepared)
-    values = mean_profile_values(tiny_prepared) + np.random.default_rng(0).normal(scale=0.01, size=rows.n_rows).astype(np.float32)
+    values = mean_profile_values(tiny_prepared) + np.random.default_rng(0).normal(scale=0.01, size=rows.n_rows).astype(
+        np.float32
+    )
     path = tmp_path / "s.csv"
     if damage in ("nan", "constant_cell"):
         if damage == "nan":

@@ -11,7 +11,9 @@ def _dense(rows, cols, density, seed=0):
     return ((rng.random((rows, cols)) < density) * rng.normal(size=(rows, cols))).astype(np.float32)
 
 
-@pytest.mark.parametrize("rows,cols,density", [(0, 5, 0.5), (1, 1, 1.0), (130, 17, 0.3), (70, 3000, 0.02), (65, 40, 0.0)])
+@pytest.mark.parametrize(
+    "rows,cols,density", [(0, 5, 0.5), (1, 1, 1.0), (130, 17, 0.3), (70, 3000, 0.02), (65, 40, 0.0)]
+)
 def test_dense_to_csr_parts_matches_scipy(rows, cols, density):
     block = _dense(rows, cols, density)
     parts = dense_to_csr_parts(block)
@@ -70,7 +72,9 @@ def test_read_stacked_equals_vstack_of_load_npz(tmp_path):
 
 def test_read_stacked_converts_wide_indices(tmp_path):
     matrix = _random_csr(20, 15, 0.3, 4)
-    wide = sp.csr_matrix((matrix.data, matrix.indices.astype(np.int64), matrix.indptr.astype(np.int64)), shape=matrix.shape)
+    wide = sp.csr_matrix(
+        (matrix.data, matrix.indices.astype(np.int64), matrix.indptr.astype(np.int64)), shape=matrix.shape
+    )
     sp.save_npz(tmp_path / "wide.npz", wide, compressed=True)
     stacked = read_stacked([tmp_path / "wide.npz"])
     assert stacked.indices.dtype == np.int32 and (stacked != matrix).nnz == 0
@@ -92,7 +96,13 @@ def test_read_stacked_refuses_a_broken_row_pointer(tmp_path):
     matrix = _random_csr(6, 5, 0.5, 7)
     indptr = matrix.indptr.copy()
     indptr[2], indptr[3] = indptr[3], indptr[2] - 1  # decreasing in the middle, totals intact
-    np.savez(tmp_path / "bad.npz", indices=matrix.indices, indptr=indptr, format=np.array(b"csr"),
-             shape=np.array(matrix.shape), data=matrix.data)
+    np.savez(
+        tmp_path / "bad.npz",
+        indices=matrix.indices,
+        indptr=indptr,
+        format=np.array(b"csr"),
+        shape=np.array(matrix.shape),
+        data=matrix.data,
+    )
     with pytest.raises(ValueError, match="row pointer"):
         read_stacked([tmp_path / "bad.npz"])

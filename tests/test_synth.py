@@ -161,7 +161,11 @@ def test_reachable_reference_sits_between_floor_and_oracle(tiny_source):
     truth = json.loads((tiny_source / "truth" / "truth.json").read_text())
     assert truth["reachable"]["cite"] == truth["oracle"]["cite"]
     for split in ("public", "private"):
-        assert truth["mean_profile"]["multi"][split] + 0.05 < truth["reachable"]["multi"][split] < truth["oracle"]["multi"][split]
+        assert (
+            truth["mean_profile"]["multi"][split] + 0.05
+            < truth["reachable"]["multi"][split]
+            < truth["oracle"]["multi"][split]
+        )
     references = pd.read_parquet(tiny_source / "truth" / layout.TRAIN_REFERENCES)
     metadata = pd.read_csv(tiny_source / "metadata.csv").set_index("cell_id")
     for task in ("cite", "multi"):
@@ -230,7 +234,9 @@ def test_day2_extra_file_has_two_blocks_and_more_genes(tiny_source):
 def test_deterministic_for_a_seed(tiny_source, tmp_path):
     again = tmp_path / "again"
     generate(again, "tiny", seed=0, raw=True)
-    names = sorted(str(p.relative_to(tiny_source)) for p in tiny_source.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    names = sorted(
+        str(p.relative_to(tiny_source)) for p in tiny_source.rglob("*") if p.is_file() and ".cache" not in p.parts
+    )
     assert len(names) > 20
     for name in names:  # byte-identical, so fingerprints of regenerated data match
         assert file_checksum(again / name) == file_checksum(tiny_source / name), name

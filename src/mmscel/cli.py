@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -33,7 +33,7 @@ out = Console()
 err = Console(stderr=True)
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Competition folder.")]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="Prepared cache folder (default DATA/.cache).")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Prepared cache folder (default DATA/.cache).")]
 OofOpt = Annotated[Path, typer.Option("--oof", help="Root of everything runs produce.")]
 
 
@@ -65,20 +65,31 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed (the output is deterministic for a seed).")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the competition into.")] = Path("data"),
     raw: Annotated[bool, typer.Option("--raw/--no-raw", help="Also write the raw-count *_raw.h5 files.")] = False,
-    extras: Annotated[bool, typer.Option("--extras/--no-extras", help="Write the extra day-2 donor-27678 CITEseq file.")] = True,
+    extras: Annotated[
+        bool, typer.Option("--extras/--no-extras", help="Write the extra day-2 donor-27678 CITEseq file.")
+    ] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
 ):
     """Generate a synthetic competition in Kaggle's layout, with its hidden truth under OUT/truth."""
     from mmscel.data.synth.generate import generate
 
     truth = generate(out_dir, scale, seed, extras=extras, raw=raw, overwrite=overwrite)
-    table = _table(f"synthetic competition '{scale}' (seed {seed}) in {out_dir}", ("task", "split", "cells", "oracle", "reachable", "mean profile"), left=("task",))
+    table = _table(
+        f"synthetic competition '{scale}' (seed {seed}) in {out_dir}",
+        ("task", "split", "cells", "oracle", "reachable", "mean profile"),
+        left=("task",),
+    )
     counts = truth["n_test_cells"]
     for task, key in (("cite", "cite"), ("multi", "multi_scored"), ("pooled", None)):
         for split in ("public", "private"):
             name = "leaderboard" if key is None else task
             cells = "" if key is None else str(counts[key][split])
-            table.add_row(task, split, cells, *(_fmt(truth[ref][name].get(split)) for ref in ("oracle", "reachable", "mean_profile")))
+            table.add_row(
+                task,
+                split,
+                cells,
+                *(_fmt(truth[ref][name].get(split)) for ref in ("oracle", "reachable", "mean_profile")),
+            )
     out.print(table)
     out.print(f"{truth['shapes']['evaluation_rows']:,} evaluation rows; written in {truth['wall_seconds']:.1f} s")
 
@@ -86,7 +97,9 @@ def synth(
 @app.command()
 @cli_errors
 def prepare(
-    data_dir: Annotated[Optional[Path], typer.Argument(help="Competition folder (same as --data).", show_default=False)] = None,
+    data_dir: Annotated[
+        Path | None, typer.Argument(help="Competition folder (same as --data).", show_default=False)
+    ] = None,
     data: DataOpt = Path("data"),
     cache: CacheOpt = None,
     compress: Annotated[bool, typer.Option(help="Deflate the .npz files (smaller, slower).")] = False,
@@ -95,13 +108,20 @@ def prepare(
     from mmscel.data.cache import prepare as run_prepare
 
     report = run_prepare(data_dir or data, cache, compress=compress)
-    table = _table(f"sparse cache in {report.cache}", ("matrix", "cells", "features", "non-zero", "status"), left=("matrix", "status"))
+    table = _table(
+        f"sparse cache in {report.cache}",
+        ("matrix", "cells", "features", "non-zero", "status"),
+        left=("matrix", "status"),
+    )
     for stem, (rows, cols) in report.shapes.items():
         density = report.nnz[stem] / max(1, rows * cols)
         table.add_row(stem, f"{rows:,}", f"{cols:,}", f"{density:.1%}", "built" if stem in report.built else "reused")
     out.print(table)
     if report.cite_duplicates:
-        out.print(f"[yellow]{report.cite_duplicates:,} CITEseq test rows duplicate train rows[/] (the competition's known leak; pairs in {report.cache}/cite_test_duplicates.parquet)")
+        out.print(
+            f"[yellow]{report.cite_duplicates:,} CITEseq test rows duplicate train rows[/] "
+            f"(the competition's known leak; pairs in {report.cache}/cite_test_duplicates.parquet)"
+        )
     out.print(f"done in {report.seconds:.1f} s")
 
 
@@ -109,19 +129,23 @@ def prepare(
 @cli_errors
 def import_anndata_command(
     task: Annotated[str, typer.Option(help="cite (RNA -> ADT) or multi (ATAC -> RNA).")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the competition-layout dataset into.")] = Path("data"),
-    inputs: Annotated[Optional[Path], typer.Option(help="AnnData .h5ad with the input modality.")] = None,
-    targets: Annotated[Optional[Path], typer.Option(help="AnnData .h5ad with the target modality.")] = None,
-    test_inputs: Annotated[Optional[Path], typer.Option(help="Separate test inputs .h5ad.")] = None,
-    test_targets: Annotated[Optional[Path], typer.Option(help="Separate test targets .h5ad.")] = None,
-    mudata: Annotated[Optional[Path], typer.Option(help="MuData .h5mu holding both modalities.")] = None,
-    input_mod: Annotated[Optional[str], typer.Option(help="MuData modality of the inputs.")] = None,
-    target_mod: Annotated[Optional[str], typer.Option(help="MuData modality of the targets.")] = None,
-    split_by: Annotated[Optional[str], typer.Option(help="obs column that decides the test cells.")] = None,
-    test_values: Annotated[Optional[str], typer.Option(help="Comma-separated values of --split-by that go to test.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the competition-layout dataset into.")] = Path(
+        "data"
+    ),
+    inputs: Annotated[Path | None, typer.Option(help="AnnData .h5ad with the input modality.")] = None,
+    targets: Annotated[Path | None, typer.Option(help="AnnData .h5ad with the target modality.")] = None,
+    test_inputs: Annotated[Path | None, typer.Option(help="Separate test inputs .h5ad.")] = None,
+    test_targets: Annotated[Path | None, typer.Option(help="Separate test targets .h5ad.")] = None,
+    mudata: Annotated[Path | None, typer.Option(help="MuData .h5mu holding both modalities.")] = None,
+    input_mod: Annotated[str | None, typer.Option(help="MuData modality of the inputs.")] = None,
+    target_mod: Annotated[str | None, typer.Option(help="MuData modality of the targets.")] = None,
+    split_by: Annotated[str | None, typer.Option(help="obs column that decides the test cells.")] = None,
+    test_values: Annotated[
+        str | None, typer.Option(help="Comma-separated values of --split-by that go to test.")
+    ] = None,
     test_fraction: Annotated[float, typer.Option(help="Random test fraction when no column split is given.")] = 0.3,
     seed: Annotated[int, typer.Option(help="Seed of the random split and of the scored Multiome entries.")] = 0,
-    layer: Annotated[Optional[str], typer.Option(help="Read values from this layer instead of .X.")] = None,
+    layer: Annotated[str | None, typer.Option(help="Read values from this layer instead of .X.")] = None,
     raw: Annotated[bool, typer.Option(help="Also write *_raw.h5 from layers['counts'].")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
 ):
@@ -150,7 +174,10 @@ def import_anndata_command(
     for name, shape in summary["shapes"][task].items():
         table.add_row(name, " x ".join(f"{n:,}" for n in shape))
     out.print(table)
-    out.print(f"{summary['train_cells']:,} train cells, {summary['test_cells']:,} test cells, {summary['evaluation_rows']:,} evaluation rows")
+    out.print(
+        f"{summary['train_cells']:,} train cells, {summary['test_cells']:,} test cells, "
+        f"{summary['evaluation_rows']:,} evaluation rows"
+    )
 
 
 @app.command()
@@ -159,7 +186,9 @@ def baseline(
     data: DataOpt = Path("data"),
     cache: CacheOpt = None,
     oof: OofOpt = Path("oof"),
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="Submission file (default OOF/submissions/mean_profile.csv.gz).")] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Submission file (default OOF/submissions/mean_profile.csv.gz).")
+    ] = None,
 ):
     """Write the mean-profile submission (each target's training mean): the floor."""
     from mmscel.submission import cell_starts, evaluation_rows, mean_profile_values, write_submission
@@ -176,7 +205,7 @@ def baseline(
 def score(
     submission: Annotated[Path, typer.Argument(help="Submission CSV (row_id,target; .gz allowed).")],
     data: DataOpt = Path("data"),
-    name: Annotated[Optional[str], typer.Option(help="Name shown on the leaderboard.")] = None,
+    name: Annotated[str | None, typer.Option(help="Name shown on the leaderboard.")] = None,
 ):
     """Score a submission on a dataset with truth/, per task and pooled, beside the floor and the oracle.
 
@@ -186,7 +215,11 @@ def score(
 
     scores, truth = score_submission(submission, data)
     rows = leaderboard_rows(name or Path(submission).name, scores, truth)
-    table = _table(f"local leaderboard ({data})", ("task", "split", "cells", "score", "mean profile", "oracle", "reachable", "headroom"), left=("task", "split"))
+    table = _table(
+        f"local leaderboard ({data})",
+        ("task", "split", "cells", "score", "mean profile", "oracle", "reachable", "headroom"),
+        left=("task", "split"),
+    )
     for row in rows:
         cells = scores.n_cells.get(row["task"], {}).get(row["split"])
         table.add_row(
@@ -216,14 +249,36 @@ def level1(
 
     result = run_level1(config, data, cache, oof, overwrite=overwrite)
     manifest = result.manifest
-    table = _table(f"{manifest['task']}/{manifest['run']} ({manifest['learner']}, folds: {manifest['fold_scheme']})" + (" [reused]" if result.reused else ""), ("fold", "cells", "score", "mean profile", "best iter.", "seconds"), left=("fold",))
+    table = _table(
+        f"{manifest['task']}/{manifest['run']} ({manifest['learner']}, folds: {manifest['fold_scheme']})"
+        + (" [reused]" if result.reused else ""),
+        ("fold", "cells", "score", "mean profile", "best iter.", "seconds"),
+        left=("fold",),
+    )
     for name, fold in manifest["folds"].items():
         best = fold.get("best_iterations")
         best = "" if not best else (str(best[0]) if len(best) == 1 else f"{int(np.median(best))} (median)")
-        table.add_row(name, f"{fold['n_valid']:,}", _fmt(fold["score"]), _fmt(fold.get("mean_profile")), best, f"{fold['seconds']:.1f}")
-    table.add_row("CV", f"{manifest['validated_rows']:,}", _fmt(manifest["cv"]), _fmt(manifest.get("cv_mean_profile")), "", f"{manifest['wall_seconds']:.1f}")
+        table.add_row(
+            name,
+            f"{fold['n_valid']:,}",
+            _fmt(fold["score"]),
+            _fmt(fold.get("mean_profile")),
+            best,
+            f"{fold['seconds']:.1f}",
+        )
+    table.add_row(
+        "CV",
+        f"{manifest['validated_rows']:,}",
+        _fmt(manifest["cv"]),
+        _fmt(manifest.get("cv_mean_profile")),
+        "",
+        f"{manifest['wall_seconds']:.1f}",
+    )
     out.print(table)
-    out.print(f"wrote {result.run_dir}/oof.npy {tuple(manifest['shapes']['oof'])} and test.npy {tuple(manifest['shapes']['test'])}")
+    out.print(
+        f"wrote {result.run_dir}/oof.npy {tuple(manifest['shapes']['oof'])} "
+        f"and test.npy {tuple(manifest['shapes']['test'])}"
+    )
 
 
 @app.command()
@@ -255,9 +310,21 @@ def runs(
         out.print_json(json.dumps(rows))
         return
     for task in sorted({r["task"] for r in rows}):
-        table = _table(f"{task} runs in {oof}", ("run", "learner", "folds", "CV", "floor", "last day", "seconds"), left=("run", "learner", "folds"))
+        table = _table(
+            f"{task} runs in {oof}",
+            ("run", "learner", "folds", "CV", "floor", "last day", "seconds"),
+            left=("run", "learner", "folds"),
+        )
         for r in (r for r in rows if r["task"] == task):
-            table.add_row(r["run"], r["learner"], r["folds"], _fmt(r["cv"]), _fmt(r["cv_mean_profile"]), _fmt(r["last_day"]), f"{r['wall_seconds']:.1f}")
+            table.add_row(
+                r["run"],
+                r["learner"],
+                r["folds"],
+                _fmt(r["cv"]),
+                _fmt(r["cv_mean_profile"]),
+                _fmt(r["last_day"]),
+                f"{r['wall_seconds']:.1f}",
+            )
         out.print(table)
     if not rows:
         out.print(f"no finished runs under {oof}")
@@ -275,14 +342,27 @@ def level2(
     from mmscel.blend.run import run_level2
 
     manifest = run_level2(config, data, cache, oof)
-    table = _table(f"blend '{manifest['name']}' ({manifest['config']['method']})", ("task", "runs and weights", "in-sample", "nested", "last day", "best single"), left=("task", "runs and weights"))
+    table = _table(
+        f"blend '{manifest['name']}' ({manifest['config']['method']})",
+        ("task", "runs and weights", "in-sample", "nested", "last day", "best single"),
+        left=("task", "runs and weights"),
+    )
     for task, info in manifest["tasks"].items():
         weights = ", ".join(f"{run} {w:.2f}" for run, w in zip(info["runs"], info["weights"]) if w > 0.005)
         flag = " [red](nested < best single)[/]" if info["flag_nested_below_best_single"] else ""
         best = info["best_single"]
-        table.add_row(task, weights, _fmt(info["in_sample"]), _fmt(info["nested"]) + flag, _fmt(info["last_day"]), f"{best['run']} {best['score']:.4f}")
+        table.add_row(
+            task,
+            weights,
+            _fmt(info["in_sample"]),
+            _fmt(info["nested"]) + flag,
+            _fmt(info["last_day"]),
+            f"{best['run']} {best['score']:.4f}",
+        )
     pooled = manifest["pooled"]
-    table.add_row("pooled", "", _fmt(pooled.get("in_sample")), _fmt(pooled.get("nested")), _fmt(pooled.get("last_day")), "")
+    table.add_row(
+        "pooled", "", _fmt(pooled.get("in_sample")), _fmt(pooled.get("nested")), _fmt(pooled.get("last_day")), ""
+    )
     out.print(table)
 
 
@@ -292,9 +372,13 @@ def submit(
     data: DataOpt = Path("data"),
     cache: CacheOpt = None,
     oof: OofOpt = Path("oof"),
-    blend: Annotated[Optional[str], typer.Option(help="Blend to submit (default: the latest).")] = None,
-    run: Annotated[Optional[list[str]], typer.Option(help="Submit single level-1 runs instead, as TASK/RUN (repeatable).")] = None,
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="Submission file (default OOF/submissions/<name>.csv.gz).")] = None,
+    blend: Annotated[str | None, typer.Option(help="Blend to submit (default: the latest).")] = None,
+    run: Annotated[
+        list[str] | None, typer.Option(help="Submit single level-1 runs instead, as TASK/RUN (repeatable).")
+    ] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Submission file (default OOF/submissions/<name>.csv.gz).")
+    ] = None,
 ):
     """Write a validated Kaggle submission (row_id,target) and print the kaggle command that uploads it."""
     from mmscel.blend.submit import submit as run_submit
@@ -302,7 +386,10 @@ def submit(
     record = run_submit(data, cache, oof, out_path, blend=blend, runs=run)
     out.print(f"wrote {record['file']} ({record['rows']:,} rows, validated)")
     if record["filled_with_mean_profile"]:
-        out.print(f"[yellow]no predictions for {', '.join(record['filled_with_mean_profile'])}: filled with the mean profile[/]")
+        out.print(
+            f"[yellow]no predictions for {', '.join(record['filled_with_mean_profile'])}: "
+            "filled with the mean profile[/]"
+        )
     out.print(record["kaggle"], soft_wrap=True, highlight=False)
 
 
@@ -313,17 +400,32 @@ def leaderboard(
     cache: CacheOpt = None,
     oof: OofOpt = Path("oof"),
 ):
-    """One table: every level-1 run and blend -- CV (nested for blends), last day, public, private -- beside floor and oracle."""
+    """Every level-1 run and blend: CV (nested for blends), last day, public, private, beside floor and oracle."""
     from mmscel.leaderboard import board
 
     rows, truth = board(data, cache, oof)
     if not rows:
         out.print(f"no level-1 runs or blends under {oof} for the tasks of {data}")
     for task in sorted({row["task"] for row in rows}):
-        table = _table(f"{task}: local leaderboard ({data})", ("name", "kind", "CV", "last day", "public", "private"), left=("name", "kind"))
+        table = _table(
+            f"{task}: local leaderboard ({data})",
+            ("name", "kind", "CV", "last day", "public", "private"),
+            left=("name", "kind"),
+        )
         for row in sorted((r for r in rows if r["task"] == task), key=lambda r: -(r.get("private") or 0)):
-            table.add_row(row["name"], row["kind"], _fmt(row["cv"]), _fmt(row["last_day"]), _fmt(row.get("public")), _fmt(row.get("private")))
-        references = (("mean profile", "floor", "mean_profile"), ("oracle", "noise-free E(y|state)", "oracle"), ("reachable", "E(y|state), chromatin averaged", "reachable"))
+            table.add_row(
+                row["name"],
+                row["kind"],
+                _fmt(row["cv"]),
+                _fmt(row["last_day"]),
+                _fmt(row.get("public")),
+                _fmt(row.get("private")),
+            )
+        references = (
+            ("mean profile", "floor", "mean_profile"),
+            ("oracle", "noise-free E(y|state)", "oracle"),
+            ("reachable", "E(y|state), chromatin averaged", "reachable"),
+        )
         for name, kind, key in references:
             scores = (truth.get(key) or {}).get(task)
             if scores:

@@ -116,7 +116,9 @@ def load_run_config(path: str | Path) -> RunConfig:
     """Read and validate a run config; errors become one-line :class:`InputError`."""
     path = Path(path)
     raw = read_yaml(path)
-    raw.setdefault("name", path.stem if path.parent.name not in ("cite", "multi") else f"{path.parent.name}_{path.stem}")
+    raw.setdefault(
+        "name", path.stem if path.parent.name not in ("cite", "multi") else f"{path.parent.name}_{path.stem}"
+    )
     try:
         config = RunConfig(**raw)
         config.feature_config()

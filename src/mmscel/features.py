@@ -45,7 +45,9 @@ class FeatureSet:
     folder: Path | None = None
 
 
-def build_features(task: str, config: CiteFeatures | MultiFeatures, data_dir, cache_dir=None, oof_root="oof", seed: int = 0) -> FeatureSet:
+def build_features(
+    task: str, config: CiteFeatures | MultiFeatures, data_dir, cache_dir=None, oof_root="oof", seed: int = 0
+) -> FeatureSet:
     """The feature set of ``task`` under ``config``: loaded from the cache or computed and cached."""
     data_fp = data_fingerprint(task, data_dir, cache_dir)
     fingerprint = digest({"data": data_fp, "config": config.model_dump(), "seed": seed, "version": FEATURE_VERSION})
@@ -63,10 +65,21 @@ def build_features(task: str, config: CiteFeatures | MultiFeatures, data_dir, ca
     else:
         blocks, arrays = _multi_features(inputs, train, test, config, seed)
         del inputs
-        arrays.update(_target_svd(load(task, "train", data_dir, cache_dir, check=False, inputs=False).targets, config, seed))
+        arrays.update(
+            _target_svd(load(task, "train", data_dir, cache_dir, check=False, inputs=False).targets, config, seed)
+        )
     columns = [name for names, _ in blocks for name in names]
     matrix = np.hstack([values for _, values in blocks]).astype(np.float32)
-    result = FeatureSet(task, fingerprint, data_fp, matrix[: train.n_cells], matrix[train.n_cells :], columns, train.cell_ids, test.cell_ids)
+    result = FeatureSet(
+        task,
+        fingerprint,
+        data_fp,
+        matrix[: train.n_cells],
+        matrix[train.n_cells :],
+        columns,
+        train.cell_ids,
+        test.cell_ids,
+    )
     _save(folder, result, arrays, config, time.perf_counter() - started)
     return _load(folder, read_manifest(folder / "manifest.json"))
 
@@ -111,7 +124,9 @@ def _multi_features(inputs: sp.csr_matrix, train, test, config: MultiFeatures, s
 
 def _target_svd(targets: sp.csr_matrix, config: MultiFeatures, seed: int) -> dict[str, np.ndarray]:
     """The Multiome target basis (uncentred TruncatedSVD) and the train cells' coefficients in it."""
-    target_svd = TruncatedSVD(n_components=_rank(config.target_svd_components, targets), algorithm="randomized", random_state=seed)
+    target_svd = TruncatedSVD(
+        n_components=_rank(config.target_svd_components, targets), algorithm="randomized", random_state=seed
+    )
     coefficients = target_svd.fit_transform(targets).astype(np.float32)
     return {
         "target_components": target_svd.components_.astype(np.float32),
@@ -146,7 +161,11 @@ def transform(matrix: sp.csr_matrix, steps: list[str], copy: bool = True) -> sp.
     With ``copy=False`` the values of ``matrix`` are changed in place; a copy
     shares the column indices and row pointer of ``matrix`` (only the values are new).
     """
-    out = sp.csr_matrix((matrix.data.copy(), matrix.indices, matrix.indptr), shape=matrix.shape, copy=False) if steps and copy else matrix
+    out = (
+        sp.csr_matrix((matrix.data.copy(), matrix.indices, matrix.indptr), shape=matrix.shape, copy=False)
+        if steps and copy
+        else matrix
+    )
     for step in steps:
         if step == "binarize":
             out.data[:] = 1.0
@@ -200,7 +219,9 @@ def _block_stats(block: sp.csr_matrix, n_cols: int) -> np.ndarray:
     quantiles = []
     for q in QUANTILES:
         position = block.indptr[:-1] + np.floor(q * np.maximum(counts - 1, 0)).astype(np.int64)
-        quantiles.append(np.where(counts > 0, ordered[np.minimum(position, max(len(ordered) - 1, 0))] if len(ordered) else 0.0, 0.0))
+        quantiles.append(
+            np.where(counts > 0, ordered[np.minimum(position, max(len(ordered) - 1, 0))] if len(ordered) else 0.0, 0.0)
+        )
     return np.column_stack([counts / n_cols, mean, std, *quantiles])
 
 
@@ -209,7 +230,9 @@ def chromosome_ratios(matrix: sp.csr_matrix, peaks: np.ndarray) -> tuple[list[st
     chromosome = np.array([str(p).split(":")[0].split("-")[0] for p in peaks], dtype=object)
     chromosome = np.where(np.char.startswith(chromosome.astype(str), "chr"), chromosome, "other")
     names, codes = np.unique(chromosome, return_inverse=True)
-    indicator = sp.csr_matrix((np.ones(len(codes), np.float32), (np.arange(len(codes)), codes)), shape=(len(codes), len(names)))
+    indicator = sp.csr_matrix(
+        (np.ones(len(codes), np.float32), (np.arange(len(codes)), codes)), shape=(len(codes), len(names))
+    )
     hits = np.empty((matrix.shape[0], len(names)), np.float32)
     for start, stop in row_blocks(matrix):
         present = matrix[start:stop]
@@ -300,6 +323,8 @@ def _load(folder: Path, manifest: dict) -> FeatureSet:
         folder=folder,
     )
     if "target_components" in manifest["arrays"]:
-        features.target_basis = TargetBasis(load_array(folder / "target_components.npy"), load_array(folder / "target_mean.npy"))
+        features.target_basis = TargetBasis(
+            load_array(folder / "target_components.npy"), load_array(folder / "target_mean.npy")
+        )
         features.train_target_coefficients = load_array(folder / "target_coefficients.npy")
     return features

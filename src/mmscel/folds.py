@@ -66,7 +66,9 @@ def assign(metadata: pd.DataFrame, scheme: str, n_splits: int = 5, seed: int = 0
     }[scheme].to_numpy()
     n_groups = len(np.unique(groups))
     if n_groups < 2:
-        raise InputError(f"folds.scheme={scheme}", f"needs at least two {scheme} groups in the training cells, found {n_groups}")
+        raise InputError(
+            f"folds.scheme={scheme}", f"needs at least two {scheme} groups in the training cells, found {n_groups}"
+        )
     fold = np.empty(n, dtype=np.int64)
     splitter = GroupKFold(n_splits=min(n_groups, n_splits if scheme == "donor_day" else n_groups))
     for k, (_, validate) in enumerate(splitter.split(np.zeros(n), groups=groups)):
@@ -78,7 +80,9 @@ def _read_fold_file(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_parquet(path)
     except Exception as exc:
-        raise InputError(path, f"unreadable fold file ({type(exc).__name__}); delete it and its .json to make it again") from None
+        raise InputError(
+            path, f"unreadable fold file ({type(exc).__name__}); delete it and its .json to make it again"
+        ) from None
     if not {"cell_id", "fold"} <= set(frame.columns):
         raise InputError(path, "lacks the columns cell_id and fold; delete it and its .json to make it again")
     return frame
@@ -89,7 +93,9 @@ def fold_path(oof_root: Path, task: str, scheme: str) -> Path:
     return Path(oof_root) / "folds" / f"{task}_{scheme}.parquet"
 
 
-def load_or_create(oof_root: Path, task: str, scheme: str, metadata: pd.DataFrame, data_fp: str, n_splits: int = 5, seed: int = 0) -> Folds:
+def load_or_create(
+    oof_root: Path, task: str, scheme: str, metadata: pd.DataFrame, data_fp: str, n_splits: int = 5, seed: int = 0
+) -> Folds:
     """The shared fold file of ``task`` and ``scheme``: read it, or write it once.
 
     A fold file made for other data (another data fingerprint, other cells) is
@@ -103,7 +109,11 @@ def load_or_create(oof_root: Path, task: str, scheme: str, metadata: pd.DataFram
         if manifest.get("data_fingerprint") != data_fp:
             raise InputError(path, "was made for other data; move it away or use another --oof folder")
         if scheme == "random" and (manifest.get("n_splits"), manifest.get("seed")) != (n_splits, seed):
-            raise InputError(path, f"holds n_splits={manifest.get('n_splits')}, seed={manifest.get('seed')}; the config asks for {n_splits}, {seed}")
+            raise InputError(
+                path,
+                f"holds n_splits={manifest.get('n_splits')}, seed={manifest.get('seed')}; "
+                f"the config asks for {n_splits}, {seed}",
+            )
         if scheme == "donor_day" and manifest.get("n_splits") != n_splits:
             raise InputError(path, f"holds n_splits={manifest.get('n_splits')}; the config asks for {n_splits}")
         frame = _read_fold_file(path)
@@ -116,6 +126,13 @@ def load_or_create(oof_root: Path, task: str, scheme: str, metadata: pd.DataFram
     write_parquet(path, pd.DataFrame({"cell_id": cell_ids, "fold": fold}))
     write_manifest(
         manifest_path,
-        {"task": task, "scheme": scheme, "n_splits": n_splits, "seed": seed, "data_fingerprint": data_fp, "fingerprint": fingerprint},
+        {
+            "task": task,
+            "scheme": scheme,
+            "n_splits": n_splits,
+            "seed": seed,
+            "data_fingerprint": data_fp,
+            "fingerprint": fingerprint,
+        },
     )
     return Folds(task, scheme, cell_ids, fold, fingerprint)

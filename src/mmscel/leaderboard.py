@@ -96,7 +96,9 @@ def leaderboard_rows(name: str, scores: Scores, truth: dict) -> list[dict]:
                     "mean_profile": floor,
                     "oracle": oracle,
                     "reachable": reachable,
-                    "headroom": headroom_share(score, floor, reference) if floor is not None and reference is not None else None,
+                    "headroom": headroom_share(score, floor, reference)
+                    if floor is not None and reference is not None
+                    else None,
                 }
             )
     return rows
@@ -129,7 +131,9 @@ class TaskScorer:
         mask = self.rows.is_cite if task == "cite" else ~self.rows.is_cite
         cell, split = self.cell[mask], self.split[mask]
         starts = np.concatenate([[0], np.flatnonzero(np.diff(cell) != 0) + 1])
-        per_cell = pearson_per_segment(self.truth[mask], task_values(self.rows, mask, test, components).astype(np.float64), starts)
+        per_cell = pearson_per_segment(
+            self.truth[mask], task_values(self.rows, mask, test, components).astype(np.float64), starts
+        )
         return {s: float(per_cell[split[starts] == s].mean()) for s in SPLIT_ORDER if (split[starts] == s).any()}
 
 
@@ -152,7 +156,16 @@ def board(data_dir, cache_dir, oof_root) -> tuple[list[dict], dict]:
         test = load_array(Path(oof_root) / manifest["task"] / manifest["run"] / "test.npy")
         basis = target_basis(manifest["target_space"], oof_root)
         scores = scorer.scores(manifest["task"], test, None if basis is None else basis.components)
-        rows.append({"task": manifest["task"], "name": manifest["run"], "kind": manifest["learner"], "cv": manifest["cv"], "last_day": manifest["last_day"], **scores})
+        rows.append(
+            {
+                "task": manifest["task"],
+                "name": manifest["run"],
+                "kind": manifest["learner"],
+                "cv": manifest["cv"],
+                "last_day": manifest["last_day"],
+                **scores,
+            }
+        )
     for path in sorted(Path(oof_root).glob("blend/*/manifest.json")):
         blend = read_manifest(path)  # raises a one-line InputError when corrupt
         if not set(blend["tasks"]) <= set(tasks):
@@ -161,5 +174,14 @@ def board(data_dir, cache_dir, oof_root) -> tuple[list[dict], dict]:
         for task, (test, components) in predictions.items():
             info = blend["tasks"][task]
             scores = scorer.scores(task, test, components)
-            rows.append({"task": task, "name": blend["name"], "kind": f"blend ({info['method']})", "cv": info["nested"], "last_day": info["last_day"], **scores})
+            rows.append(
+                {
+                    "task": task,
+                    "name": blend["name"],
+                    "kind": f"blend ({info['method']})",
+                    "cv": info["nested"],
+                    "last_day": info["last_day"],
+                    **scores,
+                }
+            )
     return rows, truth

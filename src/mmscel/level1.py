@@ -30,7 +30,15 @@ from mmscel.learners import FitData, TargetBasis, learner_class
 from mmscel.learners.bag import SeedBag
 from mmscel.metrics import pearson_per_row, standardize_rows
 from mmscel.progress import track
-from mmscel.store import FoldCheckpoint, data_fingerprint, digest, library_versions, read_manifest, save_array, write_manifest
+from mmscel.store import (
+    FoldCheckpoint,
+    data_fingerprint,
+    digest,
+    library_versions,
+    read_manifest,
+    save_array,
+    write_manifest,
+)
 
 LAST_DAY = "last_day"
 ROW_CHUNK = 2048  # rows of the scored targets handled at a time
@@ -81,28 +89,50 @@ class Targets:
         return out
 
 
-def run_level1(config: RunConfig | str | Path, data_dir="data", cache_dir=None, oof_root="oof", overwrite: bool = False) -> RunResult:
+def run_level1(
+    config: RunConfig | str | Path, data_dir="data", cache_dir=None, oof_root="oof", overwrite: bool = False
+) -> RunResult:
     """Run (or resume, or reuse) the level-1 run described by ``config``."""
     started = time.perf_counter()
     config = config if isinstance(config, RunConfig) else load_run_config(config)
     oof_root = Path(oof_root)
     config_hash = digest(config.hashed())
     run_dir = oof_root / config.task / config.name
-    existing = _existing_run(run_dir, config, config_hash, data_fingerprint(config.task, data_dir, cache_dir), overwrite)
+    existing = _existing_run(
+        run_dir, config, config_hash, data_fingerprint(config.task, data_dir, cache_dir), overwrite
+    )
     if existing is not None:
         return RunResult(run_dir, existing, reused=True)
     features = build_features(config.task, config.feature_config(), data_dir, cache_dir, oof_root, seed=config.seed)
     train = load(config.task, "train", data_dir, cache_dir, check=False, inputs=False)
     folds = folds_module.load_or_create(
-        oof_root, config.task, config.folds.scheme, train.metadata, features.data_fingerprint, config.folds.n_splits, config.folds.seed
+        oof_root,
+        config.task,
+        config.folds.scheme,
+        train.metadata,
+        features.data_fingerprint,
+        config.folds.n_splits,
+        config.folds.seed,
     )
     if not np.array_equal(folds.cell_ids, features.train_ids.astype(str)):
-        raise InputError(folds_module.fold_path(oof_root, config.task, config.folds.scheme), "cells are not in the order of the features")
+        raise InputError(
+            folds_module.fold_path(oof_root, config.task, config.folds.scheme),
+            "cells are not in the order of the features",
+        )
     targets = _targets(config, train, features)
-    write_manifest(run_dir / "run.json", {"config_hash": config_hash, "data_fingerprint": features.data_fingerprint, "fold_fingerprint": folds.fingerprint})
+    write_manifest(
+        run_dir / "run.json",
+        {
+            "config_hash": config_hash,
+            "data_fingerprint": features.data_fingerprint,
+            "fold_fingerprint": folds.fingerprint,
+        },
+    )
     plan = _fold_plan(config, folds, train.metadata["day"].to_numpy())
     results = {}
-    for name, (fit_rows, valid_rows) in track(list(plan.items()), f"{config.task}/{config.name} folds", total=len(plan)):
+    for name, (fit_rows, valid_rows) in track(
+        list(plan.items()), f"{config.task}/{config.name} folds", total=len(plan)
+    ):
         results[name] = _run_fold(config, run_dir, name, features, targets, fit_rows, valid_rows)
     manifest = _finish(config, config_hash, run_dir, features, folds, targets, plan, results, started)
     return RunResult(run_dir, manifest, reused=False)
@@ -134,7 +164,10 @@ def _existing_run(run_dir: Path, config: RunConfig, config_hash: str, data_fp: s
 def _targets(config: RunConfig, train, features: FeatureSet) -> Targets:
     if config.task == "multi":
         if config.targets.standardize_cells:
-            raise InputError(f"{config.name}: targets", "standardize_cells applies to CITEseq; Multiome runs fit the target-SVD components")
+            raise InputError(
+                f"{config.name}: targets",
+                "standardize_cells applies to CITEseq; Multiome runs fit the target-SVD components",
+            )
         space = {
             "kind": "components",
             "n_components": int(features.target_basis.components.shape[0]),
@@ -167,7 +200,9 @@ def _fold_plan(config: RunConfig, folds, day: np.ndarray) -> dict[str, tuple[np.
     return plan
 
 
-def _run_fold(config: RunConfig, run_dir: Path, name: str, features: FeatureSet, targets: Targets, train_rows, valid_rows) -> dict:
+def _run_fold(
+    config: RunConfig, run_dir: Path, name: str, features: FeatureSet, targets: Targets, train_rows, valid_rows
+) -> dict:
     checkpoint = FoldCheckpoint(run_dir, name)
     if checkpoint.done:
         arrays, info = checkpoint.load(("valid", "test"))
@@ -180,7 +215,11 @@ def _run_fold(config: RunConfig, run_dir: Path, name: str, features: FeatureSet,
     else:
         learner = cls(config.learner_params(), seed=seed, n_jobs=config.n_jobs)
     fit_rows, stop_rows = _early_stopping_split(train_rows, config.validation_fraction, seed, cls.uses_validation)
-    projection = ProteinSVD.fit(targets.fit[fit_rows], config.targets.components) if config.targets.space == "svd" and config.task == "cite" else None
+    projection = (
+        ProteinSVD.fit(targets.fit[fit_rows], config.targets.components)
+        if config.targets.space == "svd" and config.task == "cite"
+        else None
+    )
     fit_data = [_fit_data(features, targets, rows, projection, cls.uses_full_targets) for rows in (fit_rows, stop_rows)]
     learner.fit(*fit_data, targets.learner_basis())
     del fit_data
@@ -192,7 +231,11 @@ def _run_fold(config: RunConfig, run_dir: Path, name: str, features: FeatureSet,
     if projection is not None:
         projection.save(staging)
     replace_dir(staging, model_dir)
-    predict = (lambda X: projection.inverse(learner.predict(X))) if projection is not None else (lambda X: targets.pad(learner.predict(X)))
+    predict = (
+        (lambda X: projection.inverse(learner.predict(X)))
+        if projection is not None
+        else (lambda X: targets.pad(learner.predict(X)))
+    )
     valid = predict(features.train[valid_rows]) if len(valid_rows) else np.zeros((0, targets.fit.shape[1]), np.float32)
     predicts_test = name == REFIT or (name != LAST_DAY and config.test_predictions != "refit")  # else unused
     test = predict(features.test) if predicts_test else np.zeros((0, targets.fit.shape[1]), np.float32)
@@ -272,7 +315,9 @@ def score_rows(predictions: np.ndarray, targets: Targets, rows: np.ndarray, chun
         return pearson_per_row(targets.scored[rows], predictions)
     scores = np.empty(len(rows))
     for start, truth in _row_chunks(targets.scored, rows, chunk, dense=True):
-        scores[start : start + len(truth)] = pearson_per_row(truth, targets.basis.reconstruct(predictions[start : start + len(truth)]))
+        scores[start : start + len(truth)] = pearson_per_row(
+            truth, targets.basis.reconstruct(predictions[start : start + len(truth)])
+        )
     return scores
 
 
@@ -282,7 +327,10 @@ def mean_profile_score(targets: Targets, train_rows: np.ndarray, valid_rows: np.
     for _, part in _row_chunks(targets.scored, train_rows):
         total += np.asarray(part.sum(axis=0), dtype=np.float64).ravel()
     mean = total / len(train_rows)
-    scores = [pearson_per_row(truth, np.broadcast_to(mean, truth.shape)) for _, truth in _row_chunks(targets.scored, valid_rows, dense=True)]
+    scores = [
+        pearson_per_row(truth, np.broadcast_to(mean, truth.shape))
+        for _, truth in _row_chunks(targets.scored, valid_rows, dense=True)
+    ]
     return float(np.concatenate(scores).mean())
 
 
@@ -305,7 +353,9 @@ def _finish(config, config_hash, run_dir, features, folds, targets, plan, result
         rows = plan[name][1]
         oof[rows] = results[name]["valid"]
         cv_scores[rows] = score_rows(results[name]["valid"], targets, rows)
-    last_name = LAST_DAY if LAST_DAY in results else (str(folds.fold_ids[0]) if config.folds.scheme == "last_day" else None)
+    last_name = (
+        LAST_DAY if LAST_DAY in results else (str(folds.fold_ids[0]) if config.folds.scheme == "last_day" else None)
+    )
     last_day = results[last_name] if last_name else {"score": None, "mean_profile": None}
     test_folds = [REFIT] if REFIT in results else [str(k) for k in folds.fold_ids]
     test = np.mean([results[name]["test"] for name in test_folds], axis=0).astype(np.float32)
@@ -321,7 +371,11 @@ def _finish(config, config_hash, run_dir, features, folds, targets, plan, result
         "feature_fingerprint": features.fingerprint,
         "fold_fingerprint": folds.fingerprint,
         "fold_scheme": config.folds.scheme,
-        "fold_file": str(folds_module.fold_path(Path(run_dir).parents[1], config.task, config.folds.scheme).relative_to(Path(run_dir).parents[1])),
+        "fold_file": str(
+            folds_module.fold_path(Path(run_dir).parents[1], config.task, config.folds.scheme).relative_to(
+                Path(run_dir).parents[1]
+            )
+        ),
         "target_space": targets.space,
         "shapes": {"oof": list(oof.shape), "test": list(test.shape)},
         "validated_rows": int(np.isfinite(cv_scores).sum()),
@@ -329,7 +383,9 @@ def _finish(config, config_hash, run_dir, features, folds, targets, plan, result
         "cv_mean_profile": _weighted_floor(results, plan, folds),
         "last_day": last_day["score"],
         "last_day_mean_profile": last_day["mean_profile"],
-        "folds": {name: {k: v for k, v in result.items() if k not in ("valid", "test")} for name, result in results.items()},
+        "folds": {
+            name: {k: v for k, v in result.items() if k not in ("valid", "test")} for name, result in results.items()
+        },
         "test_predictions": config.test_predictions,
         "seed": config.seed,
         "wall_seconds": round(time.perf_counter() - started, 2),

@@ -92,7 +92,9 @@ def pearson_per_segment(y_true, y_pred, starts) -> np.ndarray:
     p_mean = np.add.reduceat(p, starts) / lengths
     t_c = t - np.repeat(t_mean, lengths)
     p_c = p - np.repeat(p_mean, lengths)
-    return _safe_ratio(np.add.reduceat(t_c * p_c, starts), np.add.reduceat(t_c * t_c, starts), np.add.reduceat(p_c * p_c, starts))
+    return _safe_ratio(
+        np.add.reduceat(t_c * p_c, starts), np.add.reduceat(t_c * t_c, starts), np.add.reduceat(p_c * p_c, starts)
+    )
 
 
 def pooled_score(*per_cell_scores: np.ndarray) -> float:

@@ -48,7 +48,9 @@ def data_fingerprint(task: str, data_dir: str | Path, cache_dir: str | Path | No
     entries = manifest["entries"]
     missing = [stem for stem in spec.stems() if stem not in entries]
     if missing:
-        raise InputError(cache_dir_for(data_dir, cache_dir), f"the {task} task is not in this dataset ({missing[0]} missing)")
+        raise InputError(
+            cache_dir_for(data_dir, cache_dir), f"the {task} task is not in this dataset ({missing[0]} missing)"
+        )
     return digest({stem: entries[stem]["source"]["sha256"] for stem in (*spec.stems(), "metadata")})
 
 

@@ -78,7 +78,9 @@ def _lookups(cache: Path):
     return cell_lookup, gene_lookup, technology
 
 
-def mean_profile_values(data_dir: str | Path, cache_dir: str | Path | None = None, rows: EvaluationRows | None = None) -> np.ndarray:
+def mean_profile_values(
+    data_dir: str | Path, cache_dir: str | Path | None = None, rows: EvaluationRows | None = None
+) -> np.ndarray:
     """The floor submission: each target's mean over the training cells, for every evaluation row."""
     rows = rows or evaluation_rows(data_dir, cache_dir)
     cache = cache_dir_for(data_dir, cache_dir)
@@ -97,7 +99,9 @@ def cell_starts(rows: EvaluationRows) -> np.ndarray:
     return np.concatenate([[0], change])
 
 
-def validate_values(values: np.ndarray, n_rows: int, starts: np.ndarray | None, where: str, check_constant: bool = True) -> None:
+def validate_values(
+    values: np.ndarray, n_rows: int, starts: np.ndarray | None, where: str, check_constant: bool = True
+) -> None:
     """Refuse a submission with the wrong row count, non-finite values, or a constant cell."""
     if len(values) != n_rows:
         raise InputError(where, f"{len(values)} rows, expected {n_rows} (one per row of evaluation_ids.csv)")
@@ -110,10 +114,14 @@ def validate_values(values: np.ndarray, n_rows: int, starts: np.ndarray | None, 
         hi = np.maximum.reduceat(values, starts)
         constant = np.flatnonzero(hi == lo)
         if constant.size:
-            raise InputError(where, f"cell starting at row_id {starts[constant[0]]} has a constant prediction (Pearson undefined)")
+            raise InputError(
+                where, f"cell starting at row_id {starts[constant[0]]} has a constant prediction (Pearson undefined)"
+            )
 
 
-def write_submission(path: str | Path, values: np.ndarray, starts: np.ndarray | None = None, n_rows: int | None = None) -> Path:
+def write_submission(
+    path: str | Path, values: np.ndarray, starts: np.ndarray | None = None, n_rows: int | None = None
+) -> Path:
     """Validate (against ``n_rows`` evaluation rows when given) and write ``row_id,target``
     (gzip when ``path`` ends in .gz), atomically."""
     path = Path(path)
@@ -155,7 +163,12 @@ def read_submission(path: str | Path, n_rows: int) -> np.ndarray:
     return target.to_numpy()
 
 
-def submission_values(data_dir, cache_dir, predictions: dict[str, tuple[np.ndarray, np.ndarray | None]], rows: EvaluationRows | None = None) -> np.ndarray:
+def submission_values(
+    data_dir,
+    cache_dir,
+    predictions: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    rows: EvaluationRows | None = None,
+) -> np.ndarray:
     """Evaluation-ordered values from per-task test predictions.
 
     ``predictions[task] = (test, components)``: ``test`` holds one row per test
@@ -187,5 +200,7 @@ def task_values(rows: EvaluationRows, mask: np.ndarray, test: np.ndarray, compon
         if components is None:
             out[start : start + len(part)] = test[cells, targets]
         else:
-            out[start : start + len(part)] = np.einsum("rk,kr->r", test[cells].astype(np.float32), components[:, targets])
+            out[start : start + len(part)] = np.einsum(
+                "rk,kr->r", test[cells].astype(np.float32), components[:, targets]
+            )
     return out

@@ -34,7 +34,9 @@ def select_runs(oof_root: Path, task: str, patterns: list[str]) -> list[str]:
     available = sorted(p.parent.name for p in folder.glob("*/manifest.json")) if folder.exists() else []
     chosen = sorted({name for name in available for pattern in patterns if fnmatch.fnmatchcase(name, pattern)})
     if not chosen:
-        raise InputError(folder, f"no finished {task} run matches {patterns} (available: {', '.join(available) or 'none'})")
+        raise InputError(
+            folder, f"no finished {task} run matches {patterns} (available: {', '.join(available) or 'none'})"
+        )
     return chosen
 
 
@@ -47,7 +49,16 @@ def load_runs(oof_root: Path, task: str, names: list[str]) -> list[RunOutputs]:
         if not manifest or not manifest.get("completed"):
             raise InputError(run_dir, "not a finished level-1 run")
         last = run_dir / "folds" / f"fold_{LAST_DAY}" / "valid.npy"
-        runs.append(RunOutputs(name, manifest, load_array(run_dir / "oof.npy"), load_array(run_dir / "test.npy"), load_array(last) if last.exists() else None, Path(oof_root)))
+        runs.append(
+            RunOutputs(
+                name,
+                manifest,
+                load_array(run_dir / "oof.npy"),
+                load_array(run_dir / "test.npy"),
+                load_array(last) if last.exists() else None,
+                Path(oof_root),
+            )
+        )
     check_compatible(runs)
     return runs
 
@@ -61,12 +72,18 @@ def check_compatible(runs: list[RunOutputs]) -> None:
                 what = key.replace("_fingerprint", "")
                 raise InputError(
                     f"runs {first.name} and {run.name}",
-                    f"were made from different {what} ({first.manifest[key]} vs {run.manifest[key]}); a blend needs the same {what}",
+                    f"were made from different {what} ({first.manifest[key]} vs {run.manifest[key]}); "
+                    f"a blend needs the same {what}",
                 )
         if _space(run.manifest) != _space(first.manifest):
-            raise InputError(f"runs {first.name} and {run.name}", f"predict different target spaces ({_space(first.manifest)} vs {_space(run.manifest)})")
+            raise InputError(
+                f"runs {first.name} and {run.name}",
+                f"predict different target spaces ({_space(first.manifest)} vs {_space(run.manifest)})",
+            )
         if run.oof.shape != first.oof.shape or run.test.shape != first.test.shape:
-            raise InputError(f"runs {first.name} and {run.name}", f"prediction shapes differ ({first.oof.shape} vs {run.oof.shape})")
+            raise InputError(
+                f"runs {first.name} and {run.name}", f"prediction shapes differ ({first.oof.shape} vs {run.oof.shape})"
+            )
 
 
 def check_data(task: str, fingerprints: dict[str, str], data_dir, cache_dir=None) -> None:
@@ -74,7 +91,11 @@ def check_data(task: str, fingerprints: dict[str, str], data_dir, cache_dir=None
     current = data_fingerprint(task, data_dir, cache_dir)
     for name, fingerprint in fingerprints.items():
         if fingerprint != current:
-            raise InputError(f"run {task}/{name}", f"was made from other data than {data_dir} holds now (fingerprint {fingerprint} vs {current}); rerun it")
+            raise InputError(
+                f"run {task}/{name}",
+                f"was made from other data than {data_dir} holds now "
+                f"(fingerprint {fingerprint} vs {current}); rerun it",
+            )
 
 
 def _space(manifest: dict) -> tuple:

@@ -64,7 +64,14 @@ def stack_weights(stats: CellStatistics, rows=None) -> np.ndarray:
     return _simplex(weights) if weights.sum() > 0 else equal_weights(len(gram))
 
 
-def optuna_weights(stats: CellStatistics, rows=None, n_trials: int = 200, seed: int = 0, storage: Path | None = None, study_name: str = "blend") -> tuple[np.ndarray, object]:
+def optuna_weights(
+    stats: CellStatistics,
+    rows=None,
+    n_trials: int = 200,
+    seed: int = 0,
+    storage: Path | None = None,
+    study_name: str = "blend",
+) -> tuple[np.ndarray, object]:
     """Optuna search on the simplex; returns the best weights and the study.
 
     The study runs in memory; with ``storage`` (a journal file) the finished
@@ -78,7 +85,11 @@ def optuna_weights(stats: CellStatistics, rows=None, n_trials: int = 200, seed: 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_runs = stats.cross.shape[1]
-    sampler = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False) if n_runs > 1 else optuna.samplers.RandomSampler(seed=seed)
+    sampler = (
+        optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        if n_runs > 1
+        else optuna.samplers.RandomSampler(seed=seed)
+    )
     study = optuna.create_study(study_name=study_name, direction="maximize", sampler=sampler)
     persisted = _journal_study(storage, study_name) if storage else None
     if persisted is not None:
@@ -158,6 +169,13 @@ def fit_weights(method: str, stats: CellStatistics, rows=None, **options) -> np.
     if method == "stack":
         return stack_weights(stats, rows)
     if method == "optuna":
-        weights, _ = optuna_weights(stats, rows, options.get("n_trials", 200), options.get("seed", 0), options.get("storage"), options.get("study_name", "blend"))
+        weights, _ = optuna_weights(
+            stats,
+            rows,
+            options.get("n_trials", 200),
+            options.get("seed", 0),
+            options.get("storage"),
+            options.get("study_name", "blend"),
+        )
         return weights
     raise ValueError(f"unknown blend method {method!r}; choose one of {', '.join(METHODS)}")

@@ -71,7 +71,9 @@ def dense_statistics(predictions: list[np.ndarray], truth: np.ndarray, chunk: in
     return CellStatistics(gram, cross)
 
 
-def component_statistics(coefficients: list[np.ndarray], truth: np.ndarray | sp.csr_matrix, basis: TargetBasis) -> CellStatistics:
+def component_statistics(
+    coefficients: list[np.ndarray], truth: np.ndarray | sp.csr_matrix, basis: TargetBasis
+) -> CellStatistics:
     """Exact statistics of runs predicting target-SVD coefficients, computed in component space.
 
     Gene-space prediction of run i for cell c: ``z_ic @ V + m`` (``m`` the basis

@@ -84,13 +84,22 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
     basis = target_basis(runs[0].manifest["target_space"], runs[0].oof_root)
     validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))
     stats = _statistics([r.oof[validated] for r in runs], _rows(train.targets, validated), basis)
-    options = {"n_trials": config.n_trials, "seed": config.seed, "greedy_steps": config.greedy_steps,
-               "storage": out / f"study-{task}-{_study_key(config, runs, validated)}.journal", "study_name": f"{config.name}-{task}"}
+    options = {
+        "n_trials": config.n_trials,
+        "seed": config.seed,
+        "greedy_steps": config.greedy_steps,
+        "storage": out / f"study-{task}-{_study_key(config, runs, validated)}.journal",
+        "study_name": f"{config.name}-{task}",
+    }
     weights = fit_weights(config.method, stats, **options)
     singles = {r.name: stats.score(np.eye(len(runs))[i]) for i, r in enumerate(runs)}
     nested = _nested(config, stats, runs[0], validated)
     last_day = _last_day(config, runs, train, basis, validated)
-    test = objective.blend_dense([r.test for r in runs], weights) if basis is None else objective.blend_components([r.test for r in runs], basis, weights)
+    test = (
+        objective.blend_dense([r.test for r in runs], weights)
+        if basis is None
+        else objective.blend_components([r.test for r in runs], basis, weights)
+    )
     test_file = f"test_{task}-{array_digest(test)}.npy"  # named by content: the old manifest keeps its own file
     save_array(out / test_file, test)
     best_single = max(singles.values())
@@ -106,7 +115,9 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
         "flag_nested_below_best_single": bool(nested < best_single),
         "n_cells": int(len(validated)),
         "target_space": runs[0].manifest["target_space"],
-        "fingerprints": {r.name: {k: r.manifest[k] for k in ("data_fingerprint", "fold_fingerprint", "config_hash")} for r in runs},
+        "fingerprints": {
+            r.name: {k: r.manifest[k] for k in ("data_fingerprint", "fold_fingerprint", "config_hash")} for r in runs
+        },
         "test_file": test_file,
         "test_shape": list(test.shape),
     }
@@ -121,7 +132,9 @@ def _study_key(config: BlendConfig, runs: list[RunOutputs], validated: np.ndarra
     """Digest of everything the Optuna study's scores depend on: a changed input starts a new study."""
     inputs = {
         "seed": config.seed,
-        "runs": [[r.name] + [r.manifest[k] for k in ("config_hash", "data_fingerprint", "fold_fingerprint")] for r in runs],
+        "runs": [
+            [r.name] + [r.manifest[k] for k in ("config_hash", "data_fingerprint", "fold_fingerprint")] for r in runs
+        ],
         "oof": array_digest(*(r.oof for r in runs)),
         "cells": array_digest(validated),
     }
@@ -146,7 +159,14 @@ def _nested(config: BlendConfig, stats, run: RunOutputs, validated: np.ndarray) 
     scores = np.empty(len(validated))
     for k in fold_ids:
         held_out, fit_rows = np.flatnonzero(folds == k), np.flatnonzero(folds != k)
-        weights = fit_weights(config.method, stats, fit_rows, n_trials=config.nested_trials, seed=config.seed, greedy_steps=config.greedy_steps)
+        weights = fit_weights(
+            config.method,
+            stats,
+            fit_rows,
+            n_trials=config.nested_trials,
+            seed=config.seed,
+            greedy_steps=config.greedy_steps,
+        )
         scores[held_out] = stats.per_cell(weights, held_out)
     return float(scores.mean())
 
@@ -159,7 +179,9 @@ def _last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, validat
     last_rows = np.flatnonzero(day == day.max())
     earlier = validated[day[validated] != day.max()]
     fit_stats = _statistics([r.oof[earlier] for r in runs], train.targets[earlier], basis)
-    weights = fit_weights(config.method, fit_stats, n_trials=config.nested_trials, seed=config.seed, greedy_steps=config.greedy_steps)
+    weights = fit_weights(
+        config.method, fit_stats, n_trials=config.nested_trials, seed=config.seed, greedy_steps=config.greedy_steps
+    )
     holdout = _statistics([r.last_day for r in runs], train.targets[last_rows], basis)
     return holdout.score(weights)
 

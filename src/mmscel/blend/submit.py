@@ -16,7 +16,9 @@ def latest_blend(oof_root: Path) -> str:
     """Name of the most recently written blend."""
     manifests = sorted(Path(oof_root).glob("blend/*/manifest.json"), key=lambda p: p.stat().st_mtime)
     if not manifests:
-        raise InputError(Path(oof_root) / "blend", "no blend yet; run mmscel level2 configs/blend.yaml first (or pass --run)")
+        raise InputError(
+            Path(oof_root) / "blend", "no blend yet; run mmscel level2 configs/blend.yaml first (or pass --run)"
+        )
     return manifests[-1].parent.name
 
 
@@ -31,8 +33,11 @@ def blend_predictions(oof_root: Path, name: str, data_dir, cache_dir=None) -> tu
         check_data(task, {run: fp["data_fingerprint"] for run, fp in info["fingerprints"].items()}, data_dir, cache_dir)
         basis = target_basis(info["target_space"], oof_root)
         predictions[task] = (load_array(folder / info["test_file"]), None if basis is None else basis.components)
-    source = {"blend": name, "runs": {task: info["runs"] for task, info in manifest["tasks"].items()},
-              "weights": {task: info["weights"] for task, info in manifest["tasks"].items()}}
+    source = {
+        "blend": name,
+        "runs": {task: info["runs"] for task, info in manifest["tasks"].items()},
+        "weights": {task: info["weights"] for task, info in manifest["tasks"].items()},
+    }
     return predictions, source
 
 
@@ -53,7 +58,9 @@ def run_predictions(oof_root: Path, specs: list[str], data_dir, cache_dir=None) 
     return predictions, source
 
 
-def submit(data_dir, cache_dir, oof_root, out: Path | None, blend: str | None = None, runs: list[str] | None = None) -> dict:
+def submit(
+    data_dir, cache_dir, oof_root, out: Path | None, blend: str | None = None, runs: list[str] | None = None
+) -> dict:
     """Validate and write a submission; return a record of what produced it."""
     oof_root = Path(oof_root)
     if runs:
@@ -70,7 +77,7 @@ def submit(data_dir, cache_dir, oof_root, out: Path | None, blend: str | None = 
     record = {
         "file": str(out),
         "rows": int(len(values)),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "filled_with_mean_profile": sorted({"cite", "multi"} - set(predictions)),
         "kaggle": f'kaggle competitions submit -c open-problems-multimodal -f {out} -m "{message}"',
         **source,

@@ -125,12 +125,36 @@ def import_anndata(
     left as it was.
     """
     spec = _task(task)
-    _check_options(spec.name, inputs, targets, mudata, test_inputs, test_targets, split_by, test_values,
-                   test_fraction, multi_cell_fraction, multi_gene_fraction)
+    _check_options(
+        spec.name,
+        inputs,
+        targets,
+        mudata,
+        test_inputs,
+        test_targets,
+        split_by,
+        test_values,
+        test_fraction,
+        multi_cell_fraction,
+        multi_gene_fraction,
+    )
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
-    train, test, sources, split = _load(spec.name, inputs, targets, mudata, input_mod, target_mod, test_inputs,
-                                        test_targets, split_by, test_values, test_fraction, seed, layer)
+    train, test, sources, split = _load(
+        spec.name,
+        inputs,
+        targets,
+        mudata,
+        input_mod,
+        target_mod,
+        test_inputs,
+        test_targets,
+        split_by,
+        test_values,
+        test_fraction,
+        seed,
+        layer,
+    )
     tmp = out_dir.with_name(f".{out_dir.name}.import-{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -153,8 +177,19 @@ def _task(name: str) -> layout.Task:
         raise InputError("task", str(exc)) from None
 
 
-def _check_options(task_name, inputs, targets, mudata, test_inputs, test_targets, split_by, test_values,
-                   test_fraction, cell_fraction, gene_fraction) -> None:
+def _check_options(
+    task_name,
+    inputs,
+    targets,
+    mudata,
+    test_inputs,
+    test_targets,
+    split_by,
+    test_values,
+    test_fraction,
+    cell_fraction,
+    gene_fraction,
+) -> None:
     if (mudata is None) == (inputs is None and targets is None):
         raise InputError("sources", "give either inputs + targets (.h5ad) or mudata (.h5mu), not both or neither")
     if mudata is None and (inputs is None or targets is None):
@@ -169,8 +204,11 @@ def _check_options(task_name, inputs, targets, mudata, test_inputs, test_targets
         raise InputError("test_values", f"split_by={split_by!r} needs test_values: the values that go to test")
     if test_values and split_by is None:
         raise InputError("test_values", "test_values needs split_by (the obs column they refer to)")
-    for key, value in (("test_fraction", test_fraction), ("multi_cell_fraction", cell_fraction),
-                       ("multi_gene_fraction", gene_fraction)):
+    for key, value in (
+        ("test_fraction", test_fraction),
+        ("multi_cell_fraction", cell_fraction),
+        ("multi_gene_fraction", gene_fraction),
+    ):
         if not 0.0 < float(value) <= 1.0:
             raise InputError(key, f"must be in (0, 1], got {value}")
 
@@ -185,8 +223,21 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
 # --------------------------------------------------------------------------- reading sources
 
 
-def _load(task_name, inputs, targets, mudata, input_mod, target_mod, test_inputs, test_targets, split_by,
-          test_values, test_fraction, seed, layer):
+def _load(
+    task_name,
+    inputs,
+    targets,
+    mudata,
+    input_mod,
+    target_mod,
+    test_inputs,
+    test_targets,
+    split_by,
+    test_values,
+    test_fraction,
+    seed,
+    layer,
+):
     """Read the sources and split them; return (train, test, sources, split)."""
     if mudata is not None:
         cells, sources = _load_mudata(task_name, mudata, input_mod, target_mod, layer)
@@ -203,8 +254,10 @@ def _load(task_name, inputs, targets, mudata, input_mod, target_mod, test_inputs
     if split_by is not None:
         is_test, split = _column_split(cells, split_by, test_values)
     else:
-        is_test, split = _random_split(len(cells.ids), test_fraction, seed), {
-            "method": "fraction", "test_fraction": float(test_fraction), "seed": int(seed)}
+        is_test, split = (
+            _random_split(len(cells.ids), test_fraction, seed),
+            {"method": "fraction", "test_fraction": float(test_fraction), "seed": int(seed)},
+        )
     _check_split_sizes(cells, is_test, split)
     return cells.take(~is_test), cells.take(is_test), sources, split
 
@@ -260,7 +313,9 @@ def _pick_mod(path, available: list[str], wanted: list[str]) -> str:
     for name in wanted:
         if name in available:
             return name
-    raise InputError(path, f"no modality {' or '.join(map(repr, wanted))} (available: {', '.join(available) or 'none'})")
+    raise InputError(
+        path, f"no modality {' or '.join(map(repr, wanted))} (available: {', '.join(available) or 'none'})"
+    )
 
 
 def _block(adata, where: str, task_name: str, role: str, layer: str | None) -> _Block:
@@ -403,8 +458,17 @@ def _check_split_sizes(cells: _Cells, is_test: np.ndarray, split: dict) -> None:
 # --------------------------------------------------------------------------- writing
 
 
-def _write_all(out: Path, spec: layout.Task, train: _Cells, test: _Cells, split_by, raw: bool, seed: int,
-               cell_fraction: float, gene_fraction: float) -> dict:
+def _write_all(
+    out: Path,
+    spec: layout.Task,
+    train: _Cells,
+    test: _Cells,
+    split_by,
+    raw: bool,
+    seed: int,
+    cell_fraction: float,
+    gene_fraction: float,
+) -> dict:
     """Write matrices, metadata, evaluation and truth files; return the summary."""
     truth_dir = out / layout.TRUTH_DIR
     truth_dir.mkdir()
@@ -426,8 +490,13 @@ def _write_all(out: Path, spec: layout.Task, train: _Cells, test: _Cells, split_
     rows = _write_scoring(out, truth_dir, spec.name, test, seed, cell_fraction, gene_fraction)
     p, q = len(train.inputs.names), len(train.targets.names)
     return {
-        "shapes": {spec.name: {"train_inputs": [len(train.ids), p], "train_targets": [len(train.ids), q],
-                               "test_inputs": [len(test.ids), p]}},
+        "shapes": {
+            spec.name: {
+                "train_inputs": [len(train.ids), p],
+                "train_targets": [len(train.ids), q],
+                "test_inputs": [len(test.ids), p],
+            }
+        },
         "train_cells": len(train.ids),
         "test_cells": len(test.ids),
         "evaluation_rows": rows,
@@ -460,13 +529,15 @@ def _metadata(spec: layout.Task, cells: _Cells, split_by, hidden: bool) -> pd.Da
     donor_column = split_by or next((c for c in DONOR_COLUMNS if c in obs.columns), None)
     donor = obs[donor_column].astype(str).to_numpy() if donor_column else np.full(len(obs), UNKNOWN, dtype=object)
     cell_type = obs["cell_type"].astype(str).to_numpy() if "cell_type" in obs.columns else UNKNOWN
-    return pd.DataFrame({
-        "cell_id": cells.ids,
-        "day": _days(cells),
-        "donor": donor,
-        "cell_type": layout.HIDDEN_CELL_TYPE if hidden else cell_type,
-        "technology": spec.technology,
-    })
+    return pd.DataFrame(
+        {
+            "cell_id": cells.ids,
+            "day": _days(cells),
+            "donor": donor,
+            "cell_type": layout.HIDDEN_CELL_TYPE if hidden else cell_type,
+            "technology": spec.technology,
+        }
+    )
 
 
 def _days(cells: _Cells) -> np.ndarray:
@@ -478,8 +549,9 @@ def _days(cells: _Cells) -> np.ndarray:
     return day.to_numpy().astype(np.int64)
 
 
-def _write_scoring(out: Path, truth_dir: Path, task_name: str, test: _Cells, seed: int,
-                   cell_fraction: float, gene_fraction: float) -> int:
+def _write_scoring(
+    out: Path, truth_dir: Path, task_name: str, test: _Cells, seed: int, cell_fraction: float, gene_fraction: float
+) -> int:
     """Write evaluation_ids, sample_submission and truth/solution.parquet; return the row count."""
     genes = test.targets.names
     if task_name == "cite":
@@ -536,18 +608,21 @@ def _write_cite_solution(truth_dir: Path, values: np.ndarray, splits: np.ndarray
 
 
 def _write_truth_json(out: Path, task_name: str, sources: dict, split: dict, seed: int, summary: dict) -> None:
-    write_json(out / layout.TRUTH_DIR / layout.TRUTH_JSON, {
-        "generator": GENERATOR,
-        "version": mmscel.__version__,
-        "task": task_name,
-        "sources": sources,
-        "split": split,
-        "seed": int(seed),
-        "shapes": summary["shapes"],
-        "evaluation_rows": summary["evaluation_rows"],
-        "oracle": None,
-        "n_test_cells": {"public": 0, "private": summary["test_cells"]},
-    })
+    write_json(
+        out / layout.TRUTH_DIR / layout.TRUTH_JSON,
+        {
+            "generator": GENERATOR,
+            "version": mmscel.__version__,
+            "task": task_name,
+            "sources": sources,
+            "split": split,
+            "seed": int(seed),
+            "shapes": summary["shapes"],
+            "evaluation_rows": summary["evaluation_rows"],
+            "oracle": None,
+            "n_test_cells": {"public": 0, "private": summary["test_cells"]},
+        },
+    )
 
 
 def _short(exc: Exception) -> str:

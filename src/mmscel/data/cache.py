@@ -100,13 +100,20 @@ def matrix_sources(data_dir: Path) -> dict[str, Path]:
         present = [s for s in task.stems() if s in found]
         if present and len(present) < 3:
             missing = next(s for s in task.stems() if s not in found)
-            raise InputError(data_dir / f"{missing}.h5", f"file not found (the {task.name} task needs all of {', '.join(task.stems())})")
+            raise InputError(
+                data_dir / f"{missing}.h5",
+                f"file not found (the {task.name} task needs all of {', '.join(task.stems())})",
+            )
     if not any(s in found for s in layout.H5_STEMS):
-        raise InputError(data_dir, "no competition files found (expected train_cite_inputs.h5, train_multi_inputs.h5, ...)")
+        raise InputError(
+            data_dir, "no competition files found (expected train_cite_inputs.h5, train_multi_inputs.h5, ...)"
+        )
     return found
 
 
-def prepare(data_dir: str | Path, cache_dir: str | Path | None = None, *, compress: bool = False, chunk_bytes: int | None = None) -> PrepareReport:
+def prepare(
+    data_dir: str | Path, cache_dir: str | Path | None = None, *, compress: bool = False, chunk_bytes: int | None = None
+) -> PrepareReport:
     """Convert the competition folder ``data_dir`` into the sparse cache.
 
     Streams each HDF5 matrix in row chunks, so peak memory is bounded by the
@@ -126,10 +133,17 @@ def prepare(data_dir: str | Path, cache_dir: str | Path | None = None, *, compre
     manifest["format"] = CACHE_FORMAT
     manifest["mmscel_version"] = mmscel.__version__
     report = PrepareReport(cache=cache)
-    metadata = _prepare_table(manifest, report, "metadata", metadata_source, cache / "metadata.parquet", _convert_metadata)
+    metadata = _prepare_table(
+        manifest, report, "metadata", metadata_source, cache / "metadata.parquet", _convert_metadata
+    )
     known = _known_cells(metadata)
     for name, csv_name, out_name, convert in (
-        ("metadata_cite_day_2_donor_27678", layout.CITE_DAY2_EXTRA_METADATA, "metadata_cite_day_2_donor_27678.parquet", _convert_metadata),
+        (
+            "metadata_cite_day_2_donor_27678",
+            layout.CITE_DAY2_EXTRA_METADATA,
+            "metadata_cite_day_2_donor_27678.parquet",
+            _convert_metadata,
+        ),
         ("evaluation", layout.EVALUATION_IDS, "evaluation.parquet", _convert_evaluation),
         ("sample_submission", layout.SAMPLE_SUBMISSION, "sample_submission.parquet", _convert_submission),
     ):
@@ -141,7 +155,12 @@ def prepare(data_dir: str | Path, cache_dir: str | Path | None = None, *, compre
     for stem, source in sources.items():
         reference = train_columns.get(_column_reference(stem))
         _prepare_matrix(manifest, report, stem, source, cache, known, reference, compress, chunk_bytes)
-        if stem in (layout.CITE.train_inputs, layout.MULTI.train_inputs, layout.CITE.train_targets, layout.MULTI.train_targets):
+        if stem in (
+            layout.CITE.train_inputs,
+            layout.MULTI.train_inputs,
+            layout.CITE.train_targets,
+            layout.MULTI.train_targets,
+        ):
             train_columns[stem] = _read_idxcol(cache, stem)[1]
         _check_rows_match(cache, stem, sources)
     if layout.CITE.test_inputs in sources:
@@ -206,7 +225,9 @@ def _convert_metadata(source: Path, out: Path) -> None:
 def _stream_csv(source: Path, out: Path, columns: tuple[str, ...], types: dict) -> None:
     """Copy a (possibly 65-million-row) CSV to parquet in record batches."""
     try:
-        reader = pacsv.open_csv(source, convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(columns)))
+        reader = pacsv.open_csv(
+            source, convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(columns))
+        )
     except Exception as exc:
         raise InputError(source, f"unreadable CSV or missing columns {list(columns)}: {_first_line(exc)}") from None
     expected_row = 0
@@ -231,7 +252,9 @@ def _stream_csv(source: Path, out: Path, columns: tuple[str, ...], types: dict) 
 
 
 def _convert_evaluation(source: Path, out: Path) -> None:
-    _stream_csv(source, out, layout.EVALUATION_COLUMNS, {"row_id": pa.int64(), "cell_id": pa.string(), "gene_id": pa.string()})
+    _stream_csv(
+        source, out, layout.EVALUATION_COLUMNS, {"row_id": pa.int64(), "cell_id": pa.string(), "gene_id": pa.string()}
+    )
 
 
 def _convert_submission(source: Path, out: Path) -> None:
@@ -314,7 +337,11 @@ def _adopt_sparse(source: Path, stem: str, cache: Path, known, reference) -> tup
         canonical = matrix.copy()
         canonical.eliminate_zeros()
         canonical.sort_indices()
-        save_digests(cache, stem, row_digests(CsrParts(canonical.data, canonical.indices.astype(np.int32), np.diff(canonical.indptr))))
+        save_digests(
+            cache,
+            stem,
+            row_digests(CsrParts(canonical.data, canonical.indices.astype(np.int32), np.diff(canonical.indptr))),
+        )
     return matrix.shape, int(matrix.nnz)
 
 
@@ -350,7 +377,10 @@ def load_idxcol(path: Path) -> tuple[np.ndarray, np.ndarray]:
             return archive["index"], archive["columns"]
     except ValueError as exc:
         if "pickle" in str(exc):
-            raise InputError(path, "stores Python objects (pickle), which mmscel never loads; save index and columns as string arrays") from None
+            raise InputError(
+                path,
+                "stores Python objects (pickle), which mmscel never loads; save index and columns as string arrays",
+            ) from None
         raise InputError(path, f"unreadable: {_first_line(exc)}") from None
     except Exception as exc:
         raise InputError(path, f"unreadable or missing 'index'/'columns': {_first_line(exc)}") from None
@@ -366,7 +396,9 @@ def _check_rows_match(cache: Path, stem: str, sources: dict) -> None:
         if stem == task.train_targets and task.train_inputs in sources:
             inputs, targets = _read_idxcol(cache, task.train_inputs)[0], _read_idxcol(cache, stem)[0]
             if not np.array_equal(inputs, targets):
-                raise InputError(sources[stem], f"cell ids differ from {task.train_inputs}.h5 (rows must match one to one)")
+                raise InputError(
+                    sources[stem], f"cell ids differ from {task.train_inputs}.h5 (rows must match one to one)"
+                )
 
 
 HASHED_STEMS = (layout.CITE.train_inputs, layout.CITE.test_inputs)
@@ -414,7 +446,9 @@ def _report_duplicates(cache: Path, manifest: dict) -> int:
     row, not the matrices.
     """
     key = "cite_test_duplicates"
-    fingerprint = [manifest["entries"][s]["source"]["sha256"] for s in (layout.CITE.train_inputs, layout.CITE.test_inputs)]
+    fingerprint = [
+        manifest["entries"][s]["source"]["sha256"] for s in (layout.CITE.train_inputs, layout.CITE.test_inputs)
+    ]
     if manifest.get(key, {}).get("sources") == fingerprint and (cache / LEAK_REPORT).exists():
         return manifest[key]["count"]
     train = np.load(digests_path(cache, layout.CITE.train_inputs), allow_pickle=False).view("V16").ravel()
@@ -422,7 +456,9 @@ def _report_duplicates(cache: Path, manifest: dict) -> int:
     first_train = {digest.tobytes(): i for i, digest in reversed(list(enumerate(train)))}
     train_ids = _read_idxcol(cache, layout.CITE.train_inputs)[0]
     test_ids = _read_idxcol(cache, layout.CITE.test_inputs)[0]
-    pairs = [(test_ids[i], train_ids[first_train[d.tobytes()]]) for i, d in enumerate(test) if d.tobytes() in first_train]
+    pairs = [
+        (test_ids[i], train_ids[first_train[d.tobytes()]]) for i, d in enumerate(test) if d.tobytes() in first_train
+    ]
     with atomic_path(cache / LEAK_REPORT) as tmp:
         pd.DataFrame(pairs, columns=["test_cell_id", "train_cell_id"]).to_parquet(tmp, index=False)
     manifest[key] = {"sources": fingerprint, "count": len(pairs), "file": LEAK_REPORT}

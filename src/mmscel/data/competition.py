@@ -77,7 +77,10 @@ def write_evaluation(
     """
     out_dir = Path(out_dir)
     row = 0
-    with atomic_path(out_dir / layout.EVALUATION_IDS) as eval_tmp, atomic_path(out_dir / layout.SAMPLE_SUBMISSION) as sub_tmp:
+    with (
+        atomic_path(out_dir / layout.EVALUATION_IDS) as eval_tmp,
+        atomic_path(out_dir / layout.SAMPLE_SUBMISSION) as sub_tmp,
+    ):
         with eval_tmp.open("w") as eval_file, sub_tmp.open("w") as sub_file:
             eval_file.write(",".join(layout.EVALUATION_COLUMNS) + "\n")
             sub_file.write(",".join(layout.SUBMISSION_COLUMNS) + "\n")
@@ -127,11 +130,16 @@ def write_solution(
     cite_values = np.asarray(cite_values, dtype=np.float32)
     multi_values = _per_cell(np.asarray(multi_values, dtype=np.float32), len(multi_splits))
     labels = pa.dictionary(pa.int8(), pa.string())
-    schema = pa.schema([("row_id", pa.int64()), ("target", pa.float32()), ("task", labels), ("split", labels), ("cell", pa.int32())])
+    schema = pa.schema(
+        [("row_id", pa.int64()), ("target", pa.float32()), ("task", labels), ("split", labels), ("cell", pa.int32())]
+    )
     row, cell = 0, 0
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
-            for task_name, values, splits in (("cite", cite_values, cite_splits), ("multi", multi_values, multi_splits)):
+            for task_name, values, splits in (
+                ("cite", cite_values, cite_splits),
+                ("multi", multi_values, multi_splits),
+            ):
                 split_codes = _split_codes(splits)
                 step = _cells_per_chunk(values.shape[1] if values.ndim == 2 else 1)
                 for start in range(0, len(values), step):
@@ -143,7 +151,9 @@ def write_solution(
                             "row_id": np.arange(row, row + n, dtype=np.int64),
                             "target": block.ravel(),
                             "task": _labels(np.zeros(n, np.int8), [task_name]),
-                            "split": _labels(np.repeat(split_codes[start : start + n_cells], width), list(SPLIT_LABELS)),
+                            "split": _labels(
+                                np.repeat(split_codes[start : start + n_cells], width), list(SPLIT_LABELS)
+                            ),
                             "cell": np.repeat(np.arange(cell, cell + n_cells, dtype=np.int32), width),
                         },
                         schema=schema,

@@ -270,14 +270,20 @@ class FrameReader:
         target = np.empty((n, self.shape[1]), dtype=np.float32) if out is None else out[:n]
         try:
             node = self.blocks[0][1]
-            if len(self.blocks) == 1 and node.dtype == np.float32 and np.array_equal(self.blocks[0][0], np.arange(self.shape[1])):
+            if (
+                len(self.blocks) == 1
+                and node.dtype == np.float32
+                and np.array_equal(self.blocks[0][0], np.arange(self.shape[1]))
+            ):
                 node.read(start, start + n, out=target)
             else:
                 for positions, node in self.blocks:
                     target[:, positions] = node[start : start + n]
             return target
         except Exception as exc:
-            raise InputError(self.path, f"cannot read rows {start}-{start + n} (truncated or corrupt?): {_short(exc)}") from None
+            raise InputError(
+                self.path, f"cannot read rows {start}-{start + n} (truncated or corrupt?): {_short(exc)}"
+            ) from None
 
     def iter_chunks(self, chunk_rows: int | None = None, prefetch: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start_row, dense_chunk)`` pairs covering all rows in order.
@@ -294,7 +300,9 @@ class FrameReader:
             return
         yield from self.map_chunks(np.copy, step, workers=1)
 
-    def map_chunks(self, func: Callable[[np.ndarray], T], chunk_rows: int | None = None, workers: int = 2) -> Iterator[tuple[int, T]]:
+    def map_chunks(
+        self, func: Callable[[np.ndarray], T], chunk_rows: int | None = None, workers: int = 2
+    ) -> Iterator[tuple[int, T]]:
         """Yield ``(start_row, func(chunk))`` for every row chunk, in order, computed by ``workers`` threads.
 
         Each worker reads its chunk (reads are serialised: HDF5 is not
@@ -366,11 +374,17 @@ def refuse_pickles(path: Path) -> None:
             try:
                 value = obj.attrs[key]
             except Exception:  # unreadable here: PyTables' own reader is not to be trusted with it either
-                raise InputError(path, f"attribute {key!r} of /{name} has a type mmscel cannot inspect; refusing to read the file") from None
+                raise InputError(
+                    path, f"attribute {key!r} of /{name} has a type mmscel cannot inspect; refusing to read the file"
+                ) from None
             if key == "PSEUDOATOM" and _as_bytes(value) == b"object":
-                raise InputError(path, f"/{name} stores pickled Python objects (an ObjectAtom array), which mmscel never loads")
+                raise InputError(
+                    path, f"/{name} stores pickled Python objects (an ObjectAtom array), which mmscel never loads"
+                )
             if _unsafe_pickle(_as_bytes(value)):
-                raise InputError(path, f"attribute {key!r} of /{name} holds a pickled Python object, which mmscel never loads")
+                raise InputError(
+                    path, f"attribute {key!r} of /{name} holds a pickled Python object, which mmscel never loads"
+                )
 
     with h5py.File(path, "r") as handle:
         check("", handle)

@@ -11,7 +11,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmscel.data import layout
-from mmscel.data.cache import MANIFEST, load_idxcol, default_cache, idxcol_path, matrix_sources, source_is_current, values_path
+from mmscel.data.cache import (
+    MANIFEST,
+    default_cache,
+    idxcol_path,
+    load_idxcol,
+    matrix_sources,
+    source_is_current,
+    values_path,
+)
 from mmscel.data.sparse_npz import read_stacked
 from mmscel.errors import InputError
 
@@ -66,10 +74,14 @@ def check_cache(data_dir: str | Path, cache_dir: str | Path | None = None) -> di
         if entry is None:
             raise InputError(cache, f"{source.name} is not in the cache; run: mmscel prepare --data {data_dir}")
         if not source_is_current(source, entry.get("source")):
-            raise InputError(cache, f"built from other data ({source.name} differs); run: mmscel prepare --data {data_dir}")
+            raise InputError(
+                cache, f"built from other data ({source.name} differs); run: mmscel prepare --data {data_dir}"
+            )
     metadata = data_dir / layout.METADATA
     if not source_is_current(metadata, entries.get("metadata", {}).get("source")):
-        raise InputError(cache, f"built from other data ({metadata.name} differs); run: mmscel prepare --data {data_dir}")
+        raise InputError(
+            cache, f"built from other data ({metadata.name} differs); run: mmscel prepare --data {data_dir}"
+        )
     return manifest
 
 
@@ -106,8 +118,16 @@ def stacked_inputs(task: str, data_dir: str | Path = "data", cache_dir: str | Pa
     return load_stacked(cache_dir_for(data_dir, cache_dir), [spec.train_inputs, spec.test_inputs])
 
 
-def load(task: str, split: str, data_dir: str | Path = "data", cache_dir: str | Path | None = None, *, check: bool = True,
-         inputs: bool = True, targets: bool = True) -> Split:
+def load(
+    task: str,
+    split: str,
+    data_dir: str | Path = "data",
+    cache_dir: str | Path | None = None,
+    *,
+    check: bool = True,
+    inputs: bool = True,
+    targets: bool = True,
+) -> Split:
     """Load ``split`` ('train' or 'test') of ``task`` ('cite' or 'multi') from the prepared cache.
 
     ``inputs=False`` / ``targets=False`` skip those matrices (their names are

@@ -163,7 +163,9 @@ def read_stacked(paths: list[str | Path]) -> sp.csr_matrix:
         indptr.append(pointer[1:] + start)
         start = stop
     n_rows = sum(shape[0] for shape, _ in headers)
-    return sp.csr_matrix((data, indices, np.concatenate(indptr)), shape=(n_rows, widths.pop() if widths else 0), copy=False)
+    return sp.csr_matrix(
+        (data, indices, np.concatenate(indptr)), shape=(n_rows, widths.pop() if widths else 0), copy=False
+    )
 
 
 def _csr_headers(path: Path) -> tuple[tuple[int, int], dict[str, int]]:

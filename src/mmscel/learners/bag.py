@@ -24,7 +24,9 @@ class SeedBag(BaseLearner):
     name = "bag"
     Params = LearnerParams
 
-    def __init__(self, learner_cls: type[BaseLearner], params: LearnerParams, n_members: int, seed: int = 0, n_jobs: int = 2):
+    def __init__(
+        self, learner_cls: type[BaseLearner], params: LearnerParams, n_members: int, seed: int = 0, n_jobs: int = 2
+    ):
         if n_members < 1:
             raise ValueError(f"a bag needs at least one member, got {n_members}")
         self.learner_cls = learner_cls

@@ -79,7 +79,9 @@ class BaseLearner(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[LearnerParams]]
     uses_validation: ClassVar[bool] = False  # True when fit() early-stops on `valid`
-    uses_full_targets: ClassVar[bool] = False  # True when fit() reads FitData.Y_full (a copy of those rows: GBs at full scale)
+    uses_full_targets: ClassVar[bool] = (
+        False  # True when fit() reads FitData.Y_full (a copy of those rows: GBs at full scale)
+    )
 
     def __init__(self, params: Mapping[str, Any] | LearnerParams | None = None, seed: int = 0, n_jobs: int = 2):
         self.params = params if isinstance(params, self.Params) else self.Params(**dict(params or {}))

@@ -299,7 +299,9 @@ class MLPLearner(BaseLearner):
                 loss = compute_loss(self.params.loss, pred, Y_t.index_select(0, idx))
             value = loss.item()
             if not math.isfinite(value):
-                raise InputError("params.lr", f"the MLP's training loss became {value} at lr {self.params.lr}; lower lr")
+                raise InputError(
+                    "params.lr", f"the MLP's training loss became {value} at lr {self.params.lr}; lower lr"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -60,7 +60,9 @@ class XGBLearner(BaseLearner):
         dtrain = xgb.QuantileDMatrix(as_float32(train.X), label=targets_2d(train.Y), max_bin=self.params.max_bin)
         evals, stopping = [], None
         if valid is not None:
-            dvalid = xgb.QuantileDMatrix(as_float32(valid.X), label=targets_2d(valid.Y), ref=dtrain, max_bin=self.params.max_bin)
+            dvalid = xgb.QuantileDMatrix(
+                as_float32(valid.X), label=targets_2d(valid.Y), ref=dtrain, max_bin=self.params.max_bin
+            )
             evals = [(dvalid, "valid")]
             stopping = self.params.early_stopping_rounds or None
         self.booster_ = xgb.train(

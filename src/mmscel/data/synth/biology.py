@@ -47,7 +47,9 @@ class Donors:
         return np.fromiter((lookup[int(d)] for d in donor), dtype=np.int64, count=len(donor))
 
 
-def sample_states(rng: np.random.Generator, donors: Donors, donor: np.ndarray, day: np.ndarray, base_library: float) -> pd.DataFrame:
+def sample_states(
+    rng: np.random.Generator, donors: Donors, donor: np.ndarray, day: np.ndarray, base_library: float
+) -> pd.DataFrame:
     """Draw the latent state of cells with the given donors and days.
 
     Columns: lineage (0-5), t (pseudotime), cycling, library (expected RNA

@@ -87,13 +87,17 @@ class CiteResult:
     cell_type: np.ndarray | None = None
 
 
-def simulate_cite(out: Path, scale, plan: pd.DataFrame, cell_ids: np.ndarray, seed: int, raw: bool, extras: bool) -> CiteResult:
+def simulate_cite(
+    out: Path, scale, plan: pd.DataFrame, cell_ids: np.ndarray, seed: int, raw: bool, extras: bool
+) -> CiteResult:
     """Write the CITEseq files of a synthetic competition; return its truth."""
     world_rng = np.random.default_rng([seed, 1])
     donors = Donors.sample(np.random.default_rng([seed, 0]))
     world = CiteWorld.sample(world_rng, scale.cite_genes, donors)
     state_rng = np.random.default_rng([seed, 2])
-    states = sample_states(state_rng, donors, plan["donor"].to_numpy(), plan["day"].to_numpy(), LIBRARY_PER_GENE * scale.cite_genes)
+    states = sample_states(
+        state_rng, donors, plan["donor"].to_numpy(), plan["day"].to_numpy(), LIBRARY_PER_GENE * scale.cite_genes
+    )
     is_train = (plan["split"] == "train").to_numpy()
     train_idx, test_idx = np.flatnonzero(is_train), np.flatnonzero(~is_train)
     leak = plan["leak"].to_numpy()[test_idx]
@@ -102,7 +106,9 @@ def simulate_cite(out: Path, scale, plan: pd.DataFrame, cell_ids: np.ndarray, se
         train_idx[leak_source], ["lineage", "t", "cycling", "library", "adt_depth", "cell_type"]
     ].to_numpy()
     plan_donor = plan["donor"].to_numpy()
-    result = CiteResult(test_targets=np.zeros((len(test_idx), len(layout.CITE_PROTEINS)), np.float32), train_target_mean=np.zeros(0))
+    result = CiteResult(
+        test_targets=np.zeros((len(test_idx), len(layout.CITE_PROTEINS)), np.float32), train_target_mean=np.zeros(0)
+    )
     stash = _write_train(out, world, states, plan_donor, train_idx, cell_ids, leak_source, seed, raw, result)
     _write_test(out, world, states, plan_donor, test_idx, cell_ids, leak, stash, seed, raw, result)
     result.oracle["public"] = result.oracle["test"][(plan["split"].to_numpy()[test_idx] == "public")]
@@ -113,13 +119,17 @@ def simulate_cite(out: Path, scale, plan: pd.DataFrame, cell_ids: np.ndarray, se
     return result
 
 
-def _writers(out: Path, stems_columns: list[tuple[str, np.ndarray]], index: np.ndarray, raw: bool, truth: set[str] = frozenset()):
+def _writers(
+    out: Path, stems_columns: list[tuple[str, np.ndarray]], index: np.ndarray, raw: bool, truth: set[str] = frozenset()
+):
     writers = {}
     for stem, columns in stems_columns:
         folder = out / layout.TRUTH_DIR if stem in truth else out
         writers[stem] = FrameWriter(folder / f"{stem}.h5", stem, index, columns)
         if raw and stem not in truth:
-            writers[stem + layout.RAW_SUFFIX] = FrameWriter(out / f"{stem}{layout.RAW_SUFFIX}.h5", stem + layout.RAW_SUFFIX, index, columns)
+            writers[stem + layout.RAW_SUFFIX] = FrameWriter(
+                out / f"{stem}{layout.RAW_SUFFIX}.h5", stem + layout.RAW_SUFFIX, index, columns
+            )
     return writers
 
 
@@ -129,7 +139,10 @@ def _close(writers: dict, ok: bool) -> None:
 
 
 def _write_train(out, world, states, donor, train_idx, cell_ids, leak_source, seed, raw, result):
-    stems = [(layout.CITE.train_inputs, world.genes), (layout.CITE.train_targets, np.asarray(layout.CITE_PROTEINS, dtype=object))]
+    stems = [
+        (layout.CITE.train_inputs, world.genes),
+        (layout.CITE.train_targets, np.asarray(layout.CITE_PROTEINS, dtype=object)),
+    ]
     writers = _writers(out, stems, cell_ids[train_idx], raw)
     oracle, target_sum = [], np.zeros(len(layout.CITE_PROTEINS))
     stash = {"inputs": [], "targets": [], "input_counts": [], "target_counts": [], "oracle": []}
@@ -192,7 +205,9 @@ def _write_day2_extra(out: Path, scale, world: CiteWorld, seed: int) -> None:
     n_cells, n_columns = scale.cite_day2_extra
     n_extra = n_columns - len(world.genes)
     extra_ids = names.ensembl_ids(rng, n_extra, exclude={g.split("_")[0] for g in world.genes})
-    extra_names = np.asarray([f"{g}_{s}" for g, s in zip(extra_ids, names._synthetic_symbols(rng, n_extra))], dtype=object)
+    extra_names = np.asarray(
+        [f"{g}_{s}" for g, s in zip(extra_ids, names._synthetic_symbols(rng, n_extra))], dtype=object
+    )
     columns = np.concatenate([world.genes, extra_names])
     order = np.argsort(columns, kind="stable")  # axis0 is sorted by gene id, so the blocks interleave
     position = np.empty_like(order)
@@ -206,7 +221,11 @@ def _write_day2_extra(out: Path, scale, world: CiteWorld, seed: int) -> None:
     with FrameWriter(out / f"{stem}.h5", stem, ids, columns[order], blocks=blocks) as writer:
         for start in range(0, n_cells, CHUNK_CELLS):
             part = states.iloc[start : start + CHUNK_CELLS]
-            program, donor_row, library = programs(part), world.donors.index(donor[start : start + len(part)]), part["library"].to_numpy()
+            program, donor_row, library = (
+                programs(part),
+                world.donors.index(donor[start : start + len(part)]),
+                part["library"].to_numpy(),
+            )
             counts = np.concatenate(
                 [
                     sample_nb(rng, world.gene_model.mean_counts(program, donor_row, library), world.gene_model.theta),
@@ -215,5 +234,13 @@ def _write_day2_extra(out: Path, scale, world: CiteWorld, seed: int) -> None:
                 axis=1,
             )
             writer.write(normalise_log1p(counts)[:, order])
-    meta = pd.DataFrame({"cell_id": ids, "day": 2, "donor": layout.PUBLIC_DONOR, "cell_type": states["cell_type"], "technology": "citeseq"})
+    meta = pd.DataFrame(
+        {
+            "cell_id": ids,
+            "day": 2,
+            "donor": layout.PUBLIC_DONOR,
+            "cell_type": states["cell_type"],
+            "technology": "citeseq",
+        }
+    )
     write_metadata(out / layout.CITE_DAY2_EXTRA_METADATA, meta)

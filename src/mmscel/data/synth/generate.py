@@ -25,7 +25,15 @@ from mmscel.metrics import pearson_per_row
 GENERATOR_VERSION = "2"  # 2: truth.json gains the reachable reference
 
 
-def generate(out_dir: str | Path, scale: str = "tiny", seed: int = 0, *, extras: bool = True, raw: bool = False, overwrite: bool = False) -> dict:
+def generate(
+    out_dir: str | Path,
+    scale: str = "tiny",
+    seed: int = 0,
+    *,
+    extras: bool = True,
+    raw: bool = False,
+    overwrite: bool = False,
+) -> dict:
     """Generate a synthetic competition in Kaggle's layout under ``out_dir``.
 
     The folder is built beside ``out_dir`` under a temporary name and renamed
@@ -65,7 +73,9 @@ def _generate_into(work: Path, scale, seed: int, extras: bool, raw: bool) -> dic
     cite_test, multi_test = cite_plan["split"] != "train", multi_plan["split"] != "train"
     multi_test_ids = multi_ids[multi_test.to_numpy()]
     genes = pd.read_hdf(work / f"{layout.MULTI.train_targets}.h5", start=0, stop=0).columns.to_numpy()
-    rows = write_evaluation(work, cite_ids[cite_test.to_numpy()], layout.CITE_PROTEINS, multi_test_ids[scored_rows], genes, scored_genes)
+    rows = write_evaluation(
+        work, cite_ids[cite_test.to_numpy()], layout.CITE_PROTEINS, multi_test_ids[scored_rows], genes, scored_genes
+    )
     cite_splits = cite_plan.loc[cite_test, "split"].to_numpy()
     multi_splits = multi_plan.loc[multi_test, "split"].to_numpy()[scored_rows]
     write_solution(work / layout.TRUTH_DIR, cite.test_targets, cite_splits, multi.scored_truth, multi_splits)
@@ -105,16 +115,35 @@ def _generate_into(work: Path, scale, seed: int, extras: bool, raw: bool) -> dic
         ),
     }
     write_json(work / layout.TRUTH_DIR / layout.TRUTH_JSON, truth)
-    _write_train_references(work / layout.TRUTH_DIR / layout.TRAIN_REFERENCES, cite, cite_ids[~cite_test.to_numpy()], multi)
-    return {**truth, "wall_seconds": round(time.perf_counter() - started, 2)}  # kept out of the file: same seed, same bytes
+    _write_train_references(
+        work / layout.TRUTH_DIR / layout.TRAIN_REFERENCES, cite, cite_ids[~cite_test.to_numpy()], multi
+    )
+    return {
+        **truth,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }  # kept out of the file: same seed, same bytes
 
 
 def _write_train_references(path: Path, cite, cite_train_ids: np.ndarray, multi) -> None:
     """Per-cell oracle and reachable scores of the train cells they were taken on, so that a
     validation fold can be set beside the references of its own cells."""
     frames = [
-        pd.DataFrame({"task": "cite", "cell_id": cite_train_ids, "oracle": cite.oracle["train"], "reachable": cite.oracle["train"]}),
-        pd.DataFrame({"task": "multi", "cell_id": multi.train_reference_cells, "oracle": multi.oracle["train"], "reachable": multi.reachable["train"]}),
+        pd.DataFrame(
+            {
+                "task": "cite",
+                "cell_id": cite_train_ids,
+                "oracle": cite.oracle["train"],
+                "reachable": cite.oracle["train"],
+            }
+        ),
+        pd.DataFrame(
+            {
+                "task": "multi",
+                "cell_id": multi.train_reference_cells,
+                "oracle": multi.oracle["train"],
+                "reachable": multi.reachable["train"],
+            }
+        ),
     ]
     pd.concat(frames, ignore_index=True).to_parquet(path, index=False)
 
@@ -134,8 +163,24 @@ def _multi_scored(rng: np.random.Generator, scale) -> tuple[np.ndarray, np.ndarr
 def _write_metadata(work, cite_plan, cite_ids, cite_types, multi_plan, multi_ids, multi_types) -> None:
     multi_types = np.where(multi_plan["split"] == "train", multi_types, layout.HIDDEN_CELL_TYPE)
     frames = [
-        pd.DataFrame({"cell_id": cite_ids, "day": cite_plan["day"], "donor": cite_plan["donor"], "cell_type": cite_types, "technology": "citeseq"}),
-        pd.DataFrame({"cell_id": multi_ids, "day": multi_plan["day"], "donor": multi_plan["donor"], "cell_type": multi_types, "technology": "multiome"}),
+        pd.DataFrame(
+            {
+                "cell_id": cite_ids,
+                "day": cite_plan["day"],
+                "donor": cite_plan["donor"],
+                "cell_type": cite_types,
+                "technology": "citeseq",
+            }
+        ),
+        pd.DataFrame(
+            {
+                "cell_id": multi_ids,
+                "day": multi_plan["day"],
+                "donor": multi_plan["donor"],
+                "cell_type": multi_types,
+                "technology": "multiome",
+            }
+        ),
     ]
     write_metadata(work / layout.METADATA, pd.concat(frames, ignore_index=True))
 

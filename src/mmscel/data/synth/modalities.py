@@ -44,7 +44,12 @@ class GeneModel:
 
     @classmethod
     def sample(
-        cls, rng: np.random.Generator, n_genes: int, base_sd: float = 1.7, loading_scale: float = 1.1, chr_y_fraction: float = 0.003
+        cls,
+        rng: np.random.Generator,
+        n_genes: int,
+        base_sd: float = 1.7,
+        loading_scale: float = 1.1,
+        chr_y_fraction: float = 0.003,
     ) -> GeneModel:
         """Sample base expression, program loadings, donor offsets and dispersions."""
         base = rng.normal(-1.2, base_sd, n_genes)
@@ -149,7 +154,9 @@ class PeakModel:
         return prob
 
 
-def sample_atac(rng: np.random.Generator, open_state: sp.csr_matrix, depth: np.ndarray, background: float = 0.0015) -> sp.csr_matrix:
+def sample_atac(
+    rng: np.random.Generator, open_state: sp.csr_matrix, depth: np.ndarray, background: float = 0.0015
+) -> sp.csr_matrix:
     """ATAC counts: open peaks yield Poisson(depth) fragments, closed peaks rare background."""
     counts = open_state.astype(np.float32).tocsr()
     counts.data = rng.poisson(np.repeat(depth, np.diff(counts.indptr))).astype(np.float32)
@@ -164,7 +171,9 @@ def sample_atac(rng: np.random.Generator, open_state: sp.csr_matrix, depth: np.n
     return counts
 
 
-def cis_links(rng: np.random.Generator, gene_chrom, gene_pos, peak_chrom, peak_centre, per_gene: int = 4) -> sp.csr_matrix:
+def cis_links(
+    rng: np.random.Generator, gene_chrom, gene_pos, peak_chrom, peak_centre, per_gene: int = 4
+) -> sp.csr_matrix:
     """Link each gene to up to ``per_gene`` nearest peaks on its chromosome (genes x peaks weights).
 
     The window scales with peak density, so every scale links genes to a few peaks.

@@ -48,9 +48,15 @@ class MultiWorld:
         peaks, peak_chrom, peak_centre = names.peak_layout(rng, n_peaks)
         chromosomes = list(names.CHROMOSOME_LENGTHS)
         lengths = np.asarray(list(names.CHROMOSOME_LENGTHS.values()), dtype=np.float64)
-        gene_chrom = np.asarray(chromosomes, dtype=object)[rng.choice(len(chromosomes), size=n_genes, p=lengths / lengths.sum())]
-        gene_pos = (rng.random(n_genes) * np.asarray([names.CHROMOSOME_LENGTHS[c] for c in gene_chrom])).astype(np.int64)
-        gene_model = GeneModel.sample(rng, n_genes, base_sd=modalities.MULTI_BASE_SD, loading_scale=modalities.MULTI_LOADING_SCALE)
+        gene_chrom = np.asarray(chromosomes, dtype=object)[
+            rng.choice(len(chromosomes), size=n_genes, p=lengths / lengths.sum())
+        ]
+        gene_pos = (rng.random(n_genes) * np.asarray([names.CHROMOSOME_LENGTHS[c] for c in gene_chrom])).astype(
+            np.int64
+        )
+        gene_model = GeneModel.sample(
+            rng, n_genes, base_sd=modalities.MULTI_BASE_SD, loading_scale=modalities.MULTI_LOADING_SCALE
+        )
         gene_model.on_chr_y = gene_chrom == "chrY"
         links = cis_links(rng, gene_chrom, gene_pos, peak_chrom, peak_centre)
         return cls(peaks, names.ensembl_ids(rng, n_genes), PeakModel.sample(rng, peak_chrom), gene_model, links, donors)
@@ -68,7 +74,9 @@ class MultiResult:
     cell_type: np.ndarray | None = None
 
 
-def simulate_multi(out: Path, scratch: Path, scale, plan, cell_ids, seed: int, raw: bool, scored_rows, scored_genes) -> MultiResult:
+def simulate_multi(
+    out: Path, scratch: Path, scale, plan, cell_ids, seed: int, raw: bool, scored_rows, scored_genes
+) -> MultiResult:
     """Write the Multiome files of a synthetic competition; return its truth.
 
     ``scored_rows`` are the test rows the leaderboard scores and
@@ -77,15 +85,37 @@ def simulate_multi(out: Path, scratch: Path, scale, plan, cell_ids, seed: int, r
     donors = Donors.sample(np.random.default_rng([seed, 0]))
     world = MultiWorld.sample(np.random.default_rng([seed, 21]), scale.multi_peaks, scale.multi_genes, donors)
     states = sample_states(
-        np.random.default_rng([seed, 22]), donors, plan["donor"].to_numpy(), plan["day"].to_numpy(), LIBRARY_PER_GENE * scale.multi_genes
+        np.random.default_rng([seed, 22]),
+        donors,
+        plan["donor"].to_numpy(),
+        plan["day"].to_numpy(),
+        LIBRARY_PER_GENE * scale.multi_genes,
     )
     is_train = (plan["split"] == "train").to_numpy()
     train_idx, test_idx = np.flatnonzero(is_train), np.flatnonzero(~is_train)
-    oracle_rows = np.sort(np.random.default_rng([seed, 23]).choice(len(train_idx), min(ORACLE_TRAIN_CELLS, len(train_idx)), replace=False))
+    oracle_rows = np.sort(
+        np.random.default_rng([seed, 23]).choice(len(train_idx), min(ORACLE_TRAIN_CELLS, len(train_idx)), replace=False)
+    )
     scratch.mkdir(parents=True, exist_ok=True)
     column_counts = np.zeros(len(world.peaks))
-    train = _first_pass(out, scratch, world, states, plan, train_idx, cell_ids, seed, raw, "train", oracle_rows, None, column_counts)
-    test = _first_pass(out, scratch, world, states, plan, test_idx, cell_ids, seed, raw, "test", scored_rows, scored_genes, column_counts)
+    train = _first_pass(
+        out, scratch, world, states, plan, train_idx, cell_ids, seed, raw, "train", oracle_rows, None, column_counts
+    )
+    test = _first_pass(
+        out,
+        scratch,
+        world,
+        states,
+        plan,
+        test_idx,
+        cell_ids,
+        seed,
+        raw,
+        "test",
+        scored_rows,
+        scored_genes,
+        column_counts,
+    )
     idf = len(plan) / np.where(column_counts > 0, column_counts, 1.0)
     for split, idx in (("train", train_idx), ("test", test_idx)):
         _second_pass(out, scratch, world, idx, cell_ids, split, idf, raw)
@@ -94,20 +124,26 @@ def simulate_multi(out: Path, scratch: Path, scale, plan, cell_ids, seed: int, r
     mean_profile = train["target_sum"] / max(1, len(train_idx))
     result = MultiResult(scored_truth=test["scored"], scored_mean_profile=mean_profile[scored_genes])
     for name in ("oracle", "reachable"):
-        getattr(result, name).update(train=train[name], public=test[name][test_split == "public"], private=test[name][test_split == "private"])
+        getattr(result, name).update(
+            train=train[name], public=test[name][test_split == "public"], private=test[name][test_split == "private"]
+        )
     result.train_reference_cells = cell_ids[train_idx[oracle_rows]]
     result.cell_type = states["cell_type"].to_numpy()
     return result
 
 
-def _first_pass(out, scratch, world, states, plan, idx, cell_ids, seed, raw, split, oracle_rows, oracle_genes, column_counts):
+def _first_pass(
+    out, scratch, world, states, plan, idx, cell_ids, seed, raw, split, oracle_rows, oracle_genes, column_counts
+):
     """Draw ATAC counts (to scratch) and RNA targets of one split; score the oracle and the
     chromatin-averaged reference on ``oracle_rows``."""
     stem = layout.MULTI.train_targets if split == "train" else "test_multi_targets"
     folder = out if split == "train" else out / layout.TRUTH_DIR
     writers = {"y": FrameWriter(folder / f"{stem}.h5", stem, cell_ids[idx], world.genes)}
     if raw and split == "train":
-        writers["raw"] = FrameWriter(out / f"{stem}{layout.RAW_SUFFIX}.h5", stem + layout.RAW_SUFFIX, cell_ids[idx], world.genes)
+        writers["raw"] = FrameWriter(
+            out / f"{stem}{layout.RAW_SUFFIX}.h5", stem + layout.RAW_SUFFIX, cell_ids[idx], world.genes
+        )
     donor = plan["donor"].to_numpy()
     oracle, reachable, scored, target_sum = [], [], [], np.zeros(len(world.genes))
     ok = False
@@ -134,10 +170,17 @@ def _first_pass(out, scratch, world, states, plan, idx, cell_ids, seed, raw, spl
     finally:
         for writer in writers.values():
             writer.close() if ok else writer.abort()
-    return {"oracle": np.concatenate(oracle), "reachable": np.concatenate(reachable), "scored": np.concatenate(scored), "target_sum": target_sum}
+    return {
+        "oracle": np.concatenate(oracle),
+        "reachable": np.concatenate(reachable),
+        "scored": np.concatenate(scored),
+        "target_sum": target_sum,
+    }
 
 
-def _simulate_chunk(world: MultiWorld, states: pd.DataFrame, donor: np.ndarray, rng: np.random.Generator, reference_rows=()):
+def _simulate_chunk(
+    world: MultiWorld, states: pd.DataFrame, donor: np.ndarray, rng: np.random.Generator, reference_rows=()
+):
     """ATAC counts, RNA targets, their expected counts and scale of one chunk of cells; and the
     chromatin-averaged expected counts of ``reference_rows`` (no random draws: the chunk's stream is unchanged)."""
     program = programs(states)
@@ -182,11 +225,15 @@ def _drop_female_chr_y(counts: sp.csr_matrix, world: MultiWorld, donor_row: np.n
 
 
 def _oracle(world, mu_rows, scale_rows, y_rows, cols):
-    """Per-cell Pearson of E[y] under the expected counts ``mu_rows`` with y, on all genes or on each row's scored genes."""
+    """Per-cell Pearson of E[y] under the expected counts ``mu_rows`` with y (all genes or each row's scored genes)."""
     if cols is None:
         theta = world.gene_model.theta[None, :]
     else:
-        mu_rows, y_rows, theta = np.take_along_axis(mu_rows, cols, 1), np.take_along_axis(y_rows, cols, 1), world.gene_model.theta[cols]
+        mu_rows, y_rows, theta = (
+            np.take_along_axis(mu_rows, cols, 1),
+            np.take_along_axis(y_rows, cols, 1),
+            world.gene_model.theta[cols],
+        )
     expected = expected_log1p_nb(mu_rows, theta, scale_rows[:, None])
     return pearson_per_row(y_rows, expected), y_rows.astype(np.float32)
 
@@ -196,7 +243,14 @@ def _second_pass(out, scratch, world, idx, cell_ids, split, idf, raw) -> None:
     stem = layout.MULTI.train_inputs if split == "train" else layout.MULTI.test_inputs
     writers = [(FrameWriter(out / f"{stem}.h5", stem, cell_ids[idx], world.peaks), True)]
     if raw:
-        writers.append((FrameWriter(out / f"{stem}{layout.RAW_SUFFIX}.h5", stem + layout.RAW_SUFFIX, cell_ids[idx], world.peaks), False))
+        writers.append(
+            (
+                FrameWriter(
+                    out / f"{stem}{layout.RAW_SUFFIX}.h5", stem + layout.RAW_SUFFIX, cell_ids[idx], world.peaks
+                ),
+                False,
+            )
+        )
     ok = False
     try:
         files = sorted(scratch.glob(f"{split}_*.npz"))

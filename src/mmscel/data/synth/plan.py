@@ -11,7 +11,9 @@ from mmscel.data.synth.biology import allocate
 PUBLIC_SHARE = 0.45
 
 
-def plan_task(rng: np.random.Generator, task: layout.Task, n_train: int, n_test: int, leak_rows: int = 0) -> pd.DataFrame:
+def plan_task(
+    rng: np.random.Generator, task: layout.Task, n_train: int, n_test: int, leak_rows: int = 0
+) -> pd.DataFrame:
     """Cells of one task in file order: train rows, then test rows.
 
     Train: the three training donors on every day but the last. Public test:

@@ -28,7 +28,10 @@ class Scale:
     @property
     def multi_scored(self) -> tuple[int, int]:
         """Scored Multiome test cells and genes per cell (30% x 15%, exact at full scale)."""
-        if self.multi_test == layout.FULL_SHAPES["multi"]["test"] and self.multi_genes == layout.FULL_SHAPES["multi"]["targets"]:
+        if (
+            self.multi_test == layout.FULL_SHAPES["multi"]["test"]
+            and self.multi_genes == layout.FULL_SHAPES["multi"]["targets"]
+        ):
             return layout.FULL_MULTI_SCORED
         return max(1, round(0.3 * self.multi_test)), max(2, round(0.15 * self.multi_genes))
 
