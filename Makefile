@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := data/demo
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,7 @@ demo: install
 	$(BIN)/mmscel prepare --data $(DEMO)
 	$(BIN)/mmscel baseline --data $(DEMO) --out oof/submissions/mean_profile.csv.gz
 	$(BIN)/mmscel score oof/submissions/mean_profile.csv.gz --data $(DEMO) --name mean-profile
-	for task in cite multi; do for learner in ridge lgbm xgb catboost mlp; do \
-	  $(BIN)/mmscel level1 configs/$$task/$$learner.yaml --data $(DEMO) --oof oof/demo --overwrite || exit 1; done; done
+	$(BIN)/mmscel level1 configs/cite/*.yaml configs/multi/*.yaml --data $(DEMO) --oof oof/demo --overwrite
 	$(BIN)/mmscel level2 configs/blend.yaml --data $(DEMO) --oof oof/demo
 	$(BIN)/mmscel submit --data $(DEMO) --oof oof/demo
 	$(BIN)/mmscel leaderboard --data $(DEMO) --oof oof/demo
@@ -34,6 +33,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 bench: install
 	$(BIN)/python bench/run.py

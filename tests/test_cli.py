@@ -39,7 +39,7 @@ def test_baseline_scores_the_mean_profile_floor(tiny_prepared, tmp_path):
     assert list(sub.columns) == ["row_id", "target"] and len(sub) == len(
         pd.read_csv(tiny_prepared / "sample_submission.csv")
     )
-    from mmscel.leaderboard import score_submission
+    from mmscel.scoring import score_submission
 
     scores, truth = score_submission(submission, tiny_prepared)
     for task in ("cite", "multi"):

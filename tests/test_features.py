@@ -4,9 +4,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mmscel import features
 from mmscel.data.load import load, stacked_inputs
-from mmscel.features import cell_stats, chromosome_ratios, first_rows, row_blocks, sparse_correlation, transform
+from mmscel.features import (
+    cell_stats,
+    chromosome_ratios,
+    compute,
+    first_rows,
+    row_blocks,
+    sparse_correlation,
+    transform,
+)
 
 
 @pytest.fixture
@@ -22,8 +29,8 @@ def matrix():
 @pytest.fixture
 def tiny_blocks(monkeypatch):
     """Blocks of ~40 non-zeros, so every per-cell statistic crosses many block edges."""
-    whole = features.row_blocks
-    monkeypatch.setattr(features, "row_blocks", lambda m, max_nnz=2**24: whole(m, 40))
+    whole = compute.row_blocks
+    monkeypatch.setattr(compute, "row_blocks", lambda m, max_nnz=2**24: whole(m, 40))
 
 
 def test_row_blocks_cover_every_row_once(matrix):

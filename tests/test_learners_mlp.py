@@ -166,10 +166,10 @@ def test_unknown_param_is_refused_by_name():
 
 
 def test_a_diverging_fit_names_the_learning_rate():
-    from mmscel.errors import InputError
+    from mmscel.learners import FitFailed
 
     X, Y = nonlinear_data()[:2]
-    with pytest.raises(InputError, match="params.lr"):
+    with pytest.raises(FitFailed, match="params.lr"):
         mlp({"epochs": 5, "lr": 1e12, "loss": "mse", "norm": "none", "weight_decay": 0.0}).fit(
             FitData(X[:500], Y[:500])
         )

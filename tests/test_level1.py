@@ -10,16 +10,11 @@ import yaml
 
 from conftest import run_cli
 from mmscel.data.cache import prepare
+from mmscel.learners import LEARNERS
 from mmscel.level1 import list_runs, run_level1
 from mmscel.store import load_array
 
-FAST_PARAMS = {
-    "ridge": {"alpha": 10.0},
-    "lgbm": {"n_estimators": 40, "learning_rate": 0.1, "num_leaves": 15, "early_stopping_rounds": 10},
-    "xgb": {"n_estimators": 40, "learning_rate": 0.1, "max_depth": 4, "max_bin": 64, "early_stopping_rounds": 10},
-    "catboost": {"iterations": 60, "learning_rate": 0.15, "depth": 4, "early_stopping_rounds": 10},
-    "mlp": {"hidden": [64], "epochs": 15, "patience": 4, "batch_size": 64},
-}
+FAST_PARAMS = {name: learner.quick_params for name, learner in LEARNERS.items()}
 FEATURES = {"cite": {"svd_components": 24}, "multi": {"svd_components": 24, "target_svd_components": 12}}
 GBDTS = ("lgbm", "xgb", "catboost")
 
@@ -208,7 +203,7 @@ def test_runs_command_lists_runs(tiny_prepared, tmp_path):
         tiny_prepared,
         oof_root=oof,
     )
-    assert [m["run"] for m in list_runs(oof)] == ["one", "two"]
+    assert [run.name for run in list_runs(oof)] == ["one", "two"]
     result = run_cli("runs", "--oof", oof, "--json")
     assert result.returncode == 0 and {r["run"] for r in json.loads(result.stdout)} == {"one", "two"}
     result = run_cli("runs", "--oof", oof)

@@ -11,15 +11,15 @@ import scipy.sparse as sp
 import yaml
 
 from conftest import run_cli
-from mmscel.blend.methods import METHODS, fit_weights, optuna_weights
+from mmscel.blend.methods import BLEND_METHODS, fit_weights, optuna_weights
 from mmscel.blend.objective import blend_components, component_statistics, dense_statistics, standardize_rows
 from mmscel.blend.run import run_level2
 from mmscel.blend.submit import submit
 from mmscel.errors import InputError
-from mmscel.leaderboard import score_submission
-from mmscel.learners.base import TargetBasis
 from mmscel.level1 import run_level1
 from mmscel.metrics import pearson_per_row
+from mmscel.scoring import score_submission
+from mmscel.targets import TargetBasis
 
 
 def _runs(n=400, d=60, seed=0):
@@ -62,7 +62,7 @@ def test_component_space_metric_equals_the_naive_reconstruction():
         np.testing.assert_allclose(pearson_per_row(truth, reconstructed), naive, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", BLEND_METHODS.names())
 def test_every_blend_method_beats_equal_weights_or_matches(method, tmp_path):
     truth, predictions = _runs()
     stats = dense_statistics(predictions, truth)
@@ -123,13 +123,13 @@ def _blend_config(tmp_path, **fields):
 def test_level2_nested_score_and_a_submission_that_passes_validation(tiny_prepared, oof_with_runs, tmp_path):
     oof = tmp_path / "oof"
     shutil.copytree(oof_with_runs, oof)
-    manifest = run_level2(_blend_config(tmp_path, method="optuna", n_trials=30), tiny_prepared, oof_root=oof)
+    blend = run_level2(_blend_config(tmp_path, method="optuna", n_trials=30), tiny_prepared, oof_root=oof)
     for task in ("cite", "multi"):
-        info = manifest["tasks"][task]
-        assert info["nested"] <= info["in_sample"] + 1e-9
-        assert info["nested"] > info["best_single"]["score"] - 0.02
-        assert info["last_day"] is not None and sum(info["weights"]) == pytest.approx(1.0)
-        assert set(info["fingerprints"]) == set(info["runs"])
+        info = blend.tasks[task]
+        assert info.nested <= info.in_sample + 1e-9
+        assert info.nested > info.best_single["score"] - 0.02
+        assert info.last_day is not None and sum(info.weights) == pytest.approx(1.0)
+        assert set(info.fingerprints) == set(info.runs)
     run_manifest = json.loads((oof / "multi" / "multi_ridge" / "manifest.json").read_text())
     assert not Path(run_manifest["fold_file"]).is_absolute()  # files are named relative to the oof root,
     assert not Path(run_manifest["target_space"]["components_file"]).is_absolute()
@@ -143,7 +143,7 @@ def test_level2_nested_score_and_a_submission_that_passes_validation(tiny_prepar
     assert len(studies) == 2  # one Optuna study per task, named after its inputs
     again = run_level2(_blend_config(tmp_path, method="optuna", n_trials=30), tiny_prepared, oof_root=oof)
     assert sorted(p.name for p in (oof / "blend" / "b").glob("study-*.journal")) == studies
-    assert again["tasks"]["cite"]["weights"] == manifest["tasks"]["cite"]["weights"]
+    assert again.tasks["cite"].weights == blend.tasks["cite"].weights
     record = submit(tiny_prepared, None, oof, None)
     sample = pd.read_csv(tiny_prepared / "sample_submission.csv")
     written = pd.read_csv(record["file"])

@@ -74,9 +74,9 @@ def test_up_to_date_cache_is_reused_and_stale_entries_rebuilt(tiny_copy):
 def test_interrupted_prepare_resumes(tiny_source, tmp_path, monkeypatch):
     data = tmp_path / "data"
     shutil.copytree(tiny_source, data, ignore=shutil.ignore_patterns(".cache"))
-    from mmscel.data import cache as cache_module
+    from mmscel.data import cache_matrices
 
-    real = cache_module._convert_h5
+    real = cache_matrices._convert_h5
     calls = []
 
     def dying(source, stem, *args, **kwargs):
@@ -85,12 +85,12 @@ def test_interrupted_prepare_resumes(tiny_source, tmp_path, monkeypatch):
         calls.append(stem)
         return real(source, stem, *args, **kwargs)
 
-    monkeypatch.setattr(cache_module, "_convert_h5", dying)
+    monkeypatch.setattr(cache_matrices, "_convert_h5", dying)
     with pytest.raises(KeyboardInterrupt):
         prepare(data)
     assert not values_path(data / ".cache", layout.MULTI.train_inputs).exists()
     assert not [p for p in (data / ".cache").iterdir() if p.name.endswith(".tmp")]
-    monkeypatch.setattr(cache_module, "_convert_h5", real)
+    monkeypatch.setattr(cache_matrices, "_convert_h5", real)
     report = prepare(data)
     assert set(calls) <= set(report.reused) and layout.MULTI.train_inputs in report.built
 

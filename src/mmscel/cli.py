@@ -191,9 +191,10 @@ def baseline(
     ] = None,
 ):
     """Write the mean-profile submission (each target's training mean): the floor."""
+    from mmscel.store import RunStore
     from mmscel.submission import cell_starts, evaluation_rows, mean_profile_values, write_submission
 
-    path = out_path or oof / "submissions" / "mean_profile.csv.gz"
+    path = out_path or RunStore(oof).submission_path("mean_profile")
     rows = evaluation_rows(data, cache)
     values = mean_profile_values(data, cache, rows)
     write_submission(path, values, cell_starts(rows), n_rows=rows.n_rows)
@@ -211,7 +212,7 @@ def score(
 
     Headroom is the share of the gap from the floor to the reachable reference that the score closes.
     """
-    from mmscel.leaderboard import leaderboard_rows, score_submission
+    from mmscel.scoring import leaderboard_rows, score_submission
 
     scores, truth = score_submission(submission, data)
     rows = leaderboard_rows(name or Path(submission).name, scores, truth)
@@ -238,47 +239,37 @@ def score(
 @app.command()
 @cli_errors
 def level1(
-    config: Annotated[Path, typer.Argument(help="Run config, e.g. configs/cite/ridge.yaml.")],
+    configs: Annotated[
+        list[Path], typer.Argument(help="Run configs, e.g. configs/cite/ridge.yaml (several: in turn).")
+    ],
     data: DataOpt = Path("data"),
     cache: CacheOpt = None,
     oof: OofOpt = Path("oof"),
     overwrite: Annotated[bool, typer.Option(help="Replace a run of the same name made with another config.")] = False,
 ):
-    """Fit a base learner on the shared folds; write OOF and test predictions under OOF/<task>/<run>/."""
+    """Fit base learners on the shared folds; write OOF and test predictions under OOF/<task>/<run>/."""
+    from mmscel.config import load_run_config
     from mmscel.level1 import run_level1
 
-    result = run_level1(config, data, cache, oof, overwrite=overwrite)
-    manifest = result.manifest
-    table = _table(
-        f"{manifest['task']}/{manifest['run']} ({manifest['learner']}, folds: {manifest['fold_scheme']})"
-        + (" [reused]" if result.reused else ""),
-        ("fold", "cells", "score", "mean profile", "best iter.", "seconds"),
-        left=("fold",),
-    )
-    for name, fold in manifest["folds"].items():
+    for config in [load_run_config(path) for path in configs]:  # every config is checked before the first fit
+        _print_run(run_level1(config, data, cache, oof, overwrite=overwrite))
+
+
+def _print_run(result) -> None:
+    run = result.record
+    title = f"{run.task}/{run.name} ({run.learner}, folds: {run.fold_scheme})" + (" [reused]" if result.reused else "")
+    columns = ("fold", "cells", "score", "mean profile", "best iter.", "seconds")
+    table = _table(title, columns, left=("fold",))
+    for name, fold in run.folds.items():
         best = fold.get("best_iterations")
         best = "" if not best else (str(best[0]) if len(best) == 1 else f"{int(np.median(best))} (median)")
-        table.add_row(
-            name,
-            f"{fold['n_valid']:,}",
-            _fmt(fold["score"]),
-            _fmt(fold.get("mean_profile")),
-            best,
-            f"{fold['seconds']:.1f}",
-        )
-    table.add_row(
-        "CV",
-        f"{manifest['validated_rows']:,}",
-        _fmt(manifest["cv"]),
-        _fmt(manifest.get("cv_mean_profile")),
-        "",
-        f"{manifest['wall_seconds']:.1f}",
-    )
+        cells = f"{fold['n_valid']:,}"
+        table.add_row(name, cells, _fmt(fold["score"]), _fmt(fold.get("mean_profile")), best, f"{fold['seconds']:.1f}")
+    cells = f"{run.validated_rows:,}"
+    table.add_row("CV", cells, _fmt(run.cv), _fmt(run.cv_mean_profile), "", f"{run.wall_seconds:.1f}")
     out.print(table)
-    out.print(
-        f"wrote {result.run_dir}/oof.npy {tuple(manifest['shapes']['oof'])} "
-        f"and test.npy {tuple(manifest['shapes']['test'])}"
-    )
+    shapes = run.manifest["shapes"]
+    out.print(f"wrote {run.path}/oof.npy {tuple(shapes['oof'])} and test.npy {tuple(shapes['test'])}")
 
 
 @app.command()
@@ -290,41 +281,30 @@ def runs(
     """List finished level-1 runs per task, best CV first."""
     import json
 
-    from mmscel.level1 import list_runs
+    from mmscel.store import RunStore
 
-    manifests = list_runs(oof)
     rows = [
         {
-            "task": m["task"],
-            "run": m["run"],
-            "learner": m["learner"],
-            "folds": m["fold_scheme"],
-            "cv": m["cv"],
-            "cv_mean_profile": m.get("cv_mean_profile"),
-            "last_day": m["last_day"],
-            "wall_seconds": m["wall_seconds"],
+            "task": run.task,
+            "run": run.name,
+            "learner": run.learner,
+            "folds": run.fold_scheme,
+            "cv": run.cv,
+            "cv_mean_profile": run.cv_mean_profile,
+            "last_day": run.last_day,
+            "wall_seconds": run.wall_seconds,
         }
-        for m in manifests
+        for run in RunStore(oof).runs()
     ]
     if as_json:
         out.print_json(json.dumps(rows))
         return
     for task in sorted({r["task"] for r in rows}):
-        table = _table(
-            f"{task} runs in {oof}",
-            ("run", "learner", "folds", "CV", "floor", "last day", "seconds"),
-            left=("run", "learner", "folds"),
-        )
+        columns = ("run", "learner", "folds", "CV", "floor", "last day", "seconds")
+        table = _table(f"{task} runs in {oof}", columns, left=("run", "learner", "folds"))
         for r in (r for r in rows if r["task"] == task):
-            table.add_row(
-                r["run"],
-                r["learner"],
-                r["folds"],
-                _fmt(r["cv"]),
-                _fmt(r["cv_mean_profile"]),
-                _fmt(r["last_day"]),
-                f"{r['wall_seconds']:.1f}",
-            )
+            scores = (_fmt(r["cv"]), _fmt(r["cv_mean_profile"]), _fmt(r["last_day"]))
+            table.add_row(r["run"], r["learner"], r["folds"], *scores, f"{r['wall_seconds']:.1f}")
         out.print(table)
     if not rows:
         out.print(f"no finished runs under {oof}")
@@ -341,25 +321,15 @@ def level2(
     """Blend level-1 runs per task (Optuna, greedy, SLSQP or stacking) with an honest nested score."""
     from mmscel.blend.run import run_level2
 
-    manifest = run_level2(config, data, cache, oof)
-    table = _table(
-        f"blend '{manifest['name']}' ({manifest['config']['method']})",
-        ("task", "runs and weights", "in-sample", "nested", "last day", "best single"),
-        left=("task", "runs and weights"),
-    )
-    for task, info in manifest["tasks"].items():
-        weights = ", ".join(f"{run} {w:.2f}" for run, w in zip(info["runs"], info["weights"]) if w > 0.005)
-        flag = " [red](nested < best single)[/]" if info["flag_nested_below_best_single"] else ""
-        best = info["best_single"]
-        table.add_row(
-            task,
-            weights,
-            _fmt(info["in_sample"]),
-            _fmt(info["nested"]) + flag,
-            _fmt(info["last_day"]),
-            f"{best['run']} {best['score']:.4f}",
-        )
-    pooled = manifest["pooled"]
+    blend = run_level2(config, data, cache, oof)
+    columns = ("task", "runs and weights", "in-sample", "nested", "last day", "best single")
+    table = _table(f"blend '{blend.name}' ({blend.method})", columns, left=("task", "runs and weights"))
+    for task, info in blend.tasks.items():
+        weights = ", ".join(f"{run} {w:.2f}" for run, w in zip(info.runs, info.weights) if w > 0.005)
+        flag = " [red](nested < best single)[/]" if info.flag_nested_below_best_single else ""
+        best = f"{info.best_single['run']} {info.best_single['score']:.4f}"
+        table.add_row(task, weights, _fmt(info.in_sample), _fmt(info.nested) + flag, _fmt(info.last_day), best)
+    pooled = blend.pooled
     table.add_row(
         "pooled", "", _fmt(pooled.get("in_sample")), _fmt(pooled.get("nested")), _fmt(pooled.get("last_day")), ""
     )
@@ -401,7 +371,7 @@ def leaderboard(
     oof: OofOpt = Path("oof"),
 ):
     """Every level-1 run and blend: CV (nested for blends), last day, public, private, beside floor and oracle."""
-    from mmscel.leaderboard import board
+    from mmscel.scoring import board
 
     rows, truth = board(data, cache, oof)
     if not rows:
@@ -447,7 +417,18 @@ def _fmt(value) -> str:
 
 
 def main() -> None:
-    """Entry point that keeps exit codes: 0 ok, 1 internal error, 2 bad input or usage."""
+    """Entry point that keeps exit codes: 0 ok, 1 internal error, 2 bad input or usage.
+
+    The process-wide settings live here, at the edge, never in the library:
+    OpenMP threads wait passively (spinning threads steal the core another
+    thread needs on a busy 2-core machine: a LightGBM fold went from 39 s to
+    several minutes; passive waiting costs nothing measurable when idle), and
+    Optuna reports warnings only (one line per trial would bury the tables).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before any OpenMP library loads
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     app(prog_name="mmscel")
 
 

@@ -1,7 +1,8 @@
 """Run configurations (YAML, read with ``yaml.safe_load``, validated by pydantic).
 
 A typo or a bad value is reported as one line naming the file, the key and the
-allowed keys or values.
+allowed keys or values. Learners and fold schemes are checked against their
+registries, so a newly registered one is accepted without touching this file.
 """
 
 from __future__ import annotations
@@ -13,43 +14,28 @@ import pydantic
 import yaml
 
 from mmscel.errors import InputError
-from mmscel.learners import REGISTRY, learner_class
+from mmscel.features.config import FEATURE_CONFIGS, CiteFeatures, MultiFeatures
+from mmscel.folds import FOLD_SCHEMES
+from mmscel.learners import LEARNERS, learner_class
+from mmscel.store import check_name
+from mmscel.targets import GeneSVD, NativeTargets, ProteinSVD, TargetSpace
 
 
 class _Strict(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
-class CiteFeatures(_Strict):
-    """Features of the CITEseq inputs."""
-
-    svd_components: int = pydantic.Field(128, ge=2)
-    protein_genes: bool = True  # raw columns of genes named after a target protein
-    top_correlated_genes: int = pydantic.Field(0, ge=0)  # per target, on train
-    batch_centering: bool = False  # subtract each (donor, day) group's median
-    cell_stats: bool = True
-    donor_sex: bool = True
-
-
-class MultiFeatures(_Strict):
-    """Features of the Multiome inputs and the target SVD."""
-
-    svd_components: int = pydantic.Field(128, ge=2)
-    transforms: list[Literal["binarize", "log1p", "l2"]] = []
-    binary_svd_components: int = pydantic.Field(0, ge=0)  # a second SVD on the binarised matrix
-    target_svd_components: int = pydantic.Field(128, ge=2)
-    cell_stats: bool = True
-    chromosome_ratios: bool = True
-    donor_sex: bool = True
-    batch_centering: bool = False
-
-
 class Folds(_Strict):
     """Which shared fold file the run uses."""
 
-    scheme: Literal["donor", "day", "donor_day", "last_day", "random"] = "donor"
-    n_splits: int = pydantic.Field(5, ge=2)  # for 'random' (group schemes use one fold per group)
+    scheme: str = "donor"
+    n_splits: int = pydantic.Field(5, ge=2)  # for 'random' and 'donor_day' (group schemes: one fold per group)
     seed: int = 0
+
+    @pydantic.field_validator("scheme")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return FOLD_SCHEMES.validator()(value)
 
 
 class Targets(_Strict):
@@ -67,7 +53,7 @@ class RunConfig(_Strict):
 
     name: str
     task: Literal["cite", "multi"]
-    learner: Literal[tuple(REGISTRY)]  # type: ignore[valid-type]
+    learner: str
     params: dict[str, Any] = {}
     features: dict[str, Any] = {}
     folds: Folds = Folds()
@@ -78,13 +64,53 @@ class RunConfig(_Strict):
     n_jobs: int = pydantic.Field(2, ge=1)  # threads per learner (part of the config: torch sums differ by thread count)
     seeds: int = pydantic.Field(1, ge=1)  # seed bagging: copies of the learner per fold, predictions averaged
 
+    @pydantic.field_validator("learner")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return LEARNERS.validator()(value)
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _plain(cls, value: str) -> str:
+        try:
+            return check_name(value, "name")
+        except InputError as exc:
+            raise ValueError(exc.problem) from None
+
     def feature_config(self) -> CiteFeatures | MultiFeatures:
         """The validated feature config of this run's task."""
-        return (CiteFeatures if self.task == "cite" else MultiFeatures)(**self.features)
+        return FEATURE_CONFIGS[self.task](**self.features)
 
     def learner_params(self):
         """The validated parameters of this run's learner."""
         return learner_class(self.learner).Params(**self.params)
+
+    def target_space(self, n_targets: int, gene_svd: GeneSVD | None = None) -> TargetSpace:
+        """The target space this config asks for.
+
+        Parameters
+        ----------
+        n_targets
+            Width of the scored targets.
+        gene_svd
+            The fitted Multiome gene SVD (Multiome runs only).
+
+        Raises
+        ------
+        InputError
+            When ``standardize_cells`` is asked of a Multiome run.
+        """
+        t = self.targets
+        if self.task == "multi":
+            if t.standardize_cells:
+                raise InputError(
+                    f"{self.name}: targets",
+                    "standardize_cells applies to CITEseq; Multiome runs fit the target-SVD components",
+                )
+            return gene_svd.with_fitted(t.components if t.space == "svd" else None)
+        if t.space == "svd":
+            return ProteinSVD(t.components, t.standardize_cells, n_targets)
+        return NativeTargets(t.standardize_cells, n_targets)
 
     def hashed(self) -> dict[str, Any]:
         """The config as its hash sees it: fields added later (``seeds``) enter only when not at
@@ -96,7 +122,13 @@ class RunConfig(_Strict):
 
 
 def read_yaml(path: str | Path) -> dict:
-    """A YAML mapping read with ``yaml.safe_load``; problems become one-line :class:`InputError`."""
+    """A YAML mapping read with ``yaml.safe_load``.
+
+    Raises
+    ------
+    InputError
+        When the file is missing, not YAML, not a mapping, or has a non-string top-level key.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found")
@@ -112,19 +144,39 @@ def read_yaml(path: str | Path) -> dict:
     return raw
 
 
+def default_name(path: Path) -> str:
+    """A run's name when its config sets none: ``<task>_<stem>`` under ``configs/<task>/``, else the stem."""
+    return f"{path.parent.name}_{path.stem}" if path.parent.name in FEATURE_CONFIGS else path.stem
+
+
 def load_run_config(path: str | Path) -> RunConfig:
-    """Read and validate a run config; errors become one-line :class:`InputError`."""
+    """Read and validate a run config.
+
+    Raises
+    ------
+    InputError
+        One line naming the file and the first problem (unknown key with the allowed ones, bad value).
+    """
     path = Path(path)
     raw = read_yaml(path)
-    raw.setdefault(
-        "name", path.stem if path.parent.name not in ("cite", "multi") else f"{path.parent.name}_{path.stem}"
-    )
+    raw.setdefault("name", default_name(path))
+    return validate_run_config(raw, path)
+
+
+def validate_run_config(raw: dict, where: str | Path = "config") -> RunConfig:
+    """A :class:`RunConfig` from a mapping, its features and learner parameters validated too.
+
+    Raises
+    ------
+    InputError
+        One line naming ``where`` and the first problem.
+    """
     try:
         config = RunConfig(**raw)
         config.feature_config()
         config.learner_params()
     except pydantic.ValidationError as exc:
-        raise InputError(path, describe_validation_error(exc, raw)) from None
+        raise InputError(where, describe_validation_error(exc, raw)) from None
     return config
 
 
@@ -143,7 +195,8 @@ def describe_validation_error(exc: pydantic.ValidationError, raw: dict) -> str:
             model = {"folds": Folds, "targets": Targets}.get(loc[0], model)
         allowed = ", ".join(model.model_fields) if model else "see the docs"
         return f"unknown key '{key}' (allowed: {allowed})"
-    return f"'{key}': {error['msg']}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"'{key}': {message}"
 
 
 def _model_for(title: str, raw: dict):
@@ -151,6 +204,6 @@ def _model_for(title: str, raw: dict):
         return RunConfig
     if title in ("CiteFeatures", "MultiFeatures"):
         return CiteFeatures if title == "CiteFeatures" else MultiFeatures
-    if title.endswith("Params") and raw.get("learner") in REGISTRY:
+    if title.endswith("Params") and raw.get("learner") in LEARNERS:
         return learner_class(raw["learner"]).Params
     return {"Folds": Folds, "Targets": Targets}.get(title)

@@ -18,9 +18,12 @@ import numpy as np
 from scipy.optimize import minimize, nnls
 
 from mmscel.blend.objective import CellStatistics
+from mmscel.registry import Registry
 
-METHODS = ("optuna", "greedy", "slsqp", "stack", "equal")
 _PERSIST_EVERY = 100
+
+#: blend method name -> ``fit(stats, rows, **options) -> weights``
+BLEND_METHODS: Registry = Registry("blend method")
 
 
 def equal_weights(n_runs: int) -> np.ndarray:
@@ -83,7 +86,6 @@ def optuna_weights(
     """
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_runs = stats.cross.shape[1]
     sampler = (
         optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
@@ -92,8 +94,9 @@ def optuna_weights(
     )
     study = optuna.create_study(study_name=study_name, direction="maximize", sampler=sampler)
     persisted = _journal_study(storage, study_name) if storage else None
-    if persisted is not None:
-        study.add_trials([t for t in _finished(persisted) if len(t.user_attrs.get("weights", ())) == n_runs])
+    if persisted is not None:  # sampler state is dropped on reading too: a crafted journal cannot reach the unpickler
+        kept = [t for t in _finished(persisted) if len(t.user_attrs.get("weights", ())) == n_runs]
+        study.add_trials([_without_sampler_state(t) for t in kept])
     if not study.trials:
         for start in (equal_weights(n_runs), greedy_weights(stats, rows), slsqp_weights(stats, rows)):
             study.enqueue_trial(_to_unit(start))
@@ -158,24 +161,48 @@ def _simplex(weights) -> np.ndarray:
     return w / w.sum() if w.sum() > 0 else equal_weights(len(w))
 
 
+@BLEND_METHODS.register("optuna")
+def _optuna(stats, rows=None, n_trials=200, seed=0, storage=None, study_name="blend", **_) -> np.ndarray:
+    return optuna_weights(stats, rows, n_trials, seed, storage, study_name)[0]
+
+
+@BLEND_METHODS.register("greedy")
+def _greedy(stats, rows=None, greedy_steps=25, **_) -> np.ndarray:
+    return greedy_weights(stats, rows, greedy_steps)
+
+
+@BLEND_METHODS.register("slsqp")
+def _slsqp(stats, rows=None, **_) -> np.ndarray:
+    return slsqp_weights(stats, rows)
+
+
+@BLEND_METHODS.register("stack")
+def _stack(stats, rows=None, **_) -> np.ndarray:
+    return stack_weights(stats, rows)
+
+
+@BLEND_METHODS.register("equal")
+def _equal(stats, rows=None, **_) -> np.ndarray:
+    return equal_weights(stats.cross.shape[1])
+
+
 def fit_weights(method: str, stats: CellStatistics, rows=None, **options) -> np.ndarray:
-    """Weights of ``method`` fitted on ``rows`` (all cells when None)."""
-    if method == "equal":
-        return equal_weights(stats.cross.shape[1])
-    if method == "greedy":
-        return greedy_weights(stats, rows, steps=options.get("greedy_steps", 25))
-    if method == "slsqp":
-        return slsqp_weights(stats, rows)
-    if method == "stack":
-        return stack_weights(stats, rows)
-    if method == "optuna":
-        weights, _ = optuna_weights(
-            stats,
-            rows,
-            options.get("n_trials", 200),
-            options.get("seed", 0),
-            options.get("storage"),
-            options.get("study_name", "blend"),
-        )
-        return weights
-    raise ValueError(f"unknown blend method {method!r}; choose one of {', '.join(METHODS)}")
+    """Weights of the registered ``method`` fitted on ``rows`` (all cells when None).
+
+    Parameters
+    ----------
+    method
+        A name in ``BLEND_METHODS``.
+    stats
+        The runs' per-cell statistics against the truth.
+    rows
+        Cells to fit on (None: all).
+    **options
+        ``n_trials``, ``seed``, ``storage``, ``study_name`` (optuna), ``greedy_steps`` (greedy).
+
+    Raises
+    ------
+    mmscel.registry.UnknownName
+        When ``method`` is not registered.
+    """
+    return BLEND_METHODS.get(method)(stats, rows, **options)

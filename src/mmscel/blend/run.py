@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import pydantic
 
 from mmscel.blend import objective
-from mmscel.blend.inputs import RunOutputs, check_data, load_runs, select_runs, target_basis
-from mmscel.blend.methods import fit_weights
+from mmscel.blend.inputs import RunOutputs, check_data, load_runs, target_space
+from mmscel.blend.methods import BLEND_METHODS, fit_weights
 from mmscel.config import describe_validation_error, read_yaml
 from mmscel.data.load import load
 from mmscel.errors import InputError
-from mmscel.store import array_digest, digest, oof_path, save_array, write_manifest
+from mmscel.folds import read_fold_labels
+from mmscel.store import BlendRecord, RunStore, array_digest, check_name, digest
 
 
 class BlendConfig(pydantic.BaseModel):
@@ -32,12 +32,25 @@ class BlendConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     name: str = "blend"
-    method: Literal["optuna", "greedy", "slsqp", "stack", "equal"] = "optuna"
+    method: str = "optuna"
     runs: dict[Literal["cite", "multi"], list[str]] = {"cite": ["*"], "multi": ["*"]}
     n_trials: int = pydantic.Field(200, ge=1)
     nested_trials: int = pydantic.Field(60, ge=1)  # optuna trials per nested fold
     greedy_steps: int = pydantic.Field(25, ge=1)
     seed: int = 0
+
+    @pydantic.field_validator("method")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return BLEND_METHODS.validator()(value)
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _plain(cls, value: str) -> str:
+        try:
+            return check_name(value, "name")
+        except InputError as exc:
+            raise ValueError(exc.problem) from None
 
 
 def load_blend_config(path: str | Path) -> BlendConfig:
@@ -52,16 +65,42 @@ def load_blend_config(path: str | Path) -> BlendConfig:
         raise InputError(path, message) from None
 
 
-def run_level2(config: BlendConfig | str | Path, data_dir="data", cache_dir=None, oof_root="oof") -> dict:
-    """Fit the blend of every task in the config; write ``oof/blend/<name>/``."""
+def run_level2(
+    config: BlendConfig | str | Path, data_dir="data", cache_dir=None, oof_root: RunStore | str | Path = "oof"
+) -> BlendRecord:
+    """Fit the blend of every task in the config; write it to the store's ``blend/<name>/``.
+
+    Parameters
+    ----------
+    config
+        A blend config or the path of its YAML file.
+    data_dir, cache_dir
+        The prepared competition folder (the truth of the training cells) and its cache.
+    oof_root
+        The store (or its root folder) holding the level-1 runs.
+
+    Returns
+    -------
+    BlendRecord
+        Per task: runs, weights, in-sample, nested and last-day scores.
+
+    Raises
+    ------
+    InputError
+        Bad config, no matching run, runs that do not belong together, or runs made from other data.
+    """
     started = time.perf_counter()
     config = config if isinstance(config, BlendConfig) else load_blend_config(config)
-    out = Path(oof_root) / "blend" / config.name
-    out.mkdir(parents=True, exist_ok=True)
+    store = oof_root if isinstance(oof_root, RunStore) else RunStore(oof_root)
     tasks = {}
     for task, patterns in config.runs.items():
-        runs = load_runs(Path(oof_root), task, select_runs(Path(oof_root), task, patterns))
-        tasks[task] = _blend_task(config, task, runs, data_dir, cache_dir, out)
+        runs = load_runs(store, task, store.select_runs(task, patterns))
+        info, test = _blend_task(config, task, runs, data_dir, cache_dir, store)
+        tasks[task] = {
+            **info,
+            "test_file": store.write_blend_test(config.name, task, test),
+            "test_shape": list(test.shape),
+        }
     manifest = {
         "name": config.name,
         "config": config.model_dump(),
@@ -69,41 +108,35 @@ def run_level2(config: BlendConfig | str | Path, data_dir="data", cache_dir=None
         "pooled": _pooled(tasks),
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
-    write_manifest(out / "weights.json", {task: dict(zip(t["runs"], t["weights"])) for task, t in tasks.items()})
-    write_manifest(out / "manifest.json", manifest)
-    current = {t["test_file"] for t in tasks.values()}
-    for stale in out.glob("test_*.npy"):  # test files of earlier blends, now unreferenced
-        if stale.name not in current:
-            stale.unlink()
-    return manifest
+    return store.write_blend(config.name, manifest)
 
 
-def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir, cache_dir, out: Path) -> dict:
-    check_data(task, {r.name: r.manifest["data_fingerprint"] for r in runs}, data_dir, cache_dir)
+def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir, cache_dir, store: RunStore):
+    """The blend of one task: its facts for the manifest, and its test predictions."""
+    check_data(task, {r.name: r.record.data_fingerprint for r in runs}, data_dir, cache_dir)
     train = load(task, "train", data_dir, cache_dir, inputs=False)
-    basis = target_basis(runs[0].manifest["target_space"], runs[0].oof_root)
+    space = target_space(store, runs[0].record.target_space)
+    basis = space.basis
     validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))
     stats = _statistics([r.oof[validated] for r in runs], _rows(train.targets, validated), basis)
     options = {
         "n_trials": config.n_trials,
         "seed": config.seed,
         "greedy_steps": config.greedy_steps,
-        "storage": out / f"study-{task}-{_study_key(config, runs, validated)}.journal",
+        "storage": store.blend_study(config.name, task, _study_key(config, runs, validated)),
         "study_name": f"{config.name}-{task}",
     }
     weights = fit_weights(config.method, stats, **options)
     singles = {r.name: stats.score(np.eye(len(runs))[i]) for i, r in enumerate(runs)}
-    nested = _nested(config, stats, runs[0], validated)
+    nested = _nested(config, stats, read_fold_labels(store, runs[0].record.manifest["fold_file"]), validated)
     last_day = _last_day(config, runs, train, basis, validated)
     test = (
         objective.blend_dense([r.test for r in runs], weights)
         if basis is None
         else objective.blend_components([r.test for r in runs], basis, weights)
     )
-    test_file = f"test_{task}-{array_digest(test)}.npy"  # named by content: the old manifest keeps its own file
-    save_array(out / test_file, test)
     best_single = max(singles.values())
-    return {
+    info = {
         "runs": [r.name for r in runs],
         "weights": [float(w) for w in weights],
         "method": config.method,
@@ -114,13 +147,10 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
         "single_runs": singles,
         "flag_nested_below_best_single": bool(nested < best_single),
         "n_cells": int(len(validated)),
-        "target_space": runs[0].manifest["target_space"],
-        "fingerprints": {
-            r.name: {k: r.manifest[k] for k in ("data_fingerprint", "fold_fingerprint", "config_hash")} for r in runs
-        },
-        "test_file": test_file,
-        "test_shape": list(test.shape),
+        "target_space": runs[0].record.target_space,
+        "fingerprints": {r.name: r.record.fingerprints for r in runs},
     }
+    return info, test
 
 
 def _rows(matrix, rows: np.ndarray):
@@ -133,7 +163,8 @@ def _study_key(config: BlendConfig, runs: list[RunOutputs], validated: np.ndarra
     inputs = {
         "seed": config.seed,
         "runs": [
-            [r.name] + [r.manifest[k] for k in ("config_hash", "data_fingerprint", "fold_fingerprint")] for r in runs
+            [r.name] + [r.record.fingerprints[k] for k in ("config_hash", "data_fingerprint", "fold_fingerprint")]
+            for r in runs
         ],
         "oof": array_digest(*(r.oof for r in runs)),
         "cells": array_digest(validated),
@@ -147,12 +178,9 @@ def _statistics(predictions, truth, basis):
     return objective.component_statistics(predictions, truth, basis)
 
 
-def _nested(config: BlendConfig, stats, run: RunOutputs, validated: np.ndarray) -> float:
+def _nested(config: BlendConfig, stats, fold_labels: np.ndarray, validated: np.ndarray) -> float:
     """Weights fitted on K-1 folds, scored on the held-out fold; mean over all validated cells."""
-    fold_file = oof_path(run.oof_root, run.manifest["fold_file"])
-    if not fold_file.exists():
-        raise InputError(fold_file, f"fold file of run {run.name} not found (was the oof folder moved in parts?)")
-    folds = pd.read_parquet(fold_file)["fold"].to_numpy()[validated]
+    folds = fold_labels[validated]
     fold_ids = [f for f in np.unique(folds) if f >= 0]
     if len(fold_ids) < 2:
         return float("nan")  # one validation fold (last_day scheme): nothing to nest

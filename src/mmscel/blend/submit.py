@@ -5,44 +5,44 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from mmscel.blend.inputs import check_data, load_runs, target_basis
+from mmscel.blend.inputs import check_data, target_space
 from mmscel.errors import InputError
 from mmscel.fsutil import write_json
-from mmscel.store import load_array, read_manifest
+from mmscel.store import RunStore
 from mmscel.submission import cell_starts, evaluation_rows, submission_values, write_submission
 
-
-def latest_blend(oof_root: Path) -> str:
-    """Name of the most recently written blend."""
-    manifests = sorted(Path(oof_root).glob("blend/*/manifest.json"), key=lambda p: p.stat().st_mtime)
-    if not manifests:
-        raise InputError(
-            Path(oof_root) / "blend", "no blend yet; run mmscel level2 configs/blend.yaml first (or pass --run)"
-        )
-    return manifests[-1].parent.name
+Predictions = dict[str, tuple]  # task -> (test predictions, components or None)
 
 
-def blend_predictions(oof_root: Path, name: str, data_dir, cache_dir=None) -> tuple[dict, dict]:
-    """Per-task (test, components) of a blend made from the data in ``data_dir``, and what produced it."""
-    folder = Path(oof_root) / "blend" / name
-    manifest = read_manifest(folder / "manifest.json")
-    if manifest is None:
-        raise InputError(folder, "no such blend (manifest.json missing)")
+def blend_predictions(store: RunStore, name: str, data_dir, cache_dir=None) -> tuple[Predictions, dict]:
+    """Per-task (test, components) of blend ``name`` made from the data in ``data_dir``, and what produced it.
+
+    Raises
+    ------
+    InputError
+        When there is no such blend or its runs were made from other data.
+    """
+    blend = store.blend(name)
     predictions = {}
-    for task, info in manifest["tasks"].items():
-        check_data(task, {run: fp["data_fingerprint"] for run, fp in info["fingerprints"].items()}, data_dir, cache_dir)
-        basis = target_basis(info["target_space"], oof_root)
-        predictions[task] = (load_array(folder / info["test_file"]), None if basis is None else basis.components)
+    for task, info in blend.tasks.items():
+        check_data(task, {run: fp["data_fingerprint"] for run, fp in info.fingerprints.items()}, data_dir, cache_dir)
+        predictions[task] = (blend.test(task), _components(store, info.target_space))
     source = {
         "blend": name,
-        "runs": {task: info["runs"] for task, info in manifest["tasks"].items()},
-        "weights": {task: info["weights"] for task, info in manifest["tasks"].items()},
+        "runs": {task: info.runs for task, info in blend.tasks.items()},
+        "weights": {task: info.weights for task, info in blend.tasks.items()},
     }
     return predictions, source
 
 
-def run_predictions(oof_root: Path, specs: list[str], data_dir, cache_dir=None) -> tuple[dict, dict]:
-    """Per-task (test, components) of single runs given as ``task/run``, made from the data in ``data_dir``."""
+def run_predictions(store: RunStore, specs: list[str], data_dir, cache_dir=None) -> tuple[Predictions, dict]:
+    """Per-task (test, components) of single runs given as ``task/run``, made from the data in ``data_dir``.
+
+    Raises
+    ------
+    InputError
+        For a malformed spec, two runs of one task, an unfinished run or one made from other data.
+    """
     predictions, source = {}, {"runs": {}}
     for spec in specs:
         task, _, name = spec.partition("/")
@@ -50,26 +50,59 @@ def run_predictions(oof_root: Path, specs: list[str], data_dir, cache_dir=None) 
             raise InputError(f"--run {spec}", "expected TASK/RUN, e.g. cite/cite_lgbm")
         if task in predictions:
             raise InputError(f"--run {spec}", f"a second {task} run; blend them with mmscel level2 instead")
-        run = load_runs(Path(oof_root), task, [name])[0]
-        check_data(task, {name: run.manifest["data_fingerprint"]}, data_dir, cache_dir)
-        basis = target_basis(run.manifest["target_space"], oof_root)
-        predictions[task] = (run.test, None if basis is None else basis.components)
+        record = store.run(task, name)
+        check_data(task, {name: record.data_fingerprint}, data_dir, cache_dir)
+        predictions[task] = (record.test(), _components(store, record.target_space))
         source["runs"][task] = [name]
     return predictions, source
 
 
+def _components(store: RunStore, space: dict):
+    basis = target_space(store, space).basis
+    return None if basis is None else basis.components
+
+
 def submit(
-    data_dir, cache_dir, oof_root, out: Path | None, blend: str | None = None, runs: list[str] | None = None
+    data_dir,
+    cache_dir=None,
+    oof_root: RunStore | str | Path = "oof",
+    out: Path | None = None,
+    blend: str | None = None,
+    runs: list[str] | None = None,
 ) -> dict:
-    """Validate and write a submission; return a record of what produced it."""
-    oof_root = Path(oof_root)
+    """Validate and write a submission; return a record of what produced it.
+
+    Parameters
+    ----------
+    data_dir, cache_dir
+        The prepared competition folder (its evaluation rows) and its cache.
+    oof_root
+        The store (or its root folder).
+    out
+        Submission file (default: the store's ``submissions/<name>.csv.gz``).
+    blend
+        The blend to submit (default: the latest), unless ``runs`` is given.
+    runs
+        Single runs as ``task/run``; a task without one is filled with the mean profile.
+
+    Returns
+    -------
+    dict
+        The file, its row count, what produced it and the ``kaggle competitions submit`` line.
+
+    Raises
+    ------
+    InputError
+        When what to submit is missing, stale or fails validation.
+    """
+    store = oof_root if isinstance(oof_root, RunStore) else RunStore(oof_root)
     if runs:
-        predictions, source = run_predictions(oof_root, runs, data_dir, cache_dir)
+        predictions, source = run_predictions(store, runs, data_dir, cache_dir)
         label = "+".join(r.replace("/", "-") for r in runs)
     else:
-        predictions, source = blend_predictions(oof_root, blend or latest_blend(oof_root), data_dir, cache_dir)
+        predictions, source = blend_predictions(store, blend or store.latest_blend(), data_dir, cache_dir)
         label = source["blend"]
-    out = Path(out) if out else oof_root / "submissions" / f"{label}.csv.gz"
+    out = Path(out) if out else store.submission_path(label)
     rows = evaluation_rows(data_dir, cache_dir)
     values = submission_values(data_dir, cache_dir, predictions, rows)
     write_submission(out, values, cell_starts(rows), n_rows=rows.n_rows)

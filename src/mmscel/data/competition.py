@@ -33,7 +33,25 @@ def _per_cell(values: np.ndarray, n_cells: int) -> np.ndarray:
 
 
 def write_metadata(path: str | Path, metadata: pd.DataFrame) -> Path:
-    """Write ``metadata.csv`` (cell_id, day, donor, cell_type, technology)."""
+    """Write ``metadata.csv`` atomically, with the competition's columns in order.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The CSV file.
+    metadata : pandas.DataFrame
+        Holds at least cell_id, day, donor, cell_type and technology.
+
+    Returns
+    -------
+    pathlib.Path
+        The CSV file.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing.
+    """
     missing = [c for c in layout.METADATA_COLUMNS if c not in metadata.columns]
     if missing:
         raise ValueError(f"metadata lacks columns {missing}")
@@ -68,12 +86,29 @@ def write_evaluation(
     multi_genes: Sequence[str],
     multi_positions: np.ndarray,
 ) -> int:
-    """Write ``evaluation_ids.csv`` and ``sample_submission.csv``; return the row count.
+    """Write ``evaluation_ids.csv`` and ``sample_submission.csv`` (all targets 0) atomically.
 
-    CITEseq rows come first: every test cell (test-input row order) times every
-    protein (target column order). Multiome rows follow: each scored cell in
-    test-input order times its scored genes, given as column positions into
-    ``multi_genes`` (one row of ``multi_positions`` per scored cell, sorted).
+    CITEseq rows come first, then Multiome rows, in Kaggle's order.
+
+    Parameters
+    ----------
+    out_dir : str or pathlib.Path
+        The competition folder.
+    cite_cells : sequence of str
+        CITEseq test cells in test-input row order; each is scored on every protein.
+    proteins : sequence of str
+        The CITEseq targets in column order.
+    multi_cells : sequence of str
+        Scored Multiome cells in test-input row order.
+    multi_genes : sequence of str
+        The Multiome targets in column order.
+    multi_positions : numpy.ndarray
+        Per scored Multiome cell, the sorted positions in ``multi_genes`` of its scored genes.
+
+    Returns
+    -------
+    int
+        Number of evaluation rows.
     """
     out_dir = Path(out_dir)
     row = 0
@@ -120,11 +155,31 @@ def write_solution(
 ) -> Path:
     """Write ``truth/solution.parquet``: the true value of every evaluation row.
 
-    ``cite_values`` is (test cells x proteins) and ``multi_values`` (scored
-    cells x scored genes per cell), both in evaluation order; ``*_splits`` give
-    each cell's leaderboard ('public' or 'private'). Columns: row_id, target,
-    task, split and cell (a running cell number, so rows of one cell are
-    contiguous and share it).
+    Columns: row_id, target, task, split and cell (a running cell number, so
+    rows of one cell are contiguous and share it).
+
+    Parameters
+    ----------
+    truth_dir : str or pathlib.Path
+        The hidden ``truth/`` folder.
+    cite_values : numpy.ndarray
+        CITEseq test cells x proteins, in evaluation order.
+    cite_splits : sequence of str
+        Leaderboard of each CITEseq cell: 'public' or 'private'.
+    multi_values : numpy.ndarray
+        Scored Multiome cells x scored genes per cell, in evaluation order.
+    multi_splits : sequence of str
+        Leaderboard of each scored Multiome cell.
+
+    Returns
+    -------
+    pathlib.Path
+        The parquet file.
+
+    Raises
+    ------
+    ValueError
+        If a split is neither 'public' nor 'private'.
     """
     path = Path(truth_dir) / layout.SOLUTION
     cite_values = np.asarray(cite_values, dtype=np.float32)

@@ -16,7 +16,19 @@ SPLITS = ("train", "test")
 
 @dataclass(frozen=True)
 class Task:
-    """One of the two prediction tasks and the files that belong to it."""
+    """One of the two prediction tasks and the files that belong to it.
+
+    Attributes
+    ----------
+    name : str
+        'cite' or 'multi', as in the file names.
+    technology : str
+        The metadata's technology of its cells.
+    days : tuple of int
+        The days its cells were sampled on.
+    last_day : int
+        The day of the private test cells, beyond every training day.
+    """
 
     name: str
     technology: str
@@ -39,7 +51,13 @@ class Task:
         return f"test_{self.name}_inputs"
 
     def stems(self) -> tuple[str, str, str]:
-        """File stems of the three matrices this task ships."""
+        """File stems of the three matrices this task ships.
+
+        Returns
+        -------
+        tuple of str
+            Train inputs, train targets and test inputs.
+        """
         return (self.train_inputs, self.train_targets, self.test_inputs)
 
 
@@ -234,7 +252,23 @@ assert len(CITE_PROTEINS) == 140 and len(set(CITE_PROTEINS)) == 140
 
 
 def task(name: str) -> Task:
-    """Return the :class:`Task` called ``name`` ('cite' or 'multi')."""
+    """The task called ``name``.
+
+    Parameters
+    ----------
+    name : {'cite', 'multi'}
+        The task's name.
+
+    Returns
+    -------
+    Task
+        ``CITE`` or ``MULTI``.
+
+    Raises
+    ------
+    ValueError
+        For any other name.
+    """
     try:
         return TASK_BY_NAME[name]
     except KeyError:
@@ -242,5 +276,18 @@ def task(name: str) -> Task:
 
 
 def h5_path(data_dir: Path, stem: str) -> Path:
-    """Path of the competition HDF5 file with the given stem."""
+    """Path of the competition HDF5 file with the given stem.
+
+    Parameters
+    ----------
+    data_dir : pathlib.Path
+        The competition folder (or its ``truth/``).
+    stem : str
+        File stem, which is also the frame's name.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<data_dir>/<stem>.h5``.
+    """
     return Path(data_dir) / f"{stem}.h5"

@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmscel.data import layout
-from mmscel.data.cache import (
+from mmscel.data.cache_files import (
     MANIFEST,
     default_cache,
     idxcol_path,
@@ -28,10 +28,25 @@ from mmscel.errors import InputError
 class Split:
     """The cells of one task and split.
 
-    ``inputs`` is CSR float32 (cells x features). ``targets`` is a dense float32
-    array for CITEseq and CSR for Multiome (a dense Multiome target matrix is
-    ~10 GB at full scale), or None for the test split or when not asked for
-    (``inputs`` likewise). ``metadata`` is aligned with ``cell_ids``.
+    Attributes
+    ----------
+    task : str
+        'cite' or 'multi'.
+    split : str
+        'train' or 'test'.
+    inputs : scipy.sparse.csr_matrix or None
+        Cells x features, float32; None when not asked for.
+    targets : numpy.ndarray or scipy.sparse.csr_matrix or None
+        Dense float32 for CITEseq, CSR for Multiome (a dense Multiome target
+        matrix is ~10 GB at full scale); None for the test split or when not asked for.
+    cell_ids : numpy.ndarray
+        The cells, in row order.
+    input_names : numpy.ndarray
+        Input feature names, in column order.
+    target_names : numpy.ndarray or None
+        Target names, in column order (None for the test split).
+    metadata : pandas.DataFrame
+        The metadata rows of ``cell_ids``, in the same order.
     """
 
     task: str
@@ -50,15 +65,43 @@ class Split:
 
 
 def cache_dir_for(data_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """The cache folder of ``data_dir`` (``--cache`` when given)."""
+    """The cache folder of ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir : str or pathlib.Path
+        The competition folder.
+    cache_dir : str or pathlib.Path, optional
+        The ``--cache`` option, which wins when given.
+
+    Returns
+    -------
+    pathlib.Path
+        ``cache_dir``, else ``<data_dir>/.cache``.
+    """
     return Path(cache_dir) if cache_dir else default_cache(Path(data_dir))
 
 
 def check_cache(data_dir: str | Path, cache_dir: str | Path | None = None) -> dict:
-    """Return the cache manifest, or raise :class:`InputError` if the cache is missing or stale.
+    """The cache manifest, once the cache is known to match the files of ``data_dir``.
 
-    A cache built from other data -- or from an older version of these files --
-    is refused with the name of the first file that differs.
+    Parameters
+    ----------
+    data_dir : str or pathlib.Path
+        The competition folder whose files the cache must match.
+    cache_dir : str or pathlib.Path, optional
+        Where the cache is, when not in ``<data_dir>/.cache``.
+
+    Returns
+    -------
+    dict
+        The manifest.
+
+    Raises
+    ------
+    InputError
+        If the cache is missing or corrupt, or was built from other data or
+        another version of these files (naming the first file that differs).
     """
     data_dir, cache = Path(data_dir), cache_dir_for(data_dir, cache_dir)
     manifest_path = cache / MANIFEST
@@ -86,22 +129,73 @@ def check_cache(data_dir: str | Path, cache_dir: str | Path | None = None) -> di
 
 
 def dataset_tasks(data_dir: str | Path, cache_dir: str | Path | None = None) -> list[str]:
-    """The tasks ('cite', 'multi') whose matrices the prepared cache holds (an import may hold one)."""
+    """The tasks whose matrices the prepared cache holds (an import may hold one).
+
+    Parameters
+    ----------
+    data_dir, cache_dir : str or pathlib.Path
+        The competition folder and, when not ``<data_dir>/.cache``, its cache.
+
+    Returns
+    -------
+    list of str
+        Some of 'cite' and 'multi', in that order.
+
+    Raises
+    ------
+    InputError
+        As :func:`check_cache`.
+    """
     entries = check_cache(data_dir, cache_dir).get("entries", {})
     return [name for name in ("cite", "multi") if all(stem in entries for stem in layout.task(name).stems())]
 
 
 def load_matrix(cache: Path, stem: str) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """CSR values, row ids and column names of one cached matrix."""
+    """CSR values, row ids and column names of one cached matrix.
+
+    Parameters
+    ----------
+    cache : pathlib.Path
+        The cache folder.
+    stem : str
+        File stem of the matrix.
+
+    Returns
+    -------
+    tuple of (scipy.sparse.csr_matrix, numpy.ndarray, numpy.ndarray)
+        Float32 values, row ids and column names (object arrays).
+
+    Raises
+    ------
+    InputError
+        If the matrix is not cached or unreadable.
+    """
     matrix = load_stacked(cache, [stem])
     index, columns = load_idxcol(idxcol_path(cache, stem))
     return matrix, index.astype(object), columns.astype(object)
 
 
 def load_stacked(cache: Path, stems: list[str]) -> sp.csr_matrix:
-    """The cached matrices ``stems`` as one CSR matrix, their rows stacked in order (float32).
+    """The cached matrices ``stems`` as one CSR matrix, their rows stacked in order.
 
     Read straight into the stacked arrays: the peak memory is the result's size.
+
+    Parameters
+    ----------
+    cache : pathlib.Path
+        The cache folder.
+    stems : list of str
+        Matrices with the same columns.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Float32 values.
+
+    Raises
+    ------
+    InputError
+        If a matrix is not cached, or a file is unreadable or inconsistent.
     """
     for stem in stems:
         if not values_path(cache, stem).exists():
@@ -113,7 +207,29 @@ def load_stacked(cache: Path, stems: list[str]) -> sp.csr_matrix:
 
 
 def stacked_inputs(task: str, data_dir: str | Path = "data", cache_dir: str | Path | None = None) -> sp.csr_matrix:
-    """The inputs of ``task``, train rows then test rows, as one CSR matrix (what the input SVD is fitted on)."""
+    """The inputs of ``task``, train rows then test rows, as one CSR matrix (what the input SVD is fitted on).
+
+    Parameters
+    ----------
+    task : {'cite', 'multi'}
+        The task.
+    data_dir : str or pathlib.Path
+        The competition folder (``data`` by default).
+    cache_dir : str or pathlib.Path, optional
+        Its cache folder, when not ``<data_dir>/.cache``.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Float32, train cells then test cells.
+
+    Raises
+    ------
+    ValueError
+        If ``task`` is unknown.
+    InputError
+        If the inputs are not cached or unreadable.
+    """
     spec = layout.task(task)
     return load_stacked(cache_dir_for(data_dir, cache_dir), [spec.train_inputs, spec.test_inputs])
 
@@ -128,10 +244,35 @@ def load(
     inputs: bool = True,
     targets: bool = True,
 ) -> Split:
-    """Load ``split`` ('train' or 'test') of ``task`` ('cite' or 'multi') from the prepared cache.
+    """Load one split of one task from the prepared cache.
 
-    ``inputs=False`` / ``targets=False`` skip those matrices (their names are
-    still read): at full scale the Multiome ones are ~5 and ~6 GB each.
+    Parameters
+    ----------
+    task : {'cite', 'multi'}
+        The task.
+    split : {'train', 'test'}
+        The split.
+    data_dir : str or pathlib.Path
+        The competition folder prepared into the cache.
+    cache_dir : str or pathlib.Path, optional
+        The cache folder (default ``<data_dir>/.cache``).
+    check : bool
+        First check that the cache matches the files of ``data_dir``.
+    inputs, targets : bool
+        Load those matrices; their names are read either way (at full scale the
+        Multiome ones are ~5 and ~6 GB each).
+
+    Returns
+    -------
+    Split
+        The cells, their matrices and metadata.
+
+    Raises
+    ------
+    ValueError
+        If ``task`` or ``split`` is unknown.
+    InputError
+        If the cache is missing, stale or unreadable, or a cell is not in the metadata.
     """
     spec = layout.task(task)
     if split not in layout.SPLITS:

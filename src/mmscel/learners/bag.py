@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasis
+from mmscel.learners.base import BaseLearner, FitData, LearnerParams
+from mmscel.targets import TargetBasis
 
 SEED_STRIDE = 10_007  # member i uses seed + i * SEED_STRIDE: clear of the per-fold offsets of the same run
 
@@ -32,6 +33,21 @@ class SeedBag(BaseLearner):
         self.learner_cls = learner_cls
         self.members = [learner_cls(params, seed=seed + i * SEED_STRIDE, n_jobs=n_jobs) for i in range(n_members)]
         self.params, self.seed, self.n_jobs, self.best_iterations = params, seed, n_jobs, None
+
+    @property
+    def uses_validation(self) -> bool:
+        """Whether the members early-stop."""
+        return self.learner_cls.uses_validation
+
+    @property
+    def uses_full_targets(self) -> bool:
+        """Whether the members read the full targets."""
+        return self.learner_cls.uses_full_targets
+
+    def clone(self, seed: int | None = None) -> SeedBag:
+        """An unfitted bag of the same learner and size (seeded with ``seed``, when given)."""
+        seed = self.seed if seed is None else seed
+        return SeedBag(self.learner_cls, self.params, len(self.members), seed=seed, n_jobs=self.n_jobs)
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> SeedBag:
         """Fit every member on the same rows (each early-stops on the same ``valid``)."""

@@ -26,6 +26,8 @@ import numpy as np
 import pydantic
 import scipy.sparse as sp
 
+from mmscel.targets import TargetBasis
+
 
 class LearnerParams(pydantic.BaseModel):
     """Base of every learner's parameters: unknown keys are refused by name."""
@@ -38,18 +40,6 @@ class LearnerParams(pydantic.BaseModel):
     def library_params(self) -> dict[str, Any]:
         """The fields the library takes under the same names (the ``own_fields`` left out)."""
         return self.model_dump(exclude=set(self.own_fields))
-
-
-@dataclass(frozen=True)
-class TargetBasis:
-    """Linear map from a learner's output space to the scored targets."""
-
-    components: np.ndarray  # (k, n_targets) float32
-    mean: np.ndarray  # (n_targets,) float32
-
-    def reconstruct(self, z: np.ndarray) -> np.ndarray:
-        """Scored targets from coefficients ``z`` (rows x k)."""
-        return (np.asarray(z, dtype=np.float32) @ self.components + self.mean).astype(np.float32)
 
 
 @dataclass
@@ -69,25 +59,49 @@ class FitData:
             raise ValueError(f"X has {len(self.X)} rows, Y has {len(self.Y)}")
 
 
+class FitFailed(RuntimeError):
+    """A fit that cannot succeed with these parameters (a diverging loss, say).
+
+    Parameters
+    ----------
+    param
+        The parameter to change (``"lr"``), named in the message.
+    problem
+        What went wrong, on one line.
+    """
+
+    def __init__(self, param: str, problem: str):
+        self.param, self.problem = param, problem
+        super().__init__(f"params.{param}: {problem}")
+
+
 class BaseLearner(ABC):
     """A level-1 base learner: ``fit`` on a training fold, ``predict`` any rows.
 
     Subclasses set ``name`` and ``Params`` (a :class:`LearnerParams` model), and
-    implement :meth:`fit`, :meth:`predict`, :meth:`save` and :meth:`load`.
+    implement :meth:`fit`, :meth:`predict`, :meth:`save` and :meth:`load`;
+    ``library`` names the distribution whose version a run's manifest records,
+    ``quick_params`` small settings for a fit in seconds on the tiny data
+    (smoke runs and the tests).
     """
 
     name: ClassVar[str]
     Params: ClassVar[type[LearnerParams]]
+    library: ClassVar[str | None] = None
+    quick_params: ClassVar[dict[str, Any]] = {}
     uses_validation: ClassVar[bool] = False  # True when fit() early-stops on `valid`
-    uses_full_targets: ClassVar[bool] = (
-        False  # True when fit() reads FitData.Y_full (a copy of those rows: GBs at full scale)
-    )
+    # True when fit() reads FitData.Y_full (a copy of those rows: GBs at full scale)
+    uses_full_targets: ClassVar[bool] = False
 
     def __init__(self, params: Mapping[str, Any] | LearnerParams | None = None, seed: int = 0, n_jobs: int = 2):
         self.params = params if isinstance(params, self.Params) else self.Params(**dict(params or {}))
         self.seed = int(seed)
         self.n_jobs = int(n_jobs)
         self.best_iterations: list[int] | None = None
+
+    def clone(self, seed: int | None = None) -> BaseLearner:
+        """An unfitted copy with the same parameters (and ``seed``, when given)."""
+        return type(self)(self.params, seed=self.seed if seed is None else seed, n_jobs=self.n_jobs)
 
     @abstractmethod
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> BaseLearner:

@@ -43,6 +43,8 @@ class CatBoostLearner(BaseLearner):
     """
 
     name = "catboost"
+    library = "catboost"
+    quick_params = {"iterations": 60, "learning_rate": 0.15, "depth": 4, "early_stopping_rounds": 10}
     Params = CatBoostParams
     uses_validation = True
 

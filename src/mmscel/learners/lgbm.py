@@ -40,6 +40,8 @@ class LGBMLearner(BaseLearner):
     """
 
     name = "lgbm"
+    library = "lightgbm"
+    quick_params = {"n_estimators": 40, "learning_rate": 0.1, "num_leaves": 15, "early_stopping_rounds": 10}
     Params = LGBMParams
     uses_validation = True
 

@@ -33,8 +33,7 @@ import torch.nn.functional as F
 import torch.utils.deterministic
 from torch import nn
 
-from mmscel.errors import InputError
-from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasis, as_float32
+from mmscel.learners.base import BaseLearner, FitData, FitFailed, LearnerParams, TargetBasis, as_float32
 from mmscel.metrics import pearson_per_row
 
 MODEL_FILE = "mlp.pt"
@@ -165,6 +164,8 @@ class MLPLearner(BaseLearner):
     """
 
     name = "mlp"
+    library = "torch"
+    quick_params = {"hidden": [64], "epochs": 15, "patience": 4, "batch_size": 64}
     Params = MLPParams
     uses_validation = True
     uses_full_targets = True  # the in-network reconstruction and the early-stopping score use all genes
@@ -299,9 +300,7 @@ class MLPLearner(BaseLearner):
                 loss = compute_loss(self.params.loss, pred, Y_t.index_select(0, idx))
             value = loss.item()
             if not math.isfinite(value):
-                raise InputError(
-                    "params.lr", f"the MLP's training loss became {value} at lr {self.params.lr}; lower lr"
-                )
+                raise FitFailed("lr", f"the MLP's training loss became {value} at lr {self.params.lr}; lower lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -28,6 +28,8 @@ class RidgeLearner(BaseLearner):
     """
 
     name = "ridge"
+    library = "scikit-learn"
+    quick_params = {"alpha": 10.0}
     Params = RidgeParams
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> RidgeLearner:

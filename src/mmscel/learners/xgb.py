@@ -40,6 +40,14 @@ class XGBLearner(BaseLearner):
     """
 
     name = "xgb"
+    library = "xgboost"
+    quick_params = {
+        "n_estimators": 40,
+        "learning_rate": 0.1,
+        "max_depth": 4,
+        "max_bin": 64,
+        "early_stopping_rounds": 10,
+    }
     Params = XGBParams
     uses_validation = True
 

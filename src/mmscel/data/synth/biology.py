@@ -30,19 +30,49 @@ N_PROGRAMS = 3 + 2 * len(LINEAGES)
 
 @dataclass(frozen=True)
 class Donors:
-    """Per-donor lineage mix; donor effects on features live with each modality."""
+    """Per-donor lineage mix; donor effects on features live with each modality.
+
+    Attributes
+    ----------
+    ids : tuple of int
+        The donors, in the order of the per-donor tables.
+    lineage_mix : numpy.ndarray
+        Donors x lineages: each donor's share of cells per lineage.
+    """
 
     ids: tuple[int, ...]
     lineage_mix: np.ndarray  # donors x lineages
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Donors:
-        """Draw each donor's lineage mix around the base mix."""
+        """Draw each donor's lineage mix around the base mix.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The donors' random stream.
+
+        Returns
+        -------
+        Donors
+            The competition's four donors.
+        """
         mix = np.stack([rng.dirichlet(60 * BASE_LINEAGE_MIX) for _ in layout.DONORS])
         return cls(ids=layout.DONORS, lineage_mix=mix)
 
     def index(self, donor: np.ndarray) -> np.ndarray:
-        """Row of each donor id in per-donor tables."""
+        """Row of each donor id in per-donor tables.
+
+        Parameters
+        ----------
+        donor : numpy.ndarray
+            Donor ids, one per cell.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 rows.
+        """
         lookup = {d: i for i, d in enumerate(self.ids)}
         return np.fromiter((lookup[int(d)] for d in donor), dtype=np.int64, count=len(donor))
 
@@ -52,8 +82,22 @@ def sample_states(
 ) -> pd.DataFrame:
     """Draw the latent state of cells with the given donors and days.
 
-    Columns: lineage (0-5), t (pseudotime), cycling, library (expected RNA
-    counts), adt_depth, atac_depth, cell_type.
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The states' random stream.
+    donors : Donors
+        Lineage mix of each donor.
+    donor, day : numpy.ndarray
+        Donor id and day of each cell.
+    base_library : float
+        Expected RNA counts of a day-2 cell.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell: lineage (0-5), t (pseudotime), cycling, library
+        (expected RNA counts), adt_depth, atac_depth, cell_type.
     """
     n = len(donor)
     donor_row = donors.index(donor)
@@ -64,7 +108,7 @@ def sample_states(
     library = base_library * day_factor * np.exp(rng.normal(0, 0.35, n))
     adt_depth = day_factor * np.exp(0.6 * np.log(library / base_library) + rng.normal(0, 0.25, n))
     atac_depth = 0.45 * day_factor * np.exp(rng.normal(0, 0.3, n))
-    committed = _sigmoid((t - COMMIT_TIME) / COMMIT_WIDTH) > 0.5
+    committed = sigmoid((t - COMMIT_TIME) / COMMIT_WIDTH) > 0.5
     cell_type = np.where(committed, np.asarray(LINEAGES, dtype=object)[lineage], "HSC")
     return pd.DataFrame(
         {
@@ -80,27 +124,64 @@ def sample_states(
 
 
 def programs(states: pd.DataFrame) -> np.ndarray:
-    """Program activities (cells x N_PROGRAMS) of the given states.
+    """Program activities of the given states.
 
     Stemness decays with pseudotime; each lineage has a commitment and a
     maturation program that switch on along its own branch; a cycling program
     and pseudotime itself complete the set.
+
+    Parameters
+    ----------
+    states : pandas.DataFrame
+        As :func:`sample_states` draws them.
+
+    Returns
+    -------
+    numpy.ndarray
+        Cells x ``N_PROGRAMS``, float64.
     """
     t = states["t"].to_numpy()
     lineage = states["lineage"].to_numpy()
     onehot = np.eye(len(LINEAGES))[lineage]
-    commit = onehot * _sigmoid((t - COMMIT_TIME) / COMMIT_WIDTH)[:, None]
-    mature = onehot * _sigmoid((t - MATURE_TIME) / MATURE_WIDTH)[:, None]
+    commit = onehot * sigmoid((t - COMMIT_TIME) / COMMIT_WIDTH)[:, None]
+    mature = onehot * sigmoid((t - MATURE_TIME) / MATURE_WIDTH)[:, None]
     stem = np.exp(-4.0 * t)
     return np.column_stack([stem, states["cycling"].to_numpy(), t, commit, mature]).astype(np.float64)
 
 
-def _sigmoid(x):
+def sigmoid(x):
+    """The logistic function.
+
+    Parameters
+    ----------
+    x : array_like
+        Logits.
+
+    Returns
+    -------
+    numpy.ndarray
+        Values in (0, 1), with the shape and float type of ``x``.
+    """
     return 1.0 / (1.0 + np.exp(-x))
 
 
 def allocate(total: int, weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Split ``total`` cells over groups in proportion to ``weights`` (exact sum)."""
+    """Split ``total`` cells over groups in proportion to ``weights``.
+
+    Parameters
+    ----------
+    total : int
+        Cells to split.
+    weights : numpy.ndarray
+        One non-negative weight per group.
+    rng : numpy.random.Generator
+        Breaks ties between equal remainders.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 counts that sum to ``total`` exactly.
+    """
     weights = np.asarray(weights, dtype=np.float64)
     raw = total * weights / weights.sum()
     counts = np.floor(raw).astype(np.int64)

@@ -22,7 +22,14 @@ from mmscel.errors import InputError
 from mmscel.fsutil import replace_dir, write_json
 from mmscel.metrics import pearson_per_row
 
-GENERATOR_VERSION = "2"  # 2: truth.json gains the reachable reference
+GENERATOR_VERSION = "2"  # recorded in truth.json, so that a reader can tell which fields to expect
+LEADERBOARDS = ("public", "private")
+REACHABLE_METHOD = (
+    "As the oracle, but for Multiome the open/closed state of each gene's linked peaks is averaged out "
+    "(E[exp(cis)] = prod(1 + p (e^w - 1)) given the cell's programs and donor): the oracle also knows which "
+    "peaks happen to be open in each cell, which the sparse ATAC counts reveal only where a fragment was "
+    "captured. The headroom level-1 is measured against. CITEseq: the oracle itself."
+)
 
 
 def generate(
@@ -38,7 +45,32 @@ def generate(
 
     The folder is built beside ``out_dir`` under a temporary name and renamed
     into place at the end, so an interrupted run never leaves a partial
-    competition. Returns the content of ``truth/truth.json``.
+    competition. The same seed gives the same bytes.
+
+    Parameters
+    ----------
+    out_dir : str or pathlib.Path
+        The folder to write; it must be empty unless ``overwrite``.
+    scale : str
+        One of ``SCALES``.
+    seed : int
+        The competition's seed.
+    extras : bool
+        Also write the extra day-2 donor-27678 CITEseq file and its metadata.
+    raw : bool
+        Also write the counts as ``*_raw.h5``.
+    overwrite : bool
+        Replace a non-empty ``out_dir``.
+
+    Returns
+    -------
+    dict
+        The content of ``truth/truth.json``, plus the wall time.
+
+    Raises
+    ------
+    InputError
+        If the scale is unknown, or ``out_dir`` is a file or not empty.
     """
     if scale not in SCALES:
         raise InputError("--scale", f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
@@ -80,9 +112,19 @@ def _generate_into(work: Path, scale, seed: int, extras: bool, raw: bool) -> dic
     multi_splits = multi_plan.loc[multi_test, "split"].to_numpy()[scored_rows]
     write_solution(work / layout.TRUTH_DIR, cite.test_targets, cite_splits, multi.scored_truth, multi_splits)
 
+    truth = _truth(scale, seed, rows, cite_plan, cite, multi, cite_splits, multi_splits)
+    write_json(work / layout.TRUTH_DIR / layout.TRUTH_JSON, truth)
+    _write_train_references(
+        work / layout.TRUTH_DIR / layout.TRAIN_REFERENCES, cite, cite_ids[~cite_test.to_numpy()], multi
+    )
+    return {**truth, "wall_seconds": round(time.perf_counter() - started, 2)}  # not in the file: same seed, same bytes
+
+
+def _truth(scale, seed: int, rows: int, cite_plan, cite, multi, cite_splits, multi_splits) -> dict:
+    """The content of ``truth/truth.json``: shapes, split sizes and the reference scores."""
     floor_cite = pearson_per_row(cite.test_targets, np.broadcast_to(cite.train_target_mean, cite.test_targets.shape))
     floor_multi = pearson_per_row(multi.scored_truth, multi.scored_mean_profile)
-    truth = {
+    return {
         "generator": "mmscel synth",
         "generator_version": GENERATOR_VERSION,
         "mmscel_version": mmscel.__version__,
@@ -90,38 +132,30 @@ def _generate_into(work: Path, scale, seed: int, extras: bool, raw: bool) -> dic
         "seed": seed,
         "shapes": _shapes(scale, rows),
         "n_test_cells": {
-            "cite": {s: int((cite_splits == s).sum()) for s in ("public", "private")},
-            "multi_scored": {s: int((multi_splits == s).sum()) for s in ("public", "private")},
+            "cite": {s: int((cite_splits == s).sum()) for s in LEADERBOARDS},
+            "multi_scored": {s: int((multi_splits == s).sum()) for s in LEADERBOARDS},
         },
         "cite_leak_rows": int(cite_plan["leak"].sum()),
         "oracle": _summary(cite.oracle, multi.oracle),
         "reachable": _summary(cite.oracle, multi.reachable),
-        "mean_profile": _summary(
-            {"public": floor_cite[cite_splits == "public"], "private": floor_cite[cite_splits == "private"]},
-            {"public": floor_multi[multi_splits == "public"], "private": floor_multi[multi_splits == "private"]},
-        ),
-        "oracle_method": (
-            "Per-cell Pearson of the noise-free expectation E[y | cell state] with the drawn targets. "
-            "E[log1p(scale * X)] for negative binomial X is summed exactly over the support (to ~1e-9), "
-            "not estimated from replicates. Test splits are scored on the leaderboard's entries "
-            f"(Multiome: scored cells x scored genes); the Multiome train figure uses {min(2000, scale.multi_train)} "
-            "sampled train cells x all genes. A reference near the best reachable score, not a strict bound."
-        ),
-        "reachable_method": (
-            "As the oracle, but for Multiome the open/closed state of each gene's linked peaks is averaged out "
-            "(E[exp(cis)] = prod(1 + p (e^w - 1)) given the cell's programs and donor): the oracle also knows which "
-            "peaks happen to be open in each cell, which the sparse ATAC counts reveal only where a fragment was "
-            "captured. The headroom level-1 is measured against. CITEseq: the oracle itself."
-        ),
+        "mean_profile": _summary(_by_leaderboard(floor_cite, cite_splits), _by_leaderboard(floor_multi, multi_splits)),
+        "oracle_method": _oracle_method(scale),
+        "reachable_method": REACHABLE_METHOD,
     }
-    write_json(work / layout.TRUTH_DIR / layout.TRUTH_JSON, truth)
-    _write_train_references(
-        work / layout.TRUTH_DIR / layout.TRAIN_REFERENCES, cite, cite_ids[~cite_test.to_numpy()], multi
+
+
+def _by_leaderboard(scores: np.ndarray, splits: np.ndarray) -> dict[str, np.ndarray]:
+    return {split: scores[splits == split] for split in LEADERBOARDS}
+
+
+def _oracle_method(scale) -> str:
+    return (
+        "Per-cell Pearson of the noise-free expectation E[y | cell state] with the drawn targets. "
+        "E[log1p(scale * X)] for negative binomial X is summed exactly over the support (to ~1e-9), "
+        "not estimated from replicates. Test splits are scored on the leaderboard's entries "
+        f"(Multiome: scored cells x scored genes); the Multiome train figure uses {min(2000, scale.multi_train)} "
+        "sampled train cells x all genes. A reference near the best reachable score, not a strict bound."
     )
-    return {
-        **truth,
-        "wall_seconds": round(time.perf_counter() - started, 2),
-    }  # kept out of the file: same seed, same bytes
 
 
 def _write_train_references(path: Path, cite, cite_train_ids: np.ndarray, multi) -> None:

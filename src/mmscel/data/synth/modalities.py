@@ -1,4 +1,4 @@
-"""How each modality depends on the cell state: CITEseq (RNA, ADT) and Multiome (ATAC, RNA).
+"""How RNA and surface proteins depend on the cell state (the chromatin lives in :mod:`.chromatin`).
 
 Each model holds its sampled parameters and offers the expected counts of a
 chunk of cells; :mod:`mmscel.data.synth.noise` draws counts around them and
@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 from mmscel.data import layout
-from mmscel.data.synth.biology import N_PROGRAMS, _sigmoid
+from mmscel.data.synth.biology import N_PROGRAMS
 
 RNA_SCALE = 1e4  # library-size normalisation to 10,000 counts, then log1p
 ADT_DEPTH = 20.0
@@ -33,7 +32,23 @@ def _loadings(rng, n_features, density=0.18, scale=1.1):
 
 @dataclass
 class GeneModel:
-    """Log-linear gene expression: base + programs + donor offsets (+ cis peaks)."""
+    """Log-linear gene expression: base + programs + donor offsets (+ cis peaks).
+
+    Attributes
+    ----------
+    base : numpy.ndarray
+        Log expression of each gene.
+    loadings : numpy.ndarray
+        Programs x genes.
+    donor_offset : numpy.ndarray
+        Donors x genes.
+    theta : numpy.ndarray
+        Negative binomial inverse dispersion of each gene.
+    on_chr_y : numpy.ndarray
+        Whether each gene lies on chrY (never expressed by the female donor).
+    normaliser : float
+        Sum of ``exp(base)``, which scales expression to the library size.
+    """
 
     base: np.ndarray  # genes
     loadings: np.ndarray  # programs x genes
@@ -51,7 +66,26 @@ class GeneModel:
         loading_scale: float = 1.1,
         chr_y_fraction: float = 0.003,
     ) -> GeneModel:
-        """Sample base expression, program loadings, donor offsets and dispersions."""
+        """Sample base expression, program loadings, donor offsets and dispersions.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The model's random stream.
+        n_genes : int
+            Number of genes.
+        base_sd : float
+            Spread of the base log expression.
+        loading_scale : float
+            Spread of the non-zero program loadings.
+        chr_y_fraction : float
+            Share of genes on chrY (never the first two).
+
+        Returns
+        -------
+        GeneModel
+            The sampled model.
+        """
         base = rng.normal(-1.2, base_sd, n_genes)
         on_chr_y = rng.random(n_genes) < chr_y_fraction
         on_chr_y[: min(2, n_genes)] = False
@@ -65,7 +99,24 @@ class GeneModel:
         )
 
     def mean_counts(self, program: np.ndarray, donor_row: np.ndarray, library: np.ndarray, extra=None) -> np.ndarray:
-        """Expected counts (cells x genes) for cells with these programs, donors and libraries."""
+        """Expected counts for cells with these programs, donors and libraries.
+
+        Parameters
+        ----------
+        program : numpy.ndarray
+            Cells x programs, as :func:`~mmscel.data.synth.biology.programs` computes them.
+        donor_row : numpy.ndarray
+            Each cell's row in ``donor_offset``.
+        library : numpy.ndarray
+            Expected RNA counts of each cell.
+        extra : numpy.ndarray, optional
+            Cells x genes added to the log expression (the cis peaks).
+
+        Returns
+        -------
+        numpy.ndarray
+            Cells x genes.
+        """
         eta = self.base + program @ self.loadings + self.donor_offset[donor_row]
         if extra is not None:
             eta += extra
@@ -77,7 +128,23 @@ class GeneModel:
 
 @dataclass
 class ProteinModel:
-    """Surface proteins as a small random network of the programs, read out through ADT counts."""
+    """Surface proteins as a small random network of the programs, read out through ADT counts.
+
+    Attributes
+    ----------
+    w1, b1 : numpy.ndarray
+        Programs x hidden weights and hidden biases.
+    w2 : numpy.ndarray
+        Hidden x proteins weights (half of them zero).
+    base : numpy.ndarray
+        Log abundance of each protein.
+    donor_offset : numpy.ndarray
+        Donors x proteins.
+    ambient : numpy.ndarray
+        Background counts of each protein at unit depth.
+    is_isotype : numpy.ndarray
+        Whether each protein is an isotype control (background only).
+    """
 
     w1: np.ndarray
     b1: np.ndarray
@@ -89,7 +156,18 @@ class ProteinModel:
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> ProteinModel:
-        """Sample the protein network, donor offsets and ambient background."""
+        """Sample the protein network, donor offsets and ambient background.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The model's random stream.
+
+        Returns
+        -------
+        ProteinModel
+            A model of the 140 competition proteins.
+        """
         n = len(layout.CITE_PROTEINS)
         return cls(
             w1=rng.normal(0, 1.6, (N_PROGRAMS, N_HIDDEN)),
@@ -102,112 +180,58 @@ class ProteinModel:
         )
 
     def linear_profile(self) -> np.ndarray:
-        """Approximate per-program effect on each protein (programs x proteins)."""
+        """Approximate per-program effect on each protein.
+
+        Returns
+        -------
+        numpy.ndarray
+            Programs x proteins.
+        """
         return self.w1 @ self.w2
 
     def mean_counts(self, program: np.ndarray, donor_row: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """Expected ADT counts (cells x 140): specific binding plus ambient background."""
+        """Expected ADT counts: specific binding plus ambient background.
+
+        Parameters
+        ----------
+        program : numpy.ndarray
+            Program activities, cells x programs.
+        donor_row : numpy.ndarray
+            The cells' donors, as rows of ``donor_offset``.
+        depth : numpy.ndarray
+            ADT depth of each cell.
+
+        Returns
+        -------
+        numpy.ndarray
+            Cells x 140.
+        """
         hidden = np.tanh(program @ self.w1 + self.b1)
         specific = np.exp(self.base + hidden @ self.w2 + self.donor_offset[donor_row])
         specific[:, self.is_isotype] = 0.0
         return ADT_DEPTH * depth[:, None] * (specific + self.ambient)
 
     def centre(self) -> np.ndarray:
-        """dsb-like centring: log1p of the background count at unit depth."""
+        """dsb-like centring: log1p of the background count at unit depth.
+
+        Returns
+        -------
+        numpy.ndarray
+            One value per protein.
+        """
         return np.log1p(ADT_DEPTH * self.ambient)
 
     def to_target(self, log1p_counts: np.ndarray) -> np.ndarray:
-        """dsb-like values from log1p counts (background-centred, scaled; may be negative)."""
+        """dsb-like values from log1p counts (background-centred, scaled; may be negative).
+
+        Parameters
+        ----------
+        log1p_counts : numpy.ndarray
+            Cells x proteins.
+
+        Returns
+        -------
+        numpy.ndarray
+            Cells x proteins.
+        """
         return (log1p_counts - self.centre()) / ADT_SCALE
-
-
-@dataclass
-class PeakModel:
-    """Chromatin accessibility: each peak opens with one program, or constitutively."""
-
-    base: np.ndarray
-    program: np.ndarray
-    weight: np.ndarray
-    donor_offset: np.ndarray
-    on_chr_y: np.ndarray
-
-    @classmethod
-    def sample(cls, rng: np.random.Generator, chromosome: np.ndarray) -> PeakModel:
-        """Sample which program opens each peak, and how strongly."""
-        n = len(chromosome)
-        regulated = rng.random(n) < 0.7
-        return cls(
-            base=np.where(regulated, rng.normal(-4.2, 0.8, n), rng.normal(-2.4, 0.9, n)),
-            program=np.where(regulated, rng.integers(0, N_PROGRAMS, n), 0),
-            weight=np.where(regulated, rng.normal(4.0, 1.0, n), 0.0),
-            donor_offset=rng.normal(0, 0.2, (len(layout.DONORS), n)).astype(np.float32),
-            on_chr_y=np.asarray(chromosome) == "chrY",
-        )
-
-    def open_probability(self, program: np.ndarray, donor_row: np.ndarray) -> np.ndarray:
-        """Probability that each peak is open in each cell (cells x peaks, float32)."""
-        activity = program.astype(np.float32)[:, self.program]
-        logit = self.base.astype(np.float32) + self.weight.astype(np.float32) * activity + self.donor_offset[donor_row]
-        prob = _sigmoid(logit)
-        female = donor_row == layout.DONORS.index(layout.FEMALE_DONOR)
-        prob[np.ix_(female, self.on_chr_y)] = 0.0
-        return prob
-
-
-def sample_atac(
-    rng: np.random.Generator, open_state: sp.csr_matrix, depth: np.ndarray, background: float = 0.0015
-) -> sp.csr_matrix:
-    """ATAC counts: open peaks yield Poisson(depth) fragments, closed peaks rare background."""
-    counts = open_state.astype(np.float32).tocsr()
-    counts.data = rng.poisson(np.repeat(depth, np.diff(counts.indptr))).astype(np.float32)
-    n_cells, n_peaks = open_state.shape
-    n_bg = rng.binomial(n_peaks, background, n_cells)
-    rows = np.repeat(np.arange(n_cells), n_bg)
-    cols = rng.integers(0, n_peaks, n_bg.sum())
-    bg = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=open_state.shape)
-    counts = (counts + bg).tocsr()
-    counts.eliminate_zeros()
-    counts.sum_duplicates()
-    return counts
-
-
-def cis_links(
-    rng: np.random.Generator, gene_chrom, gene_pos, peak_chrom, peak_centre, per_gene: int = 4
-) -> sp.csr_matrix:
-    """Link each gene to up to ``per_gene`` nearest peaks on its chromosome (genes x peaks weights).
-
-    The window scales with peak density, so every scale links genes to a few peaks.
-    """
-    n_genes, n_peaks = len(gene_chrom), len(peak_chrom)
-    peak_chrom = np.asarray(peak_chrom)
-    rows, cols = [], []
-    for chrom in np.unique(gene_chrom):
-        genes = np.flatnonzero(gene_chrom == chrom)
-        peaks = np.flatnonzero(peak_chrom == chrom)
-        if len(peaks) == 0:
-            continue
-        order = np.argsort(peak_centre[peaks], kind="stable")
-        centres = peak_centre[peaks][order]
-        where = np.searchsorted(centres, gene_pos[genes])
-        candidates = where[:, None] + np.arange(-per_gene, per_gene)[None, :]
-        valid = (candidates >= 0) & (candidates < len(centres))
-        clipped = np.clip(candidates, 0, len(centres) - 1)
-        distance = np.where(valid, np.abs(centres[clipped] - gene_pos[genes][:, None]), np.inf)
-        nearest = np.argsort(distance, axis=1, kind="stable")[:, :per_gene]
-        chosen = np.take_along_axis(clipped, nearest, axis=1)
-        ok = np.isfinite(np.take_along_axis(distance, nearest, axis=1))
-        rows.append(np.repeat(genes, per_gene)[ok.ravel()])
-        cols.append(peaks[order[chosen.ravel()[ok.ravel()]]])
-    rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    cols = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-    weights = rng.normal(0.7, 0.35, len(rows))
-    return sp.csr_matrix((weights, (rows, cols)), shape=(n_genes, n_peaks))
-
-
-def tf_idf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
-    """Signac-style TF-IDF: log1p(count / cell total * idf * 1e4)."""
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    out = counts.astype(np.float32).tocsr(copy=True)
-    per_row = np.repeat(np.where(totals > 0, 1.0 / np.maximum(totals, 1), 0.0), np.diff(out.indptr))
-    out.data = np.log1p(out.data * per_row * idf[out.indices] * 1e4).astype(np.float32)
-    return out

@@ -18,10 +18,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmscel.data import layout
-from mmscel.data.h5io import FrameWriter
 from mmscel.data.synth import modalities, names
 from mmscel.data.synth.biology import Donors, programs, sample_states
-from mmscel.data.synth.modalities import RNA_SCALE, GeneModel, PeakModel, cis_links, sample_atac, tf_idf
+from mmscel.data.synth.chromatin import PeakModel, cis_links, sample_atac, tf_idf
+from mmscel.data.synth.frames import all_or_nothing, frame_writer, raw_writer
+from mmscel.data.synth.modalities import RNA_SCALE, GeneModel
 from mmscel.data.synth.noise import expected_log1p_nb, sample_nb
 from mmscel.metrics import pearson_per_row
 from mmscel.progress import track
@@ -33,18 +34,49 @@ ORACLE_TRAIN_CELLS = 2_000
 
 @dataclass
 class MultiWorld:
-    """Everything sampled once for the Multiome task."""
+    """Everything sampled once for the Multiome task.
+
+    Attributes
+    ----------
+    peaks : numpy.ndarray
+        Input column names ``chr1:start-end``, in genome order.
+    genes : numpy.ndarray
+        Target column names (Ensembl ids).
+    peak_model : PeakModel
+        Chromatin accessibility.
+    gene_model : GeneModel
+        RNA expression.
+    links : scipy.sparse.csr_matrix
+        Genes x peaks cis weights.
+    donors : Donors
+        Lineage mix of each donor.
+    """
 
     peaks: np.ndarray
     genes: np.ndarray
     peak_model: PeakModel
     gene_model: GeneModel
-    links: sp.csr_matrix  # genes x peaks
+    links: sp.csr_matrix
     donors: Donors
 
     @classmethod
     def sample(cls, rng: np.random.Generator, n_peaks: int, n_genes: int, donors: Donors) -> MultiWorld:
-        """Sample peaks, genes on the genome, their models and the cis links."""
+        """Sample peaks, genes on the genome, their models and the cis links.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The task's random stream.
+        n_peaks, n_genes : int
+            Number of input peaks and of target genes.
+        donors : Donors
+            Lineage mix of each donor.
+
+        Returns
+        -------
+        MultiWorld
+            The sampled task.
+        """
         peaks, peak_chrom, peak_centre = names.peak_layout(rng, n_peaks)
         chromosomes = list(names.CHROMOSOME_LENGTHS)
         lengths = np.asarray(list(names.CHROMOSOME_LENGTHS.values()), dtype=np.float64)
@@ -64,23 +96,75 @@ class MultiWorld:
 
 @dataclass
 class MultiResult:
-    """What the leaderboard and truth.json need from the Multiome simulation."""
+    """What the leaderboard and truth.json need from the Multiome simulation.
+
+    Attributes
+    ----------
+    scored_truth : numpy.ndarray
+        Scored test cells x scored genes per cell, the hidden truth.
+    scored_mean_profile : numpy.ndarray
+        The mean training profile on the same entries (the mean-profile floor).
+    oracle, reachable : dict of str to numpy.ndarray
+        Per-cell scores of 'train', 'public' and 'private' of the oracle and of
+        the chromatin-averaged reference.
+    train_reference_cells : numpy.ndarray or None
+        Cell ids of the train cells those scores were taken on.
+    cell_type : numpy.ndarray or None
+        Cell type of every planned cell.
+    """
 
     scored_truth: np.ndarray
     scored_mean_profile: np.ndarray
     oracle: dict[str, np.ndarray] = field(default_factory=dict)
     reachable: dict[str, np.ndarray] = field(default_factory=dict)
-    train_reference_cells: np.ndarray | None = None  # cell ids of the train figures
+    train_reference_cells: np.ndarray | None = None
     cell_type: np.ndarray | None = None
+
+
+@dataclass
+class _Simulation:
+    """What both passes over the cells share."""
+
+    out: Path
+    scratch: Path
+    world: MultiWorld
+    states: pd.DataFrame
+    donor: np.ndarray  # per plan row
+    cell_ids: np.ndarray  # per plan row
+    seed: int
+    raw: bool
 
 
 def simulate_multi(
     out: Path, scratch: Path, scale, plan, cell_ids, seed: int, raw: bool, scored_rows, scored_genes
 ) -> MultiResult:
-    """Write the Multiome files of a synthetic competition; return its truth.
+    """Write the Multiome files of a synthetic competition.
 
-    ``scored_rows`` are the test rows the leaderboard scores and
-    ``scored_genes`` (one row per scored cell) their scored gene columns.
+    Parameters
+    ----------
+    out : pathlib.Path
+        The competition folder being built; the test targets go to its ``truth/``.
+    scratch : pathlib.Path
+        A folder for the sparse ATAC counts between the two passes; removed at the end.
+    scale : Scale
+        Multiome cell, peak and gene counts.
+    plan : pandas.DataFrame
+        The Multiome cells in file order, as :func:`~mmscel.data.synth.plan.plan_task` plans them.
+    cell_ids : numpy.ndarray
+        Id of each planned Multiome cell.
+    seed : int
+        The competition's seed, from which every random stream of the task derives.
+    raw : bool
+        Also write the ATAC counts and the training RNA counts as ``*_raw.h5``.
+    scored_rows : numpy.ndarray
+        The test rows the leaderboard scores.
+    scored_genes : numpy.ndarray
+        Per scored row, its scored gene columns.
+
+    Returns
+    -------
+    MultiResult
+        The hidden truth.
     """
     donors = Donors.sample(np.random.default_rng([seed, 0]))
     world = MultiWorld.sample(np.random.default_rng([seed, 21]), scale.multi_peaks, scale.multi_genes, donors)
@@ -97,28 +181,13 @@ def simulate_multi(
         np.random.default_rng([seed, 23]).choice(len(train_idx), min(ORACLE_TRAIN_CELLS, len(train_idx)), replace=False)
     )
     scratch.mkdir(parents=True, exist_ok=True)
+    sim = _Simulation(out, scratch, world, states, plan["donor"].to_numpy(), cell_ids, seed, raw)
     column_counts = np.zeros(len(world.peaks))
-    train = _first_pass(
-        out, scratch, world, states, plan, train_idx, cell_ids, seed, raw, "train", oracle_rows, None, column_counts
-    )
-    test = _first_pass(
-        out,
-        scratch,
-        world,
-        states,
-        plan,
-        test_idx,
-        cell_ids,
-        seed,
-        raw,
-        "test",
-        scored_rows,
-        scored_genes,
-        column_counts,
-    )
+    train = _first_pass(sim, "train", train_idx, oracle_rows, None, column_counts)
+    test = _first_pass(sim, "test", test_idx, scored_rows, scored_genes, column_counts)
     idf = len(plan) / np.where(column_counts > 0, column_counts, 1.0)
     for split, idx in (("train", train_idx), ("test", test_idx)):
-        _second_pass(out, scratch, world, idx, cell_ids, split, idf, raw)
+        _second_pass(sim, split, idx, idf)
     shutil.rmtree(scratch, ignore_errors=True)
     test_split = plan["split"].to_numpy()[test_idx][scored_rows]
     mean_profile = train["target_sum"] / max(1, len(train_idx))
@@ -132,30 +201,27 @@ def simulate_multi(
     return result
 
 
-def _first_pass(
-    out, scratch, world, states, plan, idx, cell_ids, seed, raw, split, oracle_rows, oracle_genes, column_counts
-):
+def _first_pass(sim: _Simulation, split: str, idx, oracle_rows, oracle_genes, column_counts) -> dict:
     """Draw ATAC counts (to scratch) and RNA targets of one split; score the oracle and the
     chromatin-averaged reference on ``oracle_rows``."""
     stem = layout.MULTI.train_targets if split == "train" else "test_multi_targets"
-    folder = out if split == "train" else out / layout.TRUTH_DIR
-    writers = {"y": FrameWriter(folder / f"{stem}.h5", stem, cell_ids[idx], world.genes)}
-    if raw and split == "train":
-        writers["raw"] = FrameWriter(
-            out / f"{stem}{layout.RAW_SUFFIX}.h5", stem + layout.RAW_SUFFIX, cell_ids[idx], world.genes
-        )
-    donor = plan["donor"].to_numpy()
+    folder = sim.out if split == "train" else sim.out / layout.TRUTH_DIR
+    world = sim.world
+    writers = {"y": frame_writer(folder, stem, sim.cell_ids[idx], world.genes)}
+    if sim.raw and split == "train":
+        writers["raw"] = raw_writer(sim.out, stem, sim.cell_ids[idx], world.genes)
     oracle, reachable, scored, target_sum = [], [], [], np.zeros(len(world.genes))
-    ok = False
-    try:
+    with all_or_nothing(writers.values()):
         starts = range(0, len(idx), CHUNK_CELLS)
         for number, start in enumerate(track(starts, f"Multiome {split} (ATAC, RNA)", total=len(starts))):
             rows = idx[start : start + CHUNK_CELLS]
-            rng = np.random.default_rng([seed, 30 if split == "train" else 31, number])
+            rng = np.random.default_rng([sim.seed, 30 if split == "train" else 31, number])
             local = np.flatnonzero((oracle_rows >= start) & (oracle_rows < start + len(rows)))
             in_chunk = oracle_rows[local] - start
-            counts, rna, mu, scale, mu_averaged = _simulate_chunk(world, states.iloc[rows], donor[rows], rng, in_chunk)
-            sp.save_npz(scratch / f"{split}_{number:06d}.npz", counts, compressed=False)
+            counts, rna, mu, scale, mu_averaged = _simulate_chunk(
+                world, sim.states.iloc[rows], sim.donor[rows], rng, in_chunk
+            )
+            sp.save_npz(sim.scratch / f"{split}_{number:06d}.npz", counts, compressed=False)
             column_counts += np.asarray(counts.sum(axis=0)).ravel()
             writers["y"].write(rna)
             if "raw" in writers:
@@ -166,10 +232,6 @@ def _first_pass(
             oracle.append(scores)
             reachable.append(_oracle(world, mu_averaged, scale[in_chunk], rna[in_chunk], cols)[0])
             scored.append(values)
-        ok = True
-    finally:
-        for writer in writers.values():
-            writer.close() if ok else writer.abort()
     return {
         "oracle": np.concatenate(oracle),
         "reachable": np.concatenate(reachable),
@@ -207,6 +269,20 @@ def chromatin_averaged_mean(world: MultiWorld, program, donor_row, library, prob
     E[exp(cis)] = prod(1 + p (e^w - 1)). This is what a model that knew each
     cell's state perfectly, but not which of its peaks happen to be open, could
     predict: the ATAC counts show an open peak only when a fragment is captured.
+
+    Parameters
+    ----------
+    world : MultiWorld
+        The task.
+    program, donor_row, library : numpy.ndarray
+        The cells' programs, donor rows and expected RNA counts, as for :meth:`GeneModel.mean_counts`.
+    probability : numpy.ndarray
+        Cells x peaks: the chance that each peak is open.
+
+    Returns
+    -------
+    numpy.ndarray
+        Cells x genes.
     """
     links = world.links.tocoo()
     terms = np.log1p(probability[:, links.col].astype(np.float64) * np.expm1(links.data)[None, :])
@@ -238,27 +314,14 @@ def _oracle(world, mu_rows, scale_rows, y_rows, cols):
     return pearson_per_row(y_rows, expected), y_rows.astype(np.float32)
 
 
-def _second_pass(out, scratch, world, idx, cell_ids, split, idf, raw) -> None:
-    """TF-IDF of the scratch counts, written as the dense input file of one split."""
+def _second_pass(sim: _Simulation, split: str, idx: np.ndarray, idf: np.ndarray) -> None:
+    """TF-IDF of the scratch counts, written as the dense input file of one split (and the counts with ``raw``)."""
     stem = layout.MULTI.train_inputs if split == "train" else layout.MULTI.test_inputs
-    writers = [(FrameWriter(out / f"{stem}.h5", stem, cell_ids[idx], world.peaks), True)]
-    if raw:
-        writers.append(
-            (
-                FrameWriter(
-                    out / f"{stem}{layout.RAW_SUFFIX}.h5", stem + layout.RAW_SUFFIX, cell_ids[idx], world.peaks
-                ),
-                False,
-            )
-        )
-    ok = False
-    try:
-        files = sorted(scratch.glob(f"{split}_*.npz"))
+    ids, peaks = sim.cell_ids[idx], sim.world.peaks
+    writers = [frame_writer(sim.out, stem, ids, peaks)] + ([raw_writer(sim.out, stem, ids, peaks)] if sim.raw else [])
+    with all_or_nothing(writers):
+        files = sorted(sim.scratch.glob(f"{split}_*.npz"))
         for path in track(files, f"Multiome {split} (TF-IDF inputs)", total=len(files)):
             counts = sp.load_npz(path).tocsr()
-            for writer, transform in writers:
-                writer.write((tf_idf(counts, idf) if transform else counts).toarray())
-        ok = True
-    finally:
-        for writer, _ in writers:
-            writer.close() if ok else writer.abort()
+            for writer, values in zip(writers, (tf_idf(counts, idf), counts)):
+                writer.write(values.toarray())

@@ -75,7 +75,20 @@ _SYMBOL_STEMS = (
 
 
 def cell_ids(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` distinct cell ids of 12 lowercase hex characters."""
+    """Distinct cell ids of 12 lowercase hex characters.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The ids' random stream.
+    n : int
+        How many ids.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n`` ids in drawing order, dtype object.
+    """
     ids: set[str] = set()
     out: list[str] = []
     while len(out) < n:
@@ -88,7 +101,22 @@ def cell_ids(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def ensembl_ids(rng: np.random.Generator, n: int, exclude: set[str] = frozenset()) -> np.ndarray:
-    """``n`` distinct sorted gene ids like ``ENSG00000121410``."""
+    """Distinct gene ids like ``ENSG00000121410``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the id numbers.
+    n : int
+        How many ids.
+    exclude : set of str
+        Ids not to use.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n`` sorted ids, dtype object.
+    """
     chosen: set[str] = set()
     while len(chosen) < n:
         for value in rng.integers(1_000, 300_000, size=2 * (n - len(chosen))):
@@ -101,22 +129,45 @@ def ensembl_ids(rng: np.random.Generator, n: int, exclude: set[str] = frozenset(
 
 
 def protein_gene_symbol(protein: str) -> str | None:
-    """The gene symbol a protein name can stand for, or None (isotypes, complexes)."""
+    """The gene symbol a protein name can stand for.
+
+    Parameters
+    ----------
+    protein : str
+        A name from ``layout.CITE_PROTEINS``.
+
+    Returns
+    -------
+    str or None
+        The name itself, or None for isotype controls and complexes.
+    """
     if protein in layout.ISOTYPE_CONTROLS or "-" in protein or "." in protein or protein.islower():
         return None
     return protein
 
 
 def cite_gene_names(rng: np.random.Generator, n_genes: int) -> tuple[np.ndarray, np.ndarray]:
-    """CITEseq input names ``ENSG..._SYMBOL`` and, per protein, its gene's column or -1.
+    """CITEseq input names ``ENSG..._SYMBOL`` and the genes named after a protein.
 
     As in the real data some genes carry the symbol of a target protein
     (CD86, TIGIT, ...); the first gene is ``ENSG00000121410_A1BG``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws ids, symbols and the protein-named genes.
+    n_genes : int
+        Number of input genes.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The names in column order, and per protein its gene's column or -1.
     """
     ids = ensembl_ids(rng, n_genes - 1, exclude={"ENSG00000121410"})
     ids = np.concatenate([["ENSG00000121410"], ids])
     ids = np.asarray(sorted(ids), dtype=object)
-    symbols = _synthetic_symbols(rng, n_genes)
+    symbols = synthetic_symbols(rng, n_genes)
     symbols[list(ids).index("ENSG00000121410")] = "A1BG"
     gene_of_protein = np.full(len(layout.CITE_PROTEINS), -1, dtype=np.int64)
     candidates = [i for i, p in enumerate(layout.CITE_PROTEINS) if protein_gene_symbol(p)]
@@ -126,20 +177,62 @@ def cite_gene_names(rng: np.random.Generator, n_genes: int) -> tuple[np.ndarray,
     for protein_index, column in zip(rng.choice(candidates, size=n_linked, replace=False), columns):
         symbols[column] = protein_gene_symbol(layout.CITE_PROTEINS[protein_index])
         gene_of_protein[protein_index] = column
-    return np.asarray([f"{i}_{s}" for i, s in zip(ids, symbols)], dtype=object), gene_of_protein
+    return gene_names(ids, symbols), gene_of_protein
 
 
-def _synthetic_symbols(rng: np.random.Generator, n: int) -> np.ndarray:
+def synthetic_symbols(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` gene symbols in the style of real ones (``ZNF123``, ``RPL7``, ...).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Random stream.
+    n : int
+        How many symbols.
+
+    Returns
+    -------
+    numpy.ndarray
+        The symbols, dtype object.
+    """
     stems = rng.choice(_SYMBOL_STEMS, size=n)
     numbers = rng.permutation(np.arange(1, n * 4 + 1))[:n]
     return np.asarray([f"{s}{k}" for s, k in zip(stems, numbers)], dtype=object)
 
 
+def gene_names(ids: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """Kaggle's CITEseq input names ``<ensembl id>_<symbol>``.
+
+    Parameters
+    ----------
+    ids, symbols : numpy.ndarray
+        Ensembl ids and their symbols, in column order.
+
+    Returns
+    -------
+    numpy.ndarray
+        The joined names, dtype object.
+    """
+    return np.asarray([f"{i}_{s}" for i, s in zip(ids, symbols)], dtype=object)
+
+
 def peak_layout(rng: np.random.Generator, n_peaks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ATAC peaks sorted by genome position: (names ``chr1:start-end``, chromosome, centre).
+    """ATAC peaks sorted by genome position.
 
     Peaks fall on the primary chromosomes in proportion to their length, and a
     few (about one in 4,000, at least two) on unplaced contigs listed last.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the peak positions and widths.
+    n_peaks : int
+        Number of peaks.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Names ``chr1:start-end``, chromosome and centre of each peak.
     """
     n_contig = max(2, n_peaks // 4_000)
     n_primary = n_peaks - n_contig

@@ -16,7 +16,22 @@ _MAX_GRID_POINTS = 512
 
 
 def sample_nb(rng: np.random.Generator, mu: np.ndarray, theta) -> np.ndarray:
-    """Draw negative binomial counts with mean ``mu`` and inverse dispersion ``theta``."""
+    """Draw negative binomial counts with mean ``mu`` and inverse dispersion ``theta``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The draws' random stream.
+    mu : numpy.ndarray
+        Means (0 gives 0).
+    theta : float or numpy.ndarray
+        Inverse dispersions, broadcast to ``mu``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Counts with the shape of ``mu``, float32.
+    """
     mu = np.asarray(mu, dtype=np.float64)
     theta = np.broadcast_to(np.asarray(theta, dtype=np.float64), mu.shape)
     rate = rng.gamma(theta, np.where(mu > 0, mu / theta, 0.0))
@@ -32,7 +47,17 @@ def expected_log1p_nb(mu, theta, scale) -> np.ndarray:
     renormalised. Wide windows (large means) are summed on a grid of
     ``_MAX_GRID_POINTS`` evenly spaced counts, which for a bell-shaped mass far
     from zero is accurate to well below 1e-6 (the integrand is smooth on the
-    grid's scale). Inputs broadcast; the result is float64 with their shape.
+    grid's scale).
+
+    Parameters
+    ----------
+    mu, theta, scale : array_like
+        Means, inverse dispersions and scales; they broadcast together.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 with the broadcast shape (0 where ``mu`` is 0).
     """
     mu, theta, scale = np.broadcast_arrays(
         np.asarray(mu, dtype=np.float64), np.asarray(theta, dtype=np.float64), np.asarray(scale, dtype=np.float64)

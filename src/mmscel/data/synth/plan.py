@@ -20,7 +20,22 @@ def plan_task(
     donor 27678 on the training days (Multiome lacks its day 4). Private test:
     all four donors on the last day. For CITEseq, the public day-2 group holds
     ``leak_rows`` rows that will duplicate train rows, as in the competition.
-    Columns: split ('train', 'public', 'private'), donor, day, leak (bool).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws group sizes and the shuffles.
+    task : layout.Task
+        The task.
+    n_train, n_test : int
+        Numbers of training and test cells.
+    leak_rows : int
+        CITEseq public-test rows that duplicate train rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell: split ('train', 'public', 'private'), donor, day, leak (bool).
     """
     train_days = task.days[:-1]
     train_groups = [(d, day) for d in layout.TRAIN_DONORS for day in train_days]

@@ -9,7 +9,17 @@ from mmscel.data import layout
 
 @dataclass(frozen=True)
 class Scale:
-    """Cell and feature counts of one synthetic scale."""
+    """Cell and feature counts of one synthetic scale.
+
+    Attributes
+    ----------
+    name : str
+        'tiny', 'small', 'medium' or 'full'.
+    cite_train, cite_test, cite_genes : int
+        CITEseq training cells, test cells and input genes.
+    multi_train, multi_test, multi_peaks, multi_genes : int
+        Multiome training cells, test cells, input peaks and target genes.
+    """
 
     name: str
     cite_train: int

@@ -1,4 +1,4 @@
-"""The out-of-fold store: fingerprints, manifests and per-fold checkpoints under ``oof/``.
+"""The store's file formats and fingerprints: ``.npy`` without pickles, JSON manifests, parquet, digests.
 
 Every artifact under ``oof/`` carries a manifest with the fingerprints of the
 data, config and folds it came from, so that nothing built from different
@@ -22,7 +22,7 @@ from mmscel.data.load import cache_dir_for, check_cache
 from mmscel.errors import InputError
 from mmscel.fsutil import atomic_path, write_json
 
-LIBRARIES = ("numpy", "scipy", "scikit-learn", "pandas", "lightgbm", "xgboost", "catboost", "torch", "optuna")
+BASE_LIBRARIES = ("numpy", "scipy", "scikit-learn", "pandas", "optuna")
 
 
 def digest(payload: Any) -> str:
@@ -54,10 +54,21 @@ def data_fingerprint(task: str, data_dir: str | Path, cache_dir: str | Path | No
     return digest({stem: entries[stem]["source"]["sha256"] for stem in (*spec.stems(), "metadata")})
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a run depends on (for its manifest)."""
+def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of the libraries a run depends on (for its manifest).
+
+    Parameters
+    ----------
+    extra
+        Distribution names beyond the base stack (a learner's own library).
+
+    Returns
+    -------
+    dict
+        ``python`` and each library's version, ``"absent"`` when not installed.
+    """
     versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
+    for name in dict.fromkeys((*BASE_LIBRARIES, *extra)):
         try:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
@@ -83,14 +94,6 @@ def load_array(path: Path) -> np.ndarray:
         raise InputError(path, f"unreadable array: {exc}") from None
 
 
-def oof_path(oof_root: str | Path, stored: str) -> Path:
-    """A file named in a manifest, relative to the oof root (older manifests: relative to the working folder)."""
-    inside = Path(oof_root) / stored
-    if inside.exists() or not Path(stored).exists():
-        return inside
-    return Path(stored)
-
-
 def read_manifest(path: Path) -> dict | None:
     """A manifest's content, or None when there is none."""
     if not path.exists():
@@ -111,44 +114,3 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
     return path
-
-
-class FoldCheckpoint:
-    """Per-fold results of a run: predictions, model files and a completion marker.
-
-    A fold counts as done only once ``done.json`` exists; it is written last,
-    so a run killed mid-fold simply redoes that fold.
-    """
-
-    def __init__(self, run_dir: Path, fold: str):
-        self.folder = Path(run_dir) / "folds" / f"fold_{fold}"
-
-    @property
-    def done(self) -> bool:
-        """Whether the fold finished: its marker exists and reads (a damaged one means: redo the fold)."""
-        return self._info() is not None
-
-    def model_dir(self) -> Path:
-        """Folder of the fold's native model files."""
-        return self.folder / "model"
-
-    def save(self, predictions: dict[str, np.ndarray], info: dict) -> None:
-        """Store this fold's prediction arrays and facts, then mark it done."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for name, array in predictions.items():
-            save_array(self.folder / f"{name}.npy", array)
-        write_json(self.folder / "done.json", info)
-
-    def load(self, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
-        """The arrays and facts stored by :meth:`save`."""
-        info = self._info()
-        if info is None:
-            raise InputError(self.folder / "done.json", "missing or damaged; run again to redo the fold")
-        return {name: load_array(self.folder / f"{name}.npy") for name in names}, info
-
-    def _info(self) -> dict | None:
-        try:
-            info = json.loads((self.folder / "done.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return info if isinstance(info, dict) else None

@@ -1,4 +1,4 @@
-"""The local leaderboard: score a submission against the hidden truth, as Kaggle would."""
+"""Scoring against the hidden truth: submissions and test predictions on the local leaderboard, as Kaggle would."""
 
 from __future__ import annotations
 
@@ -138,50 +138,54 @@ class TaskScorer:
 
 
 def board(data_dir, cache_dir, oof_root) -> tuple[list[dict], dict]:
-    """Every level-1 run and blend with CV, last-day, public and private scores; and truth.json."""
-    from mmscel.blend.inputs import check_data, target_basis
+    """Every level-1 run and blend with CV, last-day, public and private scores; and truth.json.
+
+    Parameters
+    ----------
+    data_dir, cache_dir
+        A dataset with ``truth/`` (synthetic or imported) and its cache.
+    oof_root
+        The store (or its root folder).
+
+    Returns
+    -------
+    tuple
+        One row per (task, run or blend) with ``task``, ``name``, ``kind``, ``cv``, ``last_day``,
+        ``public``, ``private``; and the dataset's ``truth.json``.
+
+    Raises
+    ------
+    InputError
+        When the dataset has no truth, or a run or blend was made from other data.
+    """
+    from mmscel.blend.inputs import check_data, target_space
     from mmscel.blend.submit import blend_predictions
     from mmscel.data.load import dataset_tasks
-    from mmscel.level1 import list_runs
-    from mmscel.store import load_array, read_manifest
+    from mmscel.store import RunStore
 
+    store = oof_root if isinstance(oof_root, RunStore) else RunStore(oof_root)
     truth, _ = load_truth(data_dir)
     scorer = TaskScorer(data_dir, cache_dir)
     tasks = dataset_tasks(data_dir, cache_dir)  # runs of a task the dataset lacks belong to other data: not listed
-    runs = [m for m in list_runs(oof_root) if m["task"] in tasks]
-    for task in sorted({m["task"] for m in runs}):  # one fingerprint of the current data per task, not per run
-        check_data(task, {m["run"]: m["data_fingerprint"] for m in runs if m["task"] == task}, data_dir, cache_dir)
+    runs = [run for run in store.runs() if run.task in tasks]
+    for task in sorted({run.task for run in runs}):  # one fingerprint of the current data per task, not per run
+        check_data(task, {run.name: run.data_fingerprint for run in runs if run.task == task}, data_dir, cache_dir)
     rows = []
-    for manifest in runs:
-        test = load_array(Path(oof_root) / manifest["task"] / manifest["run"] / "test.npy")
-        basis = target_basis(manifest["target_space"], oof_root)
-        scores = scorer.scores(manifest["task"], test, None if basis is None else basis.components)
+    for run in runs:
+        basis = target_space(store, run.target_space).basis
+        scores = scorer.scores(run.task, run.test(), None if basis is None else basis.components)
         rows.append(
-            {
-                "task": manifest["task"],
-                "name": manifest["run"],
-                "kind": manifest["learner"],
-                "cv": manifest["cv"],
-                "last_day": manifest["last_day"],
-                **scores,
-            }
+            {"task": run.task, "name": run.name, "kind": run.learner, "cv": run.cv, "last_day": run.last_day, **scores}
         )
-    for path in sorted(Path(oof_root).glob("blend/*/manifest.json")):
-        blend = read_manifest(path)  # raises a one-line InputError when corrupt
-        if not set(blend["tasks"]) <= set(tasks):
+    for blend in store.blends():
+        if not set(blend.tasks) <= set(tasks):
             continue  # a blend that includes a task the dataset lacks was made from other data
-        predictions, _ = blend_predictions(oof_root, blend["name"], data_dir, cache_dir)
+        predictions, _ = blend_predictions(store, blend.name, data_dir, cache_dir)
         for task, (test, components) in predictions.items():
-            info = blend["tasks"][task]
+            info = blend.tasks[task]
             scores = scorer.scores(task, test, components)
+            kind = f"blend ({info.method})"
             rows.append(
-                {
-                    "task": task,
-                    "name": blend["name"],
-                    "kind": f"blend ({info['method']})",
-                    "cv": info["nested"],
-                    "last_day": info["last_day"],
-                    **scores,
-                }
+                {"task": task, "name": blend.name, "kind": kind, "cv": info.nested, "last_day": info.last_day, **scores}
             )
     return rows, truth

@@ -1,0 +1,139 @@
+"""The Python API: the pipeline's stages as functions of folders, stores and arrays.
+
+Everything the command line does is here for a notebook or a script; the
+command line is a thin layer over these functions. Results come back as
+records, arrays and DataFrames; files are written only where a stage keeps
+its results in the store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmscel.data.load import load
+from mmscel.errors import InputError
+from mmscel.store import RunStore, load_array
+from mmscel.targets import space_from_manifest
+
+LEADERBOARD_COLUMNS = ["task", "name", "kind", "cv", "last_day", "public", "private"]
+
+
+def as_store(store: RunStore | str | Path) -> RunStore:
+    """``store`` itself, or the store rooted at that folder."""
+    return store if isinstance(store, RunStore) else RunStore(store)
+
+
+def leaderboard(data_dir="data", cache_dir=None, oof_root: RunStore | str | Path = "oof") -> pd.DataFrame:
+    """Every run and blend of the store: CV, last day, and public and private scores where the data has truth.
+
+    Parameters
+    ----------
+    data_dir, cache_dir
+        The prepared competition folder and its cache. Synthetic and imported
+        datasets carry ``truth/``; the real Kaggle files do not, and then only
+        the validation scores are listed.
+    oof_root
+        The store (or its root folder).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (task, run or blend): ``task``, ``name``, ``kind``, ``cv``
+        (nested for blends), ``last_day``, ``public``, ``private``; best private
+        (or CV) first within each task.
+
+    Raises
+    ------
+    InputError
+        When a run or blend was made from other data than ``data_dir`` holds.
+    """
+    from mmscel.scoring import board, load_truth
+
+    store = as_store(oof_root)
+    try:
+        load_truth(data_dir)
+    except InputError:
+        rows = _validation_rows(store)
+    else:
+        rows, _ = board(data_dir, cache_dir, store)
+    frame = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
+    order = "private" if frame["private"].notna().any() else "cv"
+    return frame.sort_values(["task", order], ascending=[True, False], na_position="last").reset_index(drop=True)
+
+
+def _validation_rows(store: RunStore) -> list[dict]:
+    rows = [
+        {"task": r.task, "name": r.name, "kind": r.learner, "cv": r.cv, "last_day": r.last_day} for r in store.runs()
+    ]
+    for blend in store.blends():
+        for task, info in blend.tasks.items():
+            kind = f"blend ({info.method})"
+            rows.append({"task": task, "name": blend.name, "kind": kind, "cv": info.nested, "last_day": info.last_day})
+    return rows
+
+
+def load_oof(
+    task: str,
+    run: str,
+    oof_root: RunStore | str | Path = "oof",
+    data_dir="data",
+    cache_dir=None,
+    *,
+    split: str = "train",
+    cells=None,
+    as_anndata: bool = False,
+):
+    """A run's predictions, indexed by cell id, in target space (Multiome genes reconstructed).
+
+    Parameters
+    ----------
+    task, run
+        Which run (``"cite"``, ``"cite_lgbm"``).
+    oof_root
+        The store (or its root folder).
+    data_dir, cache_dir
+        The prepared competition folder (target names and cell metadata).
+    split
+        ``"train"``: out-of-fold predictions (NaN for cells no fold validated);
+        ``"test"``: test predictions.
+    cells
+        Cell ids to keep (default: all; the full Multiome gene matrix is ~10 GB dense).
+    as_anndata
+        Return an :class:`anndata.AnnData` (cells x targets, the cells' metadata in ``obs``).
+
+    Returns
+    -------
+    pandas.DataFrame or anndata.AnnData
+        Cells x targets (proteins or genes), float32.
+
+    Raises
+    ------
+    InputError
+        When the run is not finished, ``split`` is unknown, or a cell id is not in the split.
+    """
+    if split not in ("train", "test"):
+        raise InputError("split", f"{split!r} is not train or test")
+    store = as_store(oof_root)
+    record = store.run(task, run)
+    features = store.features_dir(task, record.feature_fingerprint)
+    cell_ids = load_array(features / f"{split}_ids.npy").astype(str)
+    values = record.oof() if split == "train" else record.test()
+    rows = np.arange(len(cell_ids))
+    if cells is not None:
+        position = pd.Index(cell_ids).get_indexer(pd.Index(np.asarray(cells, dtype=str)))
+        if (position < 0).any():
+            raise InputError("cells", f"{np.asarray(cells)[position < 0][0]!r} is not a {split} cell of {task}")
+        rows = position
+    values = space_from_manifest(record.target_space, store.resolve).reconstruct(values[rows])
+    names = load(task, "train", data_dir, cache_dir, inputs=False, targets=False).target_names.astype(str)
+    frame = pd.DataFrame(values, index=pd.Index(cell_ids[rows], name="cell_id"), columns=names)
+    if not as_anndata:
+        return frame
+    import anndata
+
+    metadata = load(task, split, data_dir, cache_dir, check=False, inputs=False, targets=False).metadata
+    obs = metadata.set_index("cell_id").loc[frame.index].astype(str)
+    return anndata.AnnData(X=frame.to_numpy(), obs=obs, var=pd.DataFrame(index=names))

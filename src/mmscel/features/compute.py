@@ -1,0 +1,168 @@
+"""The feature computations on sparse matrices: TruncatedSVD, transforms, cell statistics, selected genes.
+
+Inputs stay sparse all the way to the SVD; per-cell statistics walk row
+blocks, so their temporaries stay small at the full Multiome size (0.9
+billion non-zeros).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
+
+from mmscel.data import layout
+
+QUANTILES = (0.25, 0.5, 0.75)
+
+
+def first_rows(matrix: sp.csr_matrix, n_rows: int) -> sp.csr_matrix:
+    """The first ``n_rows`` rows of a CSR matrix as a view (no copy of the values)."""
+    end = matrix.indptr[n_rows]
+    view = sp.csr_matrix((n_rows, matrix.shape[1]), dtype=matrix.dtype)
+    # Assigned, not passed to the constructor: scipy copies a slice that is under half of its base array.
+    view.data, view.indices, view.indptr = matrix.data[:end], matrix.indices[:end], matrix.indptr[: n_rows + 1]
+    return view
+
+
+def _rank(wanted: int, matrix) -> int:
+    return max(1, min(wanted, min(matrix.shape) - 1))
+
+
+def truncated_svd(matrix: sp.csr_matrix, n_components: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Randomized TruncatedSVD of a sparse matrix: (scores, components), float32."""
+    svd = TruncatedSVD(n_components=_rank(n_components, matrix), algorithm="randomized", random_state=seed)
+    scores = svd.fit_transform(matrix)
+    return scores.astype(np.float32), svd.components_.astype(np.float32)
+
+
+def transform(matrix: sp.csr_matrix, steps: list[str], copy: bool = True) -> sp.csr_matrix:
+    """Binarise, log1p or row-L2-normalise a sparse matrix, in the given order (sparsity kept).
+
+    With ``copy=False`` the values of ``matrix`` are changed in place; a copy
+    shares the column indices and row pointer of ``matrix`` (only the values are new).
+    """
+    out = (
+        sp.csr_matrix((matrix.data.copy(), matrix.indices, matrix.indptr), shape=matrix.shape, copy=False)
+        if steps and copy
+        else matrix
+    )
+    for step in steps:
+        if step == "binarize":
+            out.data[:] = 1.0
+        elif step == "log1p":
+            np.log1p(out.data, out=out.data)
+        elif step == "l2":
+            for start, stop in row_blocks(out):
+                values = out.data[out.indptr[start] : out.indptr[stop]]  # a view: scaled in place
+                counts = np.diff(out.indptr[start : stop + 1])
+                rows = np.repeat(np.arange(stop - start), counts)
+                norms = np.sqrt(np.bincount(rows, weights=np.square(values, dtype=np.float64), minlength=stop - start))
+                values *= np.repeat(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32), counts)
+    return out
+
+
+def row_blocks(matrix: sp.csr_matrix, max_nnz: int = 2**24):
+    """(start, stop) row ranges of a CSR matrix holding about ``max_nnz`` non-zeros each.
+
+    Per-cell statistics walk these blocks so that their temporaries stay small
+    (the full Multiome inputs hold 0.9 billion non-zeros).
+    """
+    n_rows = matrix.shape[0]
+    if n_rows == 0:
+        return
+    per_row = max(1, int(matrix.indptr[-1]) // n_rows)
+    step = max(1, max_nnz // per_row)
+    for start in range(0, n_rows, step):
+        yield start, min(start + step, n_rows)
+
+
+STAT_NAMES = ["stat:nonzero_ratio", "stat:mean", "stat:std"] + [f"stat:nonzero_q{int(q * 100)}" for q in QUANTILES]
+
+
+def cell_stats(matrix: sp.csr_matrix) -> np.ndarray:
+    """Per-cell technical statistics: non-zero ratio, mean, std and quantiles of the non-zero values."""
+    matrix = matrix.tocsr()
+    out = np.empty((matrix.shape[0], len(STAT_NAMES)), np.float32)
+    for start, stop in row_blocks(matrix):
+        out[start:stop] = _block_stats(matrix[start:stop], matrix.shape[1])
+    return out
+
+
+def _block_stats(block: sp.csr_matrix, n_cols: int) -> np.ndarray:
+    counts = np.diff(block.indptr)
+    sums = np.asarray(block.sum(axis=1)).ravel()
+    squares = np.asarray(block.multiply(block).sum(axis=1)).ravel()
+    mean = sums / n_cols
+    std = np.sqrt(np.maximum(squares / n_cols - mean**2, 0.0))
+    rows = np.repeat(np.arange(block.shape[0]), counts)
+    ordered = block.data[np.lexsort((block.data, rows))]
+    quantiles = []
+    for q in QUANTILES:
+        position = block.indptr[:-1] + np.floor(q * np.maximum(counts - 1, 0)).astype(np.int64)
+        quantiles.append(
+            np.where(counts > 0, ordered[np.minimum(position, max(len(ordered) - 1, 0))] if len(ordered) else 0.0, 0.0)
+        )
+    return np.column_stack([counts / n_cols, mean, std, *quantiles])
+
+
+def chromosome_ratios(matrix: sp.csr_matrix, peaks: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Per-cell share of non-zero peaks on each chromosome (contigs pooled as 'other')."""
+    chromosome = np.array([str(p).split(":")[0].split("-")[0] for p in peaks], dtype=object)
+    chromosome = np.where(np.char.startswith(chromosome.astype(str), "chr"), chromosome, "other")
+    names, codes = np.unique(chromosome, return_inverse=True)
+    indicator = sp.csr_matrix(
+        (np.ones(len(codes), np.float32), (np.arange(len(codes)), codes)), shape=(len(codes), len(names))
+    )
+    hits = np.empty((matrix.shape[0], len(names)), np.float32)
+    for start, stop in row_blocks(matrix):
+        present = matrix[start:stop]
+        present.data[:] = 1.0
+        hits[start:stop] = (present @ indicator).toarray()
+    ratios = hits / np.maximum(np.bincount(codes, minlength=len(names)), 1)
+    return [f"chrom:{n}" for n in names], ratios.astype(np.float32)
+
+
+def selected_genes(train_inputs: sp.csr_matrix, train, config) -> np.ndarray:
+    """Input columns kept raw: genes named after a target protein, and the top-k correlated per target."""
+    chosen: set[int] = set()
+    if config.protein_genes:
+        proteins = set(train.target_names)
+        chosen |= {i for i, name in enumerate(train.input_names) if str(name).split("_", 1)[-1] in proteins}
+    if config.top_correlated_genes:
+        corr = sparse_correlation(train_inputs, train.targets)
+        top = np.argsort(-np.abs(np.nan_to_num(corr)), axis=0)[: config.top_correlated_genes]
+        chosen |= set(top.ravel().tolist())
+    return np.asarray(sorted(chosen), dtype=np.int64)
+
+
+def sparse_correlation(X: sp.csr_matrix, Y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every column of sparse ``X`` with every column of dense ``Y`` (genes x targets)."""
+    n = X.shape[0]
+    Y = np.asarray(Y, dtype=np.float64)
+    y_centred = Y - Y.mean(axis=0)
+    x_sum, x_sq, cov = np.zeros(X.shape[1]), np.zeros(X.shape[1]), np.zeros((X.shape[1], Y.shape[1]))
+    for start, stop in row_blocks(X):
+        block = X[start:stop].astype(np.float64)
+        x_sum += np.asarray(block.sum(axis=0)).ravel()
+        x_sq += np.asarray(block.multiply(block).sum(axis=0)).ravel()
+        cov += np.asarray(block.T @ y_centred[start:stop])
+    x_mean = x_sum / n
+    x_sd = np.sqrt(np.maximum(x_sq / n - x_mean**2, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (cov / n) / (x_sd[:, None] * Y.std(axis=0)[None, :])
+
+
+def centre_by_group(values: np.ndarray, metadata: pd.DataFrame) -> np.ndarray:
+    """Subtract each (donor, day) group's median (a per-batch correction)."""
+    out = values.copy()
+    groups = metadata["donor"].astype(str) + "_" + metadata["day"].astype(str)
+    for _, rows in groups.groupby(groups).indices.items():
+        out[rows] -= np.median(values[rows], axis=0)
+    return out
+
+
+def female(metadata: pd.DataFrame) -> np.ndarray:
+    """Donor sex as a 0/1 column (the competition's donor 13176 is female; other datasets get 0)."""
+    return (metadata["donor"].astype(str).to_numpy() == str(layout.FEMALE_DONOR)).astype(np.float32)[:, None]
