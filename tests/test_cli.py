@@ -198,3 +198,15 @@ def test_synth_cli_prints_oracle_and_floor(tmp_path):
     assert "oracle" in result.stdout and "mean profile" in result.stdout
     truth = json.loads((tmp_path / "d" / layout.TRUTH_DIR / layout.TRUTH_JSON).read_text())
     assert truth["seed"] == 2
+
+
+def test_every_command_documents_its_options():
+    for command, expected in (
+        ("level1", "Run configs"),
+        ("baseline", "--out"),
+        ("submit", "--blend"),
+        ("runs", "--oof"),
+    ):
+        result = run_cli(command, "--help")
+        assert result.returncode == 0 and expected in result.stdout, result.stdout
+    assert "--data" not in run_cli("runs", "--help").stdout  # only the shared options a command uses

@@ -5,15 +5,8 @@ import pytest
 import scipy.sparse as sp
 
 from mmscel.data.load import load, stacked_inputs
-from mmscel.features import (
-    cell_stats,
-    chromosome_ratios,
-    compute,
-    first_rows,
-    row_blocks,
-    sparse_correlation,
-    transform,
-)
+from mmscel.features import compute
+from mmscel.features.compute import cell_stats, chromosome_ratios, first_rows, row_blocks, sparse_correlation, transform
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ registries, so a newly registered one is accepted without touching this file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
@@ -25,17 +25,25 @@ class _Strict(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
+def _plain_name(value: str) -> str:
+    try:
+        return check_name(value, "name")
+    except InputError as exc:
+        raise ValueError(exc.problem) from None
+
+
+#: a run, blend or study name: a plain identifier, safe as a folder name
+PlainName = Annotated[str, pydantic.AfterValidator(_plain_name)]
+LearnerName = Annotated[str, pydantic.AfterValidator(LEARNERS.validator())]
+SchemeName = Annotated[str, pydantic.AfterValidator(FOLD_SCHEMES.validator())]
+
+
 class Folds(_Strict):
     """Which shared fold file the run uses."""
 
-    scheme: str = "donor"
+    scheme: SchemeName = "donor"
     n_splits: int = pydantic.Field(5, ge=2)  # for 'random' and 'donor_day' (group schemes: one fold per group)
     seed: int = 0
-
-    @pydantic.field_validator("scheme")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        return FOLD_SCHEMES.validator()(value)
 
 
 class Targets(_Strict):
@@ -51,9 +59,9 @@ class Targets(_Strict):
 class RunConfig(_Strict):
     """One level-1 run: a learner on a task, its features, folds and targets."""
 
-    name: str
+    name: PlainName
     task: Literal["cite", "multi"]
-    learner: str
+    learner: LearnerName
     params: dict[str, Any] = {}
     features: dict[str, Any] = {}
     folds: Folds = Folds()
@@ -63,19 +71,6 @@ class RunConfig(_Strict):
     seed: int = 0
     n_jobs: int = pydantic.Field(2, ge=1)  # threads per learner (part of the config: torch sums differ by thread count)
     seeds: int = pydantic.Field(1, ge=1)  # seed bagging: copies of the learner per fold, predictions averaged
-
-    @pydantic.field_validator("learner")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        return LEARNERS.validator()(value)
-
-    @pydantic.field_validator("name")
-    @classmethod
-    def _plain(cls, value: str) -> str:
-        try:
-            return check_name(value, "name")
-        except InputError as exc:
-            raise ValueError(exc.problem) from None
 
     def feature_config(self) -> CiteFeatures | MultiFeatures:
         """The validated feature config of this run's task."""

@@ -10,8 +10,9 @@ best single run is flagged.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pydantic
@@ -19,11 +20,11 @@ import pydantic
 from mmscel.blend import objective
 from mmscel.blend.inputs import RunOutputs, check_data, load_runs, target_space
 from mmscel.blend.methods import BLEND_METHODS, fit_weights
-from mmscel.config import describe_validation_error, read_yaml
+from mmscel.config import PlainName, describe_validation_error, read_yaml
 from mmscel.data.load import load
 from mmscel.errors import InputError
 from mmscel.folds import read_fold_labels
-from mmscel.store import BlendRecord, RunStore, array_digest, check_name, digest
+from mmscel.store import BlendRecord, RunStore, array_digest, digest
 
 
 class BlendConfig(pydantic.BaseModel):
@@ -31,31 +32,25 @@ class BlendConfig(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
-    name: str = "blend"
-    method: str = "optuna"
+    name: PlainName = "blend"
+    method: Annotated[str, pydantic.AfterValidator(BLEND_METHODS.validator())] = "optuna"
     runs: dict[Literal["cite", "multi"], list[str]] = {"cite": ["*"], "multi": ["*"]}
     n_trials: int = pydantic.Field(200, ge=1)
     nested_trials: int = pydantic.Field(60, ge=1)  # optuna trials per nested fold
     greedy_steps: int = pydantic.Field(25, ge=1)
     seed: int = 0
 
-    @pydantic.field_validator("method")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        return BLEND_METHODS.validator()(value)
 
-    @pydantic.field_validator("name")
-    @classmethod
-    def _plain(cls, value: str) -> str:
-        try:
-            return check_name(value, "name")
-        except InputError as exc:
-            raise ValueError(exc.problem) from None
+def load_blend_config(path: str | Path | Mapping) -> BlendConfig:
+    """Read and validate a blend config from a YAML file or a mapping of its keys.
 
-
-def load_blend_config(path: str | Path) -> BlendConfig:
-    """Read and validate a blend config (one-line errors)."""
-    raw = read_yaml(path)
+    Raises
+    ------
+    InputError
+        One line naming the file (or ``config``) and the first problem.
+    """
+    raw = dict(path) if isinstance(path, Mapping) else read_yaml(path)
+    path = "config" if isinstance(path, Mapping) else path
     try:
         return BlendConfig(**raw)
     except pydantic.ValidationError as exc:
@@ -66,14 +61,17 @@ def load_blend_config(path: str | Path) -> BlendConfig:
 
 
 def run_level2(
-    config: BlendConfig | str | Path, data_dir="data", cache_dir=None, oof_root: RunStore | str | Path = "oof"
+    config: BlendConfig | Mapping | str | Path,
+    data_dir="data",
+    cache_dir=None,
+    oof_root: RunStore | str | Path = "oof",
 ) -> BlendRecord:
     """Fit the blend of every task in the config; write it to the store's ``blend/<name>/``.
 
     Parameters
     ----------
     config
-        A blend config or the path of its YAML file.
+        A blend config, a mapping of its keys, or its YAML file.
     data_dir, cache_dir
         The prepared competition folder (the truth of the training cells) and its cache.
     oof_root

@@ -17,19 +17,6 @@ import pandas as pd
 
 from mmscel.data.load import load, stacked_inputs
 from mmscel.features.blocks import FEATURE_BLOCKS, BlockContext, FeatureBlock, compute_blocks
-from mmscel.features.compute import (
-    STAT_NAMES,
-    cell_stats,
-    centre_by_group,
-    chromosome_ratios,
-    female,
-    first_rows,
-    row_blocks,
-    selected_genes,
-    sparse_correlation,
-    transform,
-    truncated_svd,
-)
 from mmscel.features.config import FEATURE_CONFIGS, CiteFeatures, MultiFeatures
 from mmscel.store import RunStore, data_fingerprint, digest, load_array, read_manifest, save_array, write_manifest
 from mmscel.targets import GeneSVD
@@ -171,21 +158,10 @@ def _load(folder: Path, manifest: dict, store: RunStore) -> FeatureSet:
 __all__ = [
     "FEATURE_BLOCKS",
     "FEATURE_CONFIGS",
-    "STAT_NAMES",
     "BlockContext",
     "CiteFeatures",
     "FeatureBlock",
     "FeatureSet",
     "MultiFeatures",
     "build_features",
-    "cell_stats",
-    "centre_by_group",
-    "chromosome_ratios",
-    "female",
-    "first_rows",
-    "row_blocks",
-    "selected_genes",
-    "sparse_correlation",
-    "transform",
-    "truncated_svd",
 ]

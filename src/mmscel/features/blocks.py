@@ -53,11 +53,13 @@ class FeatureBlock(ABC):
 
     name: ClassVar[str]
     mutates_inputs: ClassVar[bool] = False
+    #: the config setting that turns the block on (a flag or a count); None: always on
+    switch: ClassVar[str | None] = None
 
-    @staticmethod
-    def enabled(config) -> bool:
-        """Whether ``config`` turns the block on (on by default)."""
-        return True
+    @classmethod
+    def enabled(cls, config) -> bool:
+        """Whether ``config`` turns the block on."""
+        return cls.switch is None or bool(getattr(config, cls.switch, 0))
 
     @abstractmethod
     def compute(self, ctx: BlockContext) -> Columns:
@@ -91,11 +93,7 @@ class BinarySVD(FeatureBlock):
     """A second SVD, of the binarised inputs (which peaks are open at all)."""
 
     name = "binary_svd"
-
-    @staticmethod
-    def enabled(config) -> bool:
-        """On when ``binary_svd_components`` is set."""
-        return bool(getattr(config, "binary_svd_components", 0))
+    switch = "binary_svd_components"
 
     def compute(self, ctx: BlockContext) -> Columns:
         """``binsvd_<i>`` columns."""
@@ -124,11 +122,7 @@ class CellStats(FeatureBlock):
     """Per-cell technical statistics: non-zero ratio, mean, std, quantiles of the non-zero values."""
 
     name = "cell_stats"
-
-    @staticmethod
-    def enabled(config) -> bool:
-        """The ``cell_stats`` setting."""
-        return config.cell_stats
+    switch = "cell_stats"
 
     def compute(self, ctx: BlockContext) -> Columns:
         """``stat:<name>`` columns."""
@@ -140,11 +134,7 @@ class ChromosomeRatios(FeatureBlock):
     """Per-cell share of open peaks on each chromosome (ATAC)."""
 
     name = "chromosome_ratios"
-
-    @staticmethod
-    def enabled(config) -> bool:
-        """The ``chromosome_ratios`` setting."""
-        return config.chromosome_ratios
+    switch = "chromosome_ratios"
 
     def compute(self, ctx: BlockContext) -> Columns:
         """``chrom:<name>`` columns."""
@@ -156,11 +146,7 @@ class DonorSex(FeatureBlock):
     """Donor sex as a 0/1 column."""
 
     name = "donor_sex"
-
-    @staticmethod
-    def enabled(config) -> bool:
-        """The ``donor_sex`` setting."""
-        return config.donor_sex
+    switch = "donor_sex"
 
     def compute(self, ctx: BlockContext) -> Columns:
         """The ``female`` column."""

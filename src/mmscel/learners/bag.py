@@ -31,18 +31,10 @@ class SeedBag(BaseLearner):
         if n_members < 1:
             raise ValueError(f"a bag needs at least one member, got {n_members}")
         self.learner_cls = learner_cls
+        self.uses_validation = learner_cls.uses_validation  # a bag early-stops and reads targets as its members
+        self.uses_full_targets = learner_cls.uses_full_targets
         self.members = [learner_cls(params, seed=seed + i * SEED_STRIDE, n_jobs=n_jobs) for i in range(n_members)]
         self.params, self.seed, self.n_jobs, self.best_iterations = params, seed, n_jobs, None
-
-    @property
-    def uses_validation(self) -> bool:
-        """Whether the members early-stop."""
-        return self.learner_cls.uses_validation
-
-    @property
-    def uses_full_targets(self) -> bool:
-        """Whether the members read the full targets."""
-        return self.learner_cls.uses_full_targets
 
     def clone(self, seed: int | None = None) -> SeedBag:
         """An unfitted bag of the same learner and size (seeded with ``seed``, when given)."""

@@ -1,0 +1,112 @@
+"""What every command shares: the app, the consoles, the common options, error handling and tables."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmscel.errors import InputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="mmscel: a competition stack for multimodal single-cell prediction (Kaggle open-problems-multimodal).",
+)
+out = Console()
+err = Console(stderr=True)
+
+SHARED_OPTIONS = {  # name -> (type with its option, default)
+    "data": (Annotated[Path, typer.Option("--data", help="Competition folder.")], Path("data")),
+    "cache": (
+        Annotated[Path | None, typer.Option("--cache", help="Prepared cache folder (default DATA/.cache).")],
+        None,
+    ),
+    "oof": (Annotated[Path, typer.Option("--oof", help="Root of everything runs produce.")], Path("oof")),
+}
+
+
+@dataclass(frozen=True)
+class Where:
+    """The folders a command works on: the competition data, its prepared cache, the store."""
+
+    data: Path = Path("data")
+    cache: Path | None = None
+    oof: Path = Path("oof")
+
+
+DEFAULTS = Where()  # the default of a command's ``where`` (the command line always passes one)
+
+
+def command(name: str | None = None, uses: tuple[str, ...] = ("data", "cache", "oof")):
+    """Register a command with one-line errors and the shared folder options it ``uses``.
+
+    The decorated function takes ``where`` (a :class:`Where`) instead of the
+    ``--data``, ``--cache`` and ``--oof`` options, which are added to its
+    signature here so that every command spells them alike.
+    """
+
+    def decorate(function):
+        signature = inspect.signature(function, eval_str=True)  # typer reads the Annotated options from it
+        own = [parameter for parameter in signature.parameters.values() if parameter.name != "where"]
+        shared = [
+            inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            for key, (annotation, default) in SHARED_OPTIONS.items()
+            if key in uses
+        ]
+
+        takes_where = "where" in signature.parameters
+
+        @functools.wraps(function)
+        def with_where(*args, **kwargs):
+            where = Where(**{key: kwargs.pop(key) for key in uses})
+            return function(*args, **kwargs, **({"where": where} if takes_where else {}))
+
+        with_where.__signature__ = signature.replace(parameters=[*own, *shared])
+        with_where.__annotations__ = {p.name: p.annotation for p in with_where.__signature__.parameters.values()}
+        app.command(name)(cli_errors(with_where))
+        return function
+
+    return decorate
+
+
+def cli_errors(command):
+    """Report bad input as one line with exit code 2, anything else as an internal error (1)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if os.environ.get("MMSCEL_DEBUG"):
+                traceback.print_exc()
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def new_table(title: str, columns: tuple[str, ...], left: tuple[str, ...]) -> Table:
+    """A rich table with the ``left`` columns left-aligned and the others (numbers) right-aligned."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right")
+    return table
+
+
+def fmt(value) -> str:
+    return "n/a" if value is None or value != value else f"{value:.4f}"
