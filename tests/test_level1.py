@@ -175,7 +175,7 @@ def test_config_typos_are_refused_with_clear_errors(tiny_prepared, tmp_path, fie
 
 def test_no_pickle_under_oof(tiny_prepared, tmp_path):
     oof = tmp_path / "oof"
-    for learner in ("ridge", "lgbm", "xgb", "catboost", "mlp"):
+    for learner in LEARNERS.names():
         run_level1(write_config(tmp_path, learner, **fields("cite", learner)), tiny_prepared, oof_root=oof)
     files = [p for p in oof.rglob("*") if p.is_file()]
     assert files
@@ -188,7 +188,7 @@ def test_no_pickle_under_oof(tiny_prepared, tmp_path):
             with np.load(path, allow_pickle=False) as archive:
                 [archive[key] for key in archive.files]
     suffixes = {p.suffix for p in files}
-    assert suffixes <= {".npy", ".npz", ".json", ".parquet", ".txt", ".ubj", ".cbm", ".pt"}, suffixes
+    assert suffixes <= {".npy", ".npz", ".json", ".parquet", ".txt", ".ubj", ".cbm", ".pt", ".lock"}, suffixes
 
 
 def test_runs_command_lists_runs(tiny_prepared, tmp_path):

@@ -20,9 +20,11 @@ from mmscel.learners import LEARNERS, learner_class
 from mmscel.store import check_name
 from mmscel.targets import GeneSVD, NativeTargets, ProteinSVD, TargetSpace
 
+MAX_SEED = 2**31 - 1  # the largest seed every library takes (numpy's legacy seeding, LightGBM, torch)
+
 
 class _Strict(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _plain_name(value: str) -> str:
@@ -42,8 +44,8 @@ class Folds(_Strict):
     """Which shared fold file the run uses."""
 
     scheme: SchemeName = "donor"
-    n_splits: int = pydantic.Field(5, ge=2)  # for 'random' and 'donor_day' (group schemes: one fold per group)
-    seed: int = 0
+    n_splits: int = pydantic.Field(5, ge=2, le=1000)  # for 'random' and 'donor_day' (group schemes: one per group)
+    seed: int = pydantic.Field(0, ge=0, le=MAX_SEED)
 
 
 class Targets(_Strict):
@@ -52,7 +54,7 @@ class Targets(_Strict):
     # CITEseq: 'native' proteins or 'svd', an SVD of them with `components` dims.
     # Multiome: always target-SVD coefficients; 'svd' fits only the leading `components`.
     space: Literal["native", "svd"] = "native"
-    components: int = pydantic.Field(32, ge=1)
+    components: int = pydantic.Field(32, ge=1, le=100_000)
     standardize_cells: bool = False  # per-cell z-score of targets (the metric is invariant to it)
 
 
@@ -68,9 +70,11 @@ class RunConfig(_Strict):
     targets: Targets = Targets()
     validation_fraction: float = pydantic.Field(0.1, gt=0, lt=0.5)  # early-stopping part of each training fold
     test_predictions: Literal["fold_mean", "refit"] = "fold_mean"
-    seed: int = 0
-    n_jobs: int = pydantic.Field(2, ge=1)  # threads per learner (part of the config: torch sums differ by thread count)
-    seeds: int = pydantic.Field(1, ge=1)  # seed bagging: copies of the learner per fold, predictions averaged
+    seed: int = pydantic.Field(0, ge=0, le=MAX_SEED)
+    n_jobs: int = pydantic.Field(
+        2, ge=1, le=1024
+    )  # threads per learner (part of the config: torch sums differ by thread count)
+    seeds: int = pydantic.Field(1, ge=1, le=1000)  # seed bagging: copies of the learner per fold, predictions averaged
 
     def feature_config(self) -> CiteFeatures | MultiFeatures:
         """The validated feature config of this run's task."""
@@ -127,8 +131,12 @@ def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found")
+    if not path.is_file():
+        raise InputError(path, "is not a file")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise InputError(path, f"not valid YAML: {' '.join(str(exc).split())[:160]}") from None
     if not isinstance(raw, dict):

@@ -84,6 +84,11 @@ def run_level1(
     started = time.perf_counter()
     config = as_run_config(config)
     store = oof_root if isinstance(oof_root, RunStore) else RunStore(oof_root)
+    with store.run_lock(config.task, config.name):  # a second process of the same run waits, then reuses it
+        return _run(config, data_dir, cache_dir, store, overwrite, started)
+
+
+def _run(config: RunConfig, data_dir, cache_dir, store: RunStore, overwrite: bool, started: float) -> RunResult:
     config_hash = digest(config.hashed())
     data_fp = data_fingerprint(config.task, data_dir, cache_dir)
     existing = _existing_run(store, config, config_hash, data_fp, overwrite)

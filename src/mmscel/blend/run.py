@@ -20,7 +20,7 @@ import pydantic
 from mmscel.blend import objective
 from mmscel.blend.inputs import RunOutputs, check_data, load_runs, target_space
 from mmscel.blend.methods import BLEND_METHODS, fit_weights
-from mmscel.config import PlainName, describe_validation_error, read_yaml
+from mmscel.config import MAX_SEED, PlainName, describe_validation_error, read_yaml
 from mmscel.data.load import load
 from mmscel.errors import InputError
 from mmscel.folds import read_fold_labels
@@ -30,15 +30,15 @@ from mmscel.store import BlendRecord, RunStore, array_digest, digest
 class BlendConfig(pydantic.BaseModel):
     """A level-2 blend: which runs per task and how to weight them."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: PlainName = "blend"
     method: Annotated[str, pydantic.AfterValidator(BLEND_METHODS.validator())] = "optuna"
     runs: dict[Literal["cite", "multi"], list[str]] = {"cite": ["*"], "multi": ["*"]}
-    n_trials: int = pydantic.Field(200, ge=1)
-    nested_trials: int = pydantic.Field(60, ge=1)  # optuna trials per nested fold
-    greedy_steps: int = pydantic.Field(25, ge=1)
-    seed: int = 0
+    n_trials: int = pydantic.Field(200, ge=1, le=1_000_000)
+    nested_trials: int = pydantic.Field(60, ge=1, le=1_000_000)  # optuna trials per nested fold
+    greedy_steps: int = pydantic.Field(25, ge=1, le=100_000)
+    seed: int = pydantic.Field(0, ge=0, le=MAX_SEED)
 
 
 def load_blend_config(path: str | Path | Mapping) -> BlendConfig:

@@ -86,18 +86,33 @@ def cli_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except InputError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
+            problem = input_problem(exc)
+            if problem is not None:
+                err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
             if os.environ.get("MMSCEL_DEBUG"):
                 traceback.print_exc()
             err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def input_problem(exc: Exception) -> str | None:
+    """The one-line message of an error the user can fix, or None for an internal error.
+
+    Bad input raises :class:`InputError`; an operating-system error on a path
+    (a read-only folder, a missing file, a folder where a file belongs, a full
+    disk) names that path.
+    """
+    if isinstance(exc, InputError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
+    return None
 
 
 def new_table(title: str, columns: tuple[str, ...], left: tuple[str, ...]) -> Table:

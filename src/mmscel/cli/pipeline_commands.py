@@ -29,7 +29,7 @@ def level1(
 
 def _print_run(result) -> None:
     run = result.record
-    title = f"{run.task}/{run.name} ({run.learner}, folds: {run.fold_scheme})" + (" [reused]" if result.reused else "")
+    title = f"{run.task}/{run.name} ({run.learner}, folds: {run.fold_scheme})" + (" (reused)" if result.reused else "")
     columns = ("fold", "cells", "score", "mean profile", "best iter.", "seconds")
     table = new_table(title, columns, left=("fold",))
     for name, fold in run.folds.items():

@@ -12,7 +12,7 @@ import pydantic
 
 
 class _Strict(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class CiteFeatures(_Strict):
@@ -20,9 +20,9 @@ class CiteFeatures(_Strict):
 
     blocks: ClassVar[tuple[str, ...]] = ("input_svd", "selected_genes", "cell_stats", "donor_sex")
 
-    svd_components: int = pydantic.Field(128, ge=2)
+    svd_components: int = pydantic.Field(128, ge=2, le=4096)
     protein_genes: bool = True  # raw columns of genes named after a target protein
-    top_correlated_genes: int = pydantic.Field(0, ge=0)  # per target, on train
+    top_correlated_genes: int = pydantic.Field(0, ge=0, le=1000)  # per target, on train
     batch_centering: bool = False  # subtract each (donor, day) group's median
     cell_stats: bool = True
     donor_sex: bool = True
@@ -39,10 +39,10 @@ class MultiFeatures(_Strict):
         "donor_sex",
     )
 
-    svd_components: int = pydantic.Field(128, ge=2)
+    svd_components: int = pydantic.Field(128, ge=2, le=4096)
     transforms: list[Literal["binarize", "log1p", "l2"]] = []
-    binary_svd_components: int = pydantic.Field(0, ge=0)  # a second SVD on the binarised matrix
-    target_svd_components: int = pydantic.Field(128, ge=2)
+    binary_svd_components: int = pydantic.Field(0, ge=0, le=4096)  # a second SVD on the binarised matrix
+    target_svd_components: int = pydantic.Field(128, ge=2, le=4096)
     cell_stats: bool = True
     chromosome_ratios: bool = True
     donor_sex: bool = True

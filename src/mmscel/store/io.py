@@ -99,9 +99,12 @@ def read_manifest(path: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        content = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
         raise InputError(path, "corrupt manifest (not JSON)") from None
+    if not isinstance(content, dict):
+        raise InputError(path, f"corrupt manifest (a JSON {type(content).__name__}, expected an object)")
+    return content
 
 
 def write_manifest(path: Path, payload: dict) -> Path:

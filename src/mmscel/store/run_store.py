@@ -16,10 +16,14 @@ store only ever removes folders inside its own sub-folders.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import fnmatch
 import math
+import os
 import re
 import shutil
+import socket
 from pathlib import Path
 
 from mmscel.data.layout import TASKS
@@ -124,6 +128,38 @@ class RunStore:
         return Path(stored)
 
     # -- level-1 runs ------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def run_lock(self, task: str, name: str, wait: bool = True):
+        """Hold the lock of run ``task/name`` for the duration of the ``with`` block.
+
+        A second process asking for the same run waits until the first ends
+        (then finds its result and reuses it) or, with ``wait=False``, is
+        refused with the holder's pid and host. The lock is an advisory
+        ``flock``, released by the system when the holder dies, even by ``kill -9``.
+
+        Raises
+        ------
+        InputError
+            When ``wait`` is false and another process holds the lock.
+        """
+        path = self.root / self._task(task) / f".{check_name(name, 'run name')}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    raise InputError(path, f"run {task}/{name} is running ({path.read_text().strip()})") from None
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def checkpoints(self, task: str, name: str) -> RunCheckpoints:
         """The fold checkpoints of run ``task/name``."""
