@@ -31,9 +31,20 @@ Role = Literal["cv", "holdout", "refit"]
 class Split:
     """One fit: train on ``train`` rows, predict ``valid`` rows (and the test rows when asked).
 
-    ``role`` says what the fit is for: ``cv`` folds make the out-of-fold
-    predictions, a ``holdout`` (the last-day split) is scored on its own, a
-    ``refit`` on all rows predicts the test set.
+    Parameters
+    ----------
+    name
+        The split's name (a fold number, ``last_day``, ``refit``); checkpoints are kept under it.
+    train, valid
+        Row indices to fit on and to predict.
+    role
+        What the fit is for: ``cv`` folds make the out-of-fold predictions, a
+        ``holdout`` (the last-day split) is scored on its own, a ``refit`` on all
+        rows predicts the test set.
+    seed_offset
+        Added to the learner's seed for this split's copy.
+    predict_test
+        Whether the split predicts the test rows.
     """
 
     name: str
@@ -46,7 +57,17 @@ class Split:
 
 @dataclass
 class FoldResult:
-    """Predictions of one split (prediction space) and the facts of its fit."""
+    """Predictions of one split (prediction space) and the facts of its fit.
+
+    Attributes
+    ----------
+    name
+        The split's name.
+    valid, test
+        Predictions of its validation rows and of the test rows (empty when not asked for).
+    info
+        Row counts, score, mean-profile floor, seed, seconds and the learner's fit facts.
+    """
 
     name: str
     valid: np.ndarray
@@ -73,6 +94,8 @@ class CVResult:
         Per-cell Pearson of ``oof`` (NaN where not validated).
     folds
         Every split's :class:`FoldResult`, by name, in the order they ran.
+    cv_folds
+        Names of the ``cv`` splits.
     """
 
     oof: np.ndarray
@@ -103,10 +126,31 @@ class Checkpoints(Protocol):
     """Where finished folds are kept so that an interrupted cross-validation resumes."""
 
     def load(self, name: str) -> FoldResult | None:
-        """The stored result of split ``name``, or None."""
+        """Find a finished split.
+
+        Parameters
+        ----------
+        name
+            The split's name.
+
+        Returns
+        -------
+        FoldResult or None
+            Its stored result, or None when it has not finished.
+        """
 
     def save(self, result: FoldResult, learner: BaseLearner, space: TargetSpace) -> None:
-        """Keep a finished split (the fitted learner and a fold-fitted space included)."""
+        """Keep a finished split.
+
+        Parameters
+        ----------
+        result
+            The split's predictions and facts.
+        learner
+            The learner fitted on it.
+        space
+            The target space its predictions went through (fold-fitted state is saved too).
+        """
 
 
 FoldCallback = Callable[[FoldResult, dict[str, FoldResult]], None]
@@ -162,6 +206,8 @@ def cross_validate(
     ------
     ValueError
         When the folds validate no row, or ``X`` and ``Y`` differ in rows.
+    FitFailed
+        When a fold's fit cannot succeed with the learner's parameters.
     """
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows, Y has {Y.shape[0]}")
@@ -238,6 +284,11 @@ def fit_split(
     -------
     tuple
         The fold's result, the fitted learner and the space its predictions went through.
+
+    Raises
+    ------
+    FitFailed
+        When the fit cannot succeed with the learner's parameters.
     """
     started = time.perf_counter()
     seed = learner.seed + split.seed_offset

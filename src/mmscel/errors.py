@@ -6,6 +6,13 @@ class InputError(Exception):
 
     The message names the file or key and what is wrong, on one line. The CLI
     prints it without a traceback and exits with code 2.
+
+    Parameters
+    ----------
+    where
+        The file, key or object at fault (converted with ``str``).
+    problem
+        What is wrong with it.
     """
 
     def __init__(self, where: object, problem: str):

@@ -17,6 +17,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     On an exception the temporary file is removed and ``path`` is untouched, so
     a crash or a bad input never leaves a half-written file under the final name.
+
+    Parameters
+    ----------
+    path
+        The final file; its folder is created when missing.
+
+    Yields
+    ------
+    Path
+        The temporary path to write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,7 +39,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_json(path: str | Path, payload: dict) -> Path:
-    """Write ``payload`` as indented JSON, atomically."""
+    """Write ``payload`` as indented JSON, atomically.
+
+    Parameters
+    ----------
+    path
+        The file to write.
+    payload
+        JSON data; NumPy scalars and arrays and paths are converted.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    TypeError
+        For a value JSON cannot hold (the file is left untouched).
+    """
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_jsonable) + "\n")
     return Path(path)
@@ -46,7 +74,22 @@ def _jsonable(value):
 
 
 def file_checksum(path: str | Path, block: int = 2**22, limit: int | None = None) -> str:
-    """SHA-256 of a file (of its first ``limit`` bytes and its size, when given)."""
+    """Fingerprint a file by its size and contents.
+
+    Parameters
+    ----------
+    path
+        The file.
+    block
+        Bytes read at a time.
+    limit
+        Hash only the first ``limit`` bytes (None: all).
+
+    Returns
+    -------
+    str
+        The hex SHA-256 of the size (decimal text) followed by the (first ``limit``) bytes.
+    """
     path = Path(path)
     digest = hashlib.sha256()
     digest.update(str(path.stat().st_size).encode())
@@ -63,8 +106,18 @@ def file_checksum(path: str | Path, block: int = 2**22, limit: int | None = None
 
 
 def replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the finished folder ``tmp`` onto ``out_dir``; an existing ``out_dir`` is moved aside first,
-    so a crash at any point leaves either the old or the new folder under the final name."""
+    """Move the finished folder ``tmp`` onto ``out_dir``.
+
+    An existing ``out_dir`` is moved aside first, so a crash at any point leaves
+    either the old or the new folder under the final name.
+
+    Parameters
+    ----------
+    tmp
+        The finished folder, on the same file system.
+    out_dir
+        The final name.
+    """
     tmp, out_dir = Path(tmp), Path(out_dir)
     if out_dir.is_dir():
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")

@@ -24,6 +24,18 @@ def standardize_rows(values: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
     The metric is invariant to per-cell affine transforms, so level-1 may fit
     standardised targets and level-2 blends standardised predictions.
+
+    Parameters
+    ----------
+    values
+        Cells x targets.
+    eps
+        A row whose standard deviation is at most ``eps`` is only centred, not scaled.
+
+    Returns
+    -------
+    numpy.ndarray
+        Each row minus its mean, divided by its (population) standard deviation.
     """
     values = np.asarray(values, dtype=np.float64)
     centred = values - values.mean(axis=1, keepdims=True)
@@ -36,6 +48,23 @@ def pearson_per_row(y_true, y_pred, chunk_rows: int | None = None) -> np.ndarray
 
     Works in row chunks with float64 accumulation, so float32 inputs of any
     size are handled in bounded memory. Rows with zero variance score 0.
+
+    Parameters
+    ----------
+    y_true, y_pred
+        Matrices of the same shape (cells x targets).
+    chunk_rows
+        Rows per chunk (None: about ``CHUNK_ELEMENTS`` values a chunk).
+
+    Returns
+    -------
+    numpy.ndarray
+        One correlation per row, float64, clipped to [-1, 1].
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ or are not 2-D.
     """
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
@@ -67,7 +96,23 @@ def _safe_ratio(cross: np.ndarray, ss_true: np.ndarray, ss_pred: np.ndarray) -> 
 
 
 def mean_pearson(y_true, y_pred) -> float:
-    """The competition score of one task: mean of :func:`pearson_per_row`."""
+    """The competition score of one task: mean of :func:`pearson_per_row`.
+
+    Parameters
+    ----------
+    y_true, y_pred
+        True and predicted values (cells x targets).
+
+    Returns
+    -------
+    float
+        The mean per-cell Pearson.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ or are not 2-D.
+    """
     return float(pearson_per_row(y_true, y_pred).mean())
 
 
@@ -77,6 +122,23 @@ def pearson_per_segment(y_true, y_pred, starts) -> np.ndarray:
     ``starts`` holds the first position of each segment (sorted, starting at
     0); a segment runs to the next start. This scores a long-format submission
     (one row per cell and target) without a Python loop over cells.
+
+    Parameters
+    ----------
+    y_true, y_pred
+        Vectors of the same length.
+    starts
+        First position of each segment.
+
+    Returns
+    -------
+    numpy.ndarray
+        One correlation per segment (0 for a constant segment).
+
+    Raises
+    ------
+    ValueError
+        When the vectors are not 1-D of one length, or ``starts`` does not begin at 0 and increase strictly.
     """
     t = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
@@ -98,12 +160,38 @@ def pearson_per_segment(y_true, y_pred, starts) -> np.ndarray:
 
 
 def pooled_score(*per_cell_scores: np.ndarray) -> float:
-    """Pool per-cell scores of several tasks by cell count (the leaderboard score)."""
+    """Pool per-cell scores of several tasks by cell count (the leaderboard score).
+
+    Parameters
+    ----------
+    *per_cell_scores
+        Each task's per-cell scores.
+
+    Returns
+    -------
+    float
+        The mean over all cells (NaN when there are none).
+    """
     scores = np.concatenate([np.asarray(s, dtype=np.float64).ravel() for s in per_cell_scores])
     return float(scores.mean()) if scores.size else float("nan")
 
 
 def headroom_share(score: float, floor: float, oracle: float) -> float:
-    """Share of the gap between the mean-profile floor and the oracle that ``score`` closes."""
+    """Share of the gap between the mean-profile floor and the oracle that ``score`` closes.
+
+    Parameters
+    ----------
+    score
+        The score to place.
+    floor
+        The mean-profile score (share 0).
+    oracle
+        The reference score (share 1).
+
+    Returns
+    -------
+    float
+        ``(score - floor) / (oracle - floor)``; NaN when the oracle does not beat the floor.
+    """
     gap = oracle - floor
     return float("nan") if gap <= 0 else (score - floor) / gap

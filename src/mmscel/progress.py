@@ -13,13 +13,31 @@ console = Console(stderr=True)
 
 
 def track(items: Iterable[T], description: str, total: int | None = None, enabled: bool = True) -> Iterator[T]:
-    """Iterate over ``items`` while showing a progress bar on stderr (when it is a terminal)."""
+    """Iterate over ``items`` while showing a progress bar on stderr (when it is a terminal).
+
+    Parameters
+    ----------
+    items
+        What to iterate over.
+    description
+        The bar's label.
+    total
+        Number of items (None: ``len(items)``).
+    enabled
+        False iterates without a bar.
+
+    Yields
+    ------
+    object
+        The items, in order.
+    """
     if not enabled or not console.is_terminal:
         yield from items
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        task_id = progress.add_task(description, total=total if total is not None else len(items))  # type: ignore[arg-type]
+        size = total if total is not None else len(items)  # type: ignore[arg-type]
+        task_id = progress.add_task(description, total=size)
         for item in items:
             yield item
             progress.advance(task_id)

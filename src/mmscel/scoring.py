@@ -19,7 +19,17 @@ SPLIT_ORDER = ("public", "private")
 
 @dataclass
 class Scores:
-    """Mean per-cell Pearson per (task, split), pooled per split, and cell counts."""
+    """Mean per-cell Pearson per (task, split), pooled per split, and cell counts.
+
+    Attributes
+    ----------
+    by_task
+        Task -> split -> score.
+    pooled
+        Split -> score over the cells of both tasks.
+    n_cells
+        Task -> split -> scored cells.
+    """
 
     by_task: dict[str, dict[str, float]]
     pooled: dict[str, float]
@@ -27,7 +37,23 @@ class Scores:
 
 
 def load_truth(data_dir: str | Path) -> tuple[dict, Path]:
-    """``truth.json`` and the solution path of a synthetic or imported dataset."""
+    """Find the hidden truth of a synthetic or imported dataset.
+
+    Parameters
+    ----------
+    data_dir
+        The dataset folder (with ``truth/``).
+
+    Returns
+    -------
+    tuple
+        The parsed ``truth.json``, and the path of the solution parquet.
+
+    Raises
+    ------
+    InputError
+        When either file is missing or ``truth.json`` is not valid JSON.
+    """
     truth_dir = Path(data_dir) / layout.TRUTH_DIR
     truth_json, solution = truth_dir / layout.TRUTH_JSON, truth_dir / layout.SOLUTION
     for path in (truth_json, solution):
@@ -40,7 +66,27 @@ def load_truth(data_dir: str | Path) -> tuple[dict, Path]:
 
 
 def score_values(values: np.ndarray, solution_path: Path, where: str = "submission") -> Scores:
-    """Score predictions aligned with the solution rows (one value per evaluation row)."""
+    """Score predictions aligned with the solution rows (one value per evaluation row).
+
+    Parameters
+    ----------
+    values
+        One prediction per solution row.
+    solution_path
+        The solution parquet (``target``, ``task``, ``split``, ``cell`` per row).
+    where
+        What to name in an error.
+
+    Returns
+    -------
+    Scores
+        Per task and split, and pooled per split.
+
+    Raises
+    ------
+    InputError
+        When the row count is wrong or a value is not finite.
+    """
     table = pq.read_table(solution_path, columns=["target", "task", "split", "cell"], read_dictionary=["task", "split"])
     truth = table.column("target").to_numpy()
     cell = table.column("cell").to_numpy()
@@ -64,7 +110,25 @@ def score_values(values: np.ndarray, solution_path: Path, where: str = "submissi
 
 
 def score_submission(path: str | Path, data_dir: str | Path) -> tuple[Scores, dict]:
-    """Score a submission file on a dataset with ``truth/``; also return ``truth.json``."""
+    """Score a submission file on a dataset with ``truth/``.
+
+    Parameters
+    ----------
+    path
+        The submission CSV.
+    data_dir
+        The dataset with ``truth/``.
+
+    Returns
+    -------
+    tuple
+        The :class:`Scores`, and the dataset's ``truth.json``.
+
+    Raises
+    ------
+    InputError
+        When the dataset has no truth, or the file is unreadable or invalid.
+    """
     truth, solution = load_truth(data_dir)
     n_rows = pq.ParquetFile(solution).metadata.num_rows
     values = read_submission(path, n_rows)
@@ -74,8 +138,22 @@ def score_submission(path: str | Path, data_dir: str | Path) -> tuple[Scores, di
 def leaderboard_rows(name: str, scores: Scores, truth: dict) -> list[dict]:
     """Rows of the leaderboard table: the submission beside the floor, the oracle and the reachable reference.
 
-    ``headroom`` is measured against the reachable reference (truth.json from
-    generator version 2 on; older files: against the oracle).
+    ``headroom`` is measured against the reachable reference when ``truth.json``
+    has one, else against the oracle.
+
+    Parameters
+    ----------
+    name
+        The submission's label.
+    scores
+        Its scores.
+    truth
+        The dataset's ``truth.json`` (``oracle``, ``mean_profile``, optionally ``reachable``).
+
+    Returns
+    -------
+    list of dict
+        One row per task (and ``pooled``) and split that has a score.
     """
     rows = []
     for label, key in (("cite", "cite"), ("multi", "multi"), ("pooled", "leaderboard")):
@@ -112,7 +190,18 @@ def _lookup(table: dict | None, key: str, split: str):
 
 
 class TaskScorer:
-    """Public and private scores of one task's test predictions; evaluation rows and truth read once."""
+    """Public and private scores of one task's test predictions; evaluation rows and truth read once.
+
+    Parameters
+    ----------
+    data_dir, cache_dir
+        A prepared dataset with ``truth/``, and its cache.
+
+    Raises
+    ------
+    InputError
+        When the dataset has no truth or its cache is missing or stale.
+    """
 
     def __init__(self, data_dir, cache_dir=None):
         from mmscel.submission import evaluation_rows
@@ -125,7 +214,22 @@ class TaskScorer:
         self.split = np.asarray(table.column("split").to_numpy(zero_copy_only=False), dtype=object)
 
     def scores(self, task: str, test: np.ndarray, components: np.ndarray | None) -> dict[str, float]:
-        """Mean per-cell Pearson per leaderboard split of ``task``'s predictions."""
+        """Score one task's test predictions per leaderboard split.
+
+        Parameters
+        ----------
+        task
+            ``"cite"`` or ``"multi"``.
+        test
+            Test predictions (test cells x targets, or x components).
+        components
+            Components x genes for coefficient predictions, else None.
+
+        Returns
+        -------
+        dict
+            Split -> mean per-cell Pearson, for the splits the task has cells in.
+        """
         from mmscel.submission import task_values
 
         mask = self.rows.is_cite if task == "cite" else ~self.rows.is_cite

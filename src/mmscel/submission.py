@@ -25,16 +25,47 @@ from mmscel.fsutil import atomic_path
 
 @dataclass
 class EvaluationRows:
-    """The evaluation rows as integer codes: task, cell and target position per row."""
+    """The evaluation rows as integer codes: task, cell and target position per row.
+
+    Attributes
+    ----------
+    n_rows
+        Number of evaluation rows.
+    is_cite
+        Bool per row: a CITEseq row (else Multiome).
+    cell_code
+        Int32 per row: position of the cell in its task's test inputs.
+    target_code
+        Int32 per row: column of the target in its task's targets.
+    """
 
     n_rows: int
-    is_cite: np.ndarray  # bool per row
-    cell_code: np.ndarray  # int32 per row: position of the cell in its task's test inputs
-    target_code: np.ndarray  # int32 per row: column of the target in its task's targets
+    is_cite: np.ndarray
+    cell_code: np.ndarray
+    target_code: np.ndarray
 
 
 def evaluation_rows(data_dir: str | Path, cache_dir: str | Path | None = None) -> EvaluationRows:
-    """Decode the cached ``evaluation.parquet`` against the cached test inputs and target names."""
+    """Decode the cached ``evaluation.parquet`` against the cached test inputs and target names.
+
+    Parameters
+    ----------
+    data_dir
+        The prepared competition folder.
+    cache_dir
+        Its cache (None: ``data_dir/.cache``).
+
+    Returns
+    -------
+    EvaluationRows
+        Task, cell and target codes of every row of ``evaluation_ids.csv``, in order.
+
+    Raises
+    ------
+    InputError
+        When the cache is missing or stale, there are no evaluation ids, or a row names a cell
+        in no test inputs file or a gene that is not a target of its task.
+    """
     check_cache(data_dir, cache_dir)
     cache = cache_dir_for(data_dir, cache_dir)
     path = cache / "evaluation.parquet"
@@ -81,7 +112,25 @@ def _lookups(cache: Path):
 def mean_profile_values(
     data_dir: str | Path, cache_dir: str | Path | None = None, rows: EvaluationRows | None = None
 ) -> np.ndarray:
-    """The floor submission: each target's mean over the training cells, for every evaluation row."""
+    """The floor submission: each target's mean over the training cells, for every evaluation row.
+
+    Parameters
+    ----------
+    data_dir, cache_dir
+        The prepared competition folder and its cache.
+    rows
+        The decoded evaluation rows (None: decode them here).
+
+    Returns
+    -------
+    numpy.ndarray
+        One float32 value per evaluation row.
+
+    Raises
+    ------
+    InputError
+        When the cache is missing or stale.
+    """
     rows = rows or evaluation_rows(data_dir, cache_dir)
     cache = cache_dir_for(data_dir, cache_dir)
     values = np.zeros(rows.n_rows, dtype=np.float32)
@@ -94,7 +143,18 @@ def mean_profile_values(
 
 
 def cell_starts(rows: EvaluationRows) -> np.ndarray:
-    """First row of each cell's contiguous block of evaluation rows."""
+    """Find where each cell's block of evaluation rows begins.
+
+    Parameters
+    ----------
+    rows
+        The decoded evaluation rows (each cell's rows are contiguous).
+
+    Returns
+    -------
+    numpy.ndarray
+        The first row of each block, starting with 0.
+    """
     change = np.flatnonzero((np.diff(rows.cell_code) != 0) | (np.diff(rows.is_cite.astype(np.int8)) != 0)) + 1
     return np.concatenate([[0], change])
 
@@ -102,7 +162,26 @@ def cell_starts(rows: EvaluationRows) -> np.ndarray:
 def validate_values(
     values: np.ndarray, n_rows: int, starts: np.ndarray | None, where: str, check_constant: bool = True
 ) -> None:
-    """Refuse a submission with the wrong row count, non-finite values, or a constant cell."""
+    """Refuse a submission with the wrong row count, non-finite values, or a constant cell.
+
+    Parameters
+    ----------
+    values
+        One value per evaluation row.
+    n_rows
+        The number of evaluation rows.
+    starts
+        First row of each cell (see :func:`cell_starts`); None skips the constant-cell check.
+    where
+        What to name in the error (a file, say).
+    check_constant
+        Whether a cell with one value on all its rows is refused.
+
+    Raises
+    ------
+    InputError
+        Naming ``where`` and the first offending row or cell.
+    """
     if len(values) != n_rows:
         raise InputError(where, f"{len(values)} rows, expected {n_rows} (one per row of evaluation_ids.csv)")
     finite = np.isfinite(values)
@@ -122,8 +201,29 @@ def validate_values(
 def write_submission(
     path: str | Path, values: np.ndarray, starts: np.ndarray | None = None, n_rows: int | None = None
 ) -> Path:
-    """Validate (against ``n_rows`` evaluation rows when given) and write ``row_id,target``
-    (gzip when ``path`` ends in .gz), atomically."""
+    """Validate a submission and write it as ``row_id,target`` CSV, atomically.
+
+    Parameters
+    ----------
+    path
+        The file to write (gzip when it ends in ``.gz``).
+    values
+        One value per evaluation row.
+    starts
+        First row of each cell, for the constant-cell check (None: no check).
+    n_rows
+        The number of evaluation rows (None: ``len(values)``).
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    InputError
+        When the values fail :func:`validate_values` (nothing is written).
+    """
     path = Path(path)
     values = np.asarray(values, dtype=np.float32)
     validate_values(values, len(values) if n_rows is None else n_rows, starts, str(path))
@@ -138,7 +238,26 @@ def write_submission(
 
 
 def read_submission(path: str | Path, n_rows: int) -> np.ndarray:
-    """Read a submission's target column, checking columns, row count and row_id order."""
+    """Read a submission's target column, checking columns, row count and row_id order.
+
+    Parameters
+    ----------
+    path
+        A ``row_id,target`` CSV (optionally gzipped).
+    n_rows
+        The number of evaluation rows.
+
+    Returns
+    -------
+    numpy.ndarray
+        The targets, float64, in row_id order.
+
+    Raises
+    ------
+    InputError
+        When the file is missing or unreadable, its columns, row count or row_id order are wrong,
+        or a target is empty.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found")
@@ -176,6 +295,25 @@ def submission_values(
     ``components`` (k x genes) maps them onto genes, and only the scored
     (cell, gene) entries are reconstructed, chunk by chunk. A task without
     predictions gets the mean profile.
+
+    Parameters
+    ----------
+    data_dir, cache_dir
+        The prepared competition folder, whose cache holds the mean profiles and evaluation rows.
+    predictions
+        Task -> (test, components or None).
+    rows
+        Evaluation rows decoded already, or None.
+
+    Returns
+    -------
+    numpy.ndarray
+        The submission's float32 values, in ``evaluation_ids.csv`` order.
+
+    Raises
+    ------
+    InputError
+        When ``rows`` is None and the evaluation rows cannot be decoded from the cache.
     """
     rows = rows or evaluation_rows(data_dir, cache_dir)
     complete = set(predictions) == {"cite", "multi"}
@@ -191,6 +329,22 @@ def task_values(rows: EvaluationRows, mask: np.ndarray, test: np.ndarray, compon
 
     Multiome coefficients are mapped onto genes for the scored entries only,
     two million rows at a time.
+
+    Parameters
+    ----------
+    rows
+        The decoded evaluation rows.
+    mask
+        The rows of one task.
+    test
+        That task's test predictions (test cells x targets, or x components).
+    components
+        Components x genes for coefficient predictions; None when ``test`` holds the targets.
+
+    Returns
+    -------
+    numpy.ndarray
+        One float32 value per selected row.
     """
     where = np.flatnonzero(mask)
     out = np.empty(len(where), dtype=np.float32)

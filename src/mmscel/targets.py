@@ -37,17 +37,47 @@ ROW_CHUNK = 2048  # rows of the scored targets handled at a time
 
 @dataclass(frozen=True)
 class TargetBasis:
-    """Linear map from coefficients to the scored targets: ``Y ~ Z @ components + mean``."""
+    """Linear map from coefficients to the scored targets: ``Y ~ Z @ components + mean``.
 
-    components: np.ndarray  # (k, n_targets) float32
-    mean: np.ndarray  # (n_targets,) float32
+    Parameters
+    ----------
+    components
+        k x n_targets, float32.
+    mean
+        n_targets, float32.
+    """
+
+    components: np.ndarray
+    mean: np.ndarray
 
     def reconstruct(self, z: np.ndarray) -> np.ndarray:
-        """Scored targets from coefficients ``z`` (rows x k), float32."""
+        """Map coefficients onto the scored targets.
+
+        Parameters
+        ----------
+        z
+            Coefficients, one row per cell and ``k`` columns.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``z @ components + mean`` (rows x n_targets), float32.
+        """
         return (np.asarray(z, dtype=np.float32) @ self.components + self.mean).astype(np.float32)
 
     def leading(self, k: int) -> TargetBasis:
-        """The basis of the first ``k`` components."""
+        """Keep the first components only.
+
+        Parameters
+        ----------
+        k
+            Components kept.
+
+        Returns
+        -------
+        TargetBasis
+            The map from the first ``k`` coefficients, with the same mean.
+        """
         return TargetBasis(self.components[:k], self.mean)
 
 
@@ -66,23 +96,73 @@ class TargetSpace(ABC):
 
     @abstractmethod
     def fit(self, Y) -> TargetSpace:
-        """Learn the space from the scored targets ``Y`` of training rows; return ``self``."""
+        """Learn the space from training rows.
+
+        Parameters
+        ----------
+        Y
+            The scored targets of the training rows (dense or CSR).
+
+        Returns
+        -------
+        TargetSpace
+            ``self``, fitted.
+        """
 
     @abstractmethod
     def transform(self, Y) -> np.ndarray:
-        """Learner targets (rows x learner dims, float32) of scored targets ``Y``."""
+        """Map scored targets to learner targets.
+
+        Parameters
+        ----------
+        Y
+            Scored targets (rows x targets, dense or CSR).
+
+        Returns
+        -------
+        numpy.ndarray
+            Learner targets (rows x learner dims, float32).
+        """
 
     @abstractmethod
     def inverse(self, Z: np.ndarray) -> np.ndarray:
-        """Predictions in the prediction space (float32) from learner outputs ``Z``."""
+        """Map learner outputs to the prediction space a run stores.
+
+        Parameters
+        ----------
+        Z
+            Learner outputs (rows x learner dims).
+
+        Returns
+        -------
+        numpy.ndarray
+            Predictions (rows x prediction width, float32).
+        """
 
     @abstractmethod
     def prediction_width(self, Y) -> int:
-        """Width of the prediction space for scored targets ``Y``."""
+        """Width of the prediction space.
+
+        Parameters
+        ----------
+        Y
+            The scored targets (only their shape may be read).
+
+        Returns
+        -------
+        int
+            Columns of a run's predictions.
+        """
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
-        """The manifest form of the space (JSON)."""
+        """The manifest form of the space.
+
+        Returns
+        -------
+        dict
+            JSON-ready settings, ``kind`` first; :func:`space_from_manifest` reads them back.
+        """
 
     @property
     @abstractmethod
@@ -90,7 +170,13 @@ class TargetSpace(ABC):
         """Whether :meth:`fit` has run (or the space was built around a fitted state)."""
 
     def clone(self) -> TargetSpace:
-        """An unfitted copy with the same settings."""
+        """Copy the space, to fit the copy on one fold.
+
+        Returns
+        -------
+        TargetSpace
+            A deep copy (settings and any state).
+        """
         return copy.deepcopy(self)
 
     @property
@@ -104,15 +190,47 @@ class TargetSpace(ABC):
         return None
 
     def reconstruct(self, predictions: np.ndarray) -> np.ndarray:
-        """The scored targets' values of predictions (the identity unless the space is compressed)."""
+        """Map predictions onto the scored targets.
+
+        Parameters
+        ----------
+        predictions
+            Rows x prediction width.
+
+        Returns
+        -------
+        numpy.ndarray
+            The scored targets' values (``predictions`` itself unless the space is compressed).
+        """
         return predictions
 
     def score(self, predictions: np.ndarray, Y, rows: np.ndarray) -> np.ndarray:
-        """Per-cell Pearson of ``predictions`` (prediction space) with ``Y[rows]``."""
+        """Score predictions cell by cell against the scored targets.
+
+        Parameters
+        ----------
+        predictions
+            Predictions of ``rows`` in the prediction space.
+        Y
+            The scored targets of all rows (dense or CSR).
+        rows
+            The rows ``predictions`` belong to.
+
+        Returns
+        -------
+        numpy.ndarray
+            Per-cell Pearson, one per row of ``rows``.
+        """
         return pearson_per_row(Y[rows], predictions)
 
     def save(self, folder: Path) -> None:  # noqa: B027 - spaces without fold state write nothing
-        """Write fold-fitted state beside a fold's model (``.npy``)."""
+        """Write fold-fitted state beside a fold's model (``.npy``); nothing by default.
+
+        Parameters
+        ----------
+        folder
+            The fold's checkpoint folder.
+        """
 
 
 class NativeTargets(TargetSpace):
@@ -254,7 +372,24 @@ class GeneSVD(TargetSpace):
 
     @classmethod
     def from_fitted(cls, components: np.ndarray, embedding: np.ndarray | None = None, Y=None, **settings) -> GeneSVD:
-        """A space around an SVD fitted elsewhere (cached with the features); ``Y``: the matrix it was fitted on."""
+        """Build a space around an SVD fitted elsewhere (cached with the features).
+
+        Parameters
+        ----------
+        components
+            The SVD's components (n_components x genes).
+        embedding
+            The coefficients of the rows it was fitted on, when known.
+        Y
+            The matrix it was fitted on (its signature is kept; None: no fitted rows are recognised).
+        **settings
+            ``fitted_components`` and ``seed``.
+
+        Returns
+        -------
+        GeneSVD
+            A fitted space.
+        """
         space = cls(n_components=int(components.shape[0]), **settings)
         space.components, space.embedding = components, embedding
         space.signature = None if Y is None else matrix_signature(Y)
@@ -270,13 +405,35 @@ class GeneSVD(TargetSpace):
         return self
 
     def fitted_on(self, Y) -> GeneSVD:
-        """This SVD, recorded as fitted on ``Y``: the coefficients of ``Y`` are then those of the fit."""
+        """Record this SVD as fitted on ``Y``, so that the coefficients of ``Y`` are those of the fit.
+
+        Parameters
+        ----------
+        Y
+            The matrix whose rows the stored embedding belongs to.
+
+        Returns
+        -------
+        GeneSVD
+            A shallow copy with ``Y``'s signature.
+        """
         space = copy.copy(self)
         space.signature = matrix_signature(Y)
         return space
 
     def with_fitted(self, k: int | None) -> GeneSVD:
-        """The same SVD with learners fitting only the leading ``k`` components."""
+        """Let learners fit only the leading components of the same SVD.
+
+        Parameters
+        ----------
+        k
+            Leading components learners fit (capped at ``n_components``; None: all).
+
+        Returns
+        -------
+        GeneSVD
+            A shallow copy.
+        """
         space = copy.copy(self)
         space.fitted_components = None if k is None else min(k, self.n_components)
         return space
@@ -321,7 +478,15 @@ class GeneSVD(TargetSpace):
         return self.basis.reconstruct(predictions)
 
     def score(self, predictions: np.ndarray, Y, rows: np.ndarray, chunk: int = ROW_CHUNK) -> np.ndarray:
-        """Per-cell Pearson on all genes, reconstructed chunk by chunk (never the whole dense matrix)."""
+        """Per-cell Pearson on all genes, reconstructed chunk by chunk (never the whole dense matrix).
+
+        Parameters
+        ----------
+        predictions, Y, rows
+            As in :meth:`TargetSpace.score`.
+        chunk
+            Rows reconstructed at a time.
+        """
         basis = self.basis
         scores = np.empty(len(rows))
         for start, truth in row_chunks(Y, rows, chunk, dense=True):
@@ -367,7 +532,18 @@ def space_from_manifest(space: dict, resolve) -> TargetSpace:
 
 
 def matrix_signature(Y) -> tuple:
-    """A cheap identity of a target matrix: its shape, stored values and a digest of its row sums (in order)."""
+    """A cheap identity of a target matrix.
+
+    Parameters
+    ----------
+    Y
+        Dense or sparse matrix.
+
+    Returns
+    -------
+    tuple
+        Its shape, number of stored values and a SHA-256 of its row sums (in order).
+    """
     values = Y.data if sp.issparse(Y) else np.asarray(Y)
     row_sums = np.asarray(Y.sum(axis=1), dtype=np.float64).ravel()
     return (tuple(Y.shape), int(values.size), hashlib.sha256(row_sums.tobytes()).hexdigest())
@@ -378,6 +554,22 @@ def row_chunks(values, rows: np.ndarray | None = None, chunk: int = ROW_CHUNK, d
 
     Indexing all the rows of a large CSR at once copies them (GBs for the full
     Multiome targets); a chunk at a time keeps the copy small.
+
+    Parameters
+    ----------
+    values
+        Dense or sparse matrix.
+    rows
+        Row indices to visit (None: all rows).
+    chunk
+        Rows per chunk.
+    dense
+        Densify sparse chunks.
+
+    Yields
+    ------
+    tuple
+        The offset into ``rows`` and that chunk's rows of ``values``.
     """
     rows = np.arange(values.shape[0]) if rows is None else rows
     for start in range(0, len(rows), chunk):
@@ -386,7 +578,20 @@ def row_chunks(values, rows: np.ndarray | None = None, chunk: int = ROW_CHUNK, d
 
 
 def mean_profile_score(Y, train_rows: np.ndarray, valid_rows: np.ndarray) -> float:
-    """The floor on a fold: the training rows' mean target profile, scored on the validation rows."""
+    """The floor on a fold: the training rows' mean target profile, scored on the validation rows.
+
+    Parameters
+    ----------
+    Y
+        The scored targets of all rows (dense or CSR).
+    train_rows, valid_rows
+        The fold's training and validation rows.
+
+    Returns
+    -------
+    float
+        The mean per-cell Pearson of the validation rows with that profile.
+    """
     total = np.zeros(Y.shape[1])
     for _, part in row_chunks(Y, train_rows):
         total += np.asarray(part.sum(axis=0), dtype=np.float64).ravel()

@@ -15,12 +15,17 @@ MUST_MATCH = ("data_fingerprint", "fold_fingerprint")
 
 @dataclass
 class RunOutputs:
-    """One finished level-1 run's record and predictions."""
+    """One finished level-1 run and its predictions.
+
+    ``record`` is the run in the store, ``oof`` and ``test`` its out-of-fold and
+    test predictions, ``last_day`` its last-day holdout's predictions (None when
+    the run has no holdout).
+    """
 
     record: RunRecord
     oof: np.ndarray
     test: np.ndarray
-    last_day: np.ndarray | None  # the last-day holdout's predictions, when the run has one
+    last_day: np.ndarray | None
 
     @property
     def name(self) -> str:
@@ -30,6 +35,20 @@ class RunOutputs:
 
 def load_runs(store: RunStore, task: str, names: list[str]) -> list[RunOutputs]:
     """Load the runs ``task/<name>`` and check they share data, folds and target space.
+
+    Parameters
+    ----------
+    store
+        The run store.
+    task
+        ``"cite"`` or ``"multi"``.
+    names
+        Run names within the task.
+
+    Returns
+    -------
+    list of RunOutputs
+        The runs in the order of ``names``.
 
     Raises
     ------
@@ -46,6 +65,11 @@ def load_runs(store: RunStore, task: str, names: list[str]) -> list[RunOutputs]:
 
 def check_compatible(runs: list[RunOutputs]) -> None:
     """Refuse runs whose data, folds or target space differ, naming the runs and the difference.
+
+    Parameters
+    ----------
+    runs
+        Loaded runs of one task; each is compared with the first.
 
     Raises
     ------
@@ -70,7 +94,16 @@ def check_compatible(runs: list[RunOutputs]) -> None:
 
 
 def check_data(task: str, fingerprints: dict[str, str], data_dir, cache_dir=None) -> None:
-    """Refuse runs (name -> data fingerprint) made from other data than ``data_dir`` holds now.
+    """Refuse runs made from other data than ``data_dir`` holds now.
+
+    Parameters
+    ----------
+    task
+        The runs' task.
+    fingerprints
+        Run name -> the data fingerprint its manifest records.
+    data_dir, cache_dir
+        The prepared competition folder and its cache, fingerprinted once.
 
     Raises
     ------
@@ -88,7 +121,20 @@ def check_data(task: str, fingerprints: dict[str, str], data_dir, cache_dir=None
 
 
 def target_space(store: RunStore, space: dict) -> TargetSpace:
-    """The target space a manifest's ``target_space`` entry describes."""
+    """Rebuild the target space a manifest's ``target_space`` entry describes.
+
+    Parameters
+    ----------
+    store
+        The run store, which resolves the stored components file.
+    space
+        The manifest entry.
+
+    Returns
+    -------
+    TargetSpace
+        The run's space, without fold-fitted state.
+    """
     return space_from_manifest(space, store.resolve)
 
 

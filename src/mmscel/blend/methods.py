@@ -18,21 +18,49 @@ import numpy as np
 from scipy.optimize import minimize, nnls
 
 from mmscel.blend.objective import CellStatistics
+from mmscel.errors import InputError
 from mmscel.registry import Registry
 
 _PERSIST_EVERY = 100
+JOURNAL_LOCK_GRACE = 10  # seconds a journal lock may stay unchanged before it is taken as left by a kill
 
 #: blend method name -> ``fit(stats, rows, **options) -> weights``
 BLEND_METHODS: Registry = Registry("blend method")
 
 
 def equal_weights(n_runs: int) -> np.ndarray:
-    """Every run weighted alike."""
+    """Weigh every run alike.
+
+    Parameters
+    ----------
+    n_runs
+        Number of runs.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n_runs`` weights of ``1 / n_runs``.
+    """
     return np.full(n_runs, 1.0 / n_runs)
 
 
 def greedy_weights(stats: CellStatistics, rows=None, steps: int = 25) -> np.ndarray:
-    """Caruana ensemble selection with replacement; the best prefix is kept."""
+    """Caruana ensemble selection with replacement; the best prefix is kept.
+
+    Parameters
+    ----------
+    stats
+        The runs' per-cell statistics against the truth.
+    rows
+        Cells to score on (None: all).
+    steps
+        Selections made; each adds the run that scores the blend best.
+
+    Returns
+    -------
+    numpy.ndarray
+        Weights on the simplex: the selection counts of the best-scoring prefix, normalised.
+    """
     n_runs = stats.cross.shape[1]
     counts = np.zeros(n_runs)
     best_counts, best_score = None, -np.inf
@@ -45,7 +73,20 @@ def greedy_weights(stats: CellStatistics, rows=None, steps: int = 25) -> np.ndar
 
 
 def slsqp_weights(stats: CellStatistics, rows=None, start: np.ndarray | None = None) -> np.ndarray:
-    """Maximise the blend score on the simplex with SLSQP."""
+    """Maximise the blend score on the simplex with SLSQP.
+
+    Parameters
+    ----------
+    stats, rows
+        As in :func:`greedy_weights`.
+    start
+        The starting weights (None: equal weights).
+
+    Returns
+    -------
+    numpy.ndarray
+        The solution, clipped at 0 and normalised onto the simplex.
+    """
     n_runs = stats.cross.shape[1]
     result = minimize(
         lambda w: -stats.score(w, rows),
@@ -59,7 +100,18 @@ def slsqp_weights(stats: CellStatistics, rows=None, start: np.ndarray | None = N
 
 
 def stack_weights(stats: CellStatistics, rows=None) -> np.ndarray:
-    """Nonnegative least squares of the standardised truth on the standardised predictions."""
+    """Nonnegative least squares of the standardised truth on the standardised predictions.
+
+    Parameters
+    ----------
+    stats, rows
+        As in :func:`greedy_weights`.
+
+    Returns
+    -------
+    numpy.ndarray
+        The coefficients normalised onto the simplex (equal weights when all are 0).
+    """
     gram, cross = stats.normal_equations(rows)
     jitter = 1e-9 * np.trace(gram) / len(gram)
     lower = np.linalg.cholesky(gram + jitter * np.eye(len(gram)))
@@ -83,6 +135,24 @@ def optuna_weights(
     The caller names ``storage`` after the blend's inputs: a study is only
     reused for the same runs and cells. (Optuna's SQLite storage costs ~50-150 ms
     a trial, more than the whole objective on full-size OOF.)
+
+    Parameters
+    ----------
+    stats, rows
+        As in :func:`greedy_weights`.
+    n_trials
+        Trials to have finished in all, counting those reloaded from ``storage``.
+    seed
+        Seed of the sampler.
+    storage
+        The journal file to resume from and append to (None: nothing persists).
+    study_name
+        The study's name in ``storage``.
+
+    Returns
+    -------
+    tuple
+        The best trial's weights, and the :class:`optuna.Study`.
     """
     import optuna
 
@@ -139,14 +209,29 @@ def _finished(study) -> list:
 
 
 def _journal_study(path: Path, study_name: str):
-    """The study kept in the journal file ``path`` (created when missing)."""
+    """The study kept in the journal file ``path`` (created when missing).
+
+    The journal and its lock are named by absolute paths, and the lock is a
+    plain file that a process killed while holding it leaves behind: after
+    ``JOURNAL_LOCK_GRACE`` seconds without change the next session takes it over.
+
+    Raises
+    ------
+    InputError
+        When the journal is not an Optuna journal (damaged or not JSON lines).
+    """
     import optuna
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(path)))
-    return optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
+    path = Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = JournalFileOpenLock(str(path), grace_period=JOURNAL_LOCK_GRACE)
+    try:
+        storage = JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+        return optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
+    except (ValueError, KeyError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise InputError(path, f"damaged Optuna journal ({type(exc).__name__}); move it away to start afresh") from None
 
 
 def _to_unit(weights: np.ndarray) -> dict[str, float]:
@@ -199,6 +284,11 @@ def fit_weights(method: str, stats: CellStatistics, rows=None, **options) -> np.
         Cells to fit on (None: all).
     **options
         ``n_trials``, ``seed``, ``storage``, ``study_name`` (optuna), ``greedy_steps`` (greedy).
+
+    Returns
+    -------
+    numpy.ndarray
+        One weight per run, on the simplex.
 
     Raises
     ------

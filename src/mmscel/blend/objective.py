@@ -31,13 +31,34 @@ _EPS = 1e-12
 
 @dataclass
 class CellStatistics:
-    """Per-cell sufficient statistics of a set of runs against the truth."""
+    """Per-cell sufficient statistics of a set of runs against the truth.
 
-    gram: np.ndarray  # cells x runs x runs
-    cross: np.ndarray  # cells x runs
+    Attributes
+    ----------
+    gram
+        ``G`` (cells x runs x runs): mean products of the runs' standardised predictions.
+    cross
+        ``h`` (cells x runs): mean products of each run's standardised prediction with the standardised truth.
+    """
+
+    gram: np.ndarray
+    cross: np.ndarray
 
     def per_cell(self, weights: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Per-cell Pearson of the blend with ``weights`` (restricted to ``rows``)."""
+        """Score a blend cell by cell.
+
+        Parameters
+        ----------
+        weights
+            One weight per run.
+        rows
+            Cells to score (None: all).
+
+        Returns
+        -------
+        numpy.ndarray
+            The Pearson correlation of each cell's blend with its truth; 0 where the blend is constant.
+        """
         gram = self.gram if rows is None else self.gram[rows]
         cross = self.cross if rows is None else self.cross[rows]
         w = np.asarray(weights, dtype=np.float64)
@@ -46,18 +67,57 @@ class CellStatistics:
         return np.where(variance > _EPS, numerator / np.sqrt(np.maximum(variance, _EPS)), 0.0)
 
     def score(self, weights: np.ndarray, rows: np.ndarray | None = None) -> float:
-        """Mean per-cell Pearson of the blend."""
+        """Score a blend over cells.
+
+        Parameters
+        ----------
+        weights
+            As in :meth:`per_cell`.
+        rows
+            Cells to average over (None: all).
+
+        Returns
+        -------
+        float
+            The mean per-cell Pearson over ``rows`` (None: all cells).
+        """
         return float(self.per_cell(weights, rows).mean())
 
     def normal_equations(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Summed ``G`` and ``h``: the least-squares system of standardised predictions on truth."""
+        """The least-squares system of the standardised truth on the standardised predictions.
+
+        Parameters
+        ----------
+        rows
+            Cells to sum over (None: all).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``G`` (runs x runs) and ``h`` (runs), summed over the cells.
+        """
         gram = self.gram if rows is None else self.gram[rows]
         cross = self.cross if rows is None else self.cross[rows]
         return gram.sum(axis=0), cross.sum(axis=0)
 
 
 def dense_statistics(predictions: list[np.ndarray], truth: np.ndarray, chunk: int = 4096) -> CellStatistics:
-    """Statistics of runs predicting the scored targets directly (CITEseq proteins)."""
+    """Statistics of runs predicting the scored targets directly (CITEseq proteins).
+
+    Parameters
+    ----------
+    predictions
+        Each run's predictions (cells x targets).
+    truth
+        The scored targets (cells x targets).
+    chunk
+        Cells handled at a time.
+
+    Returns
+    -------
+    CellStatistics
+        ``G`` and ``h`` of every cell.
+    """
     n = len(truth)
     gram = np.empty((n, len(predictions), len(predictions)))
     cross = np.empty((n, len(predictions)))
@@ -79,6 +139,20 @@ def component_statistics(
     Gene-space prediction of run i for cell c: ``z_ic @ V + m`` (``m`` the basis
     mean). Its per-cell mean, variance and covariance with the truth follow from
     ``V V'``, ``V`` and ``m``, and the truth's ``Y V'``, ``Y m``, sum(y), sum(y^2).
+
+    Parameters
+    ----------
+    coefficients
+        Each run's coefficients (cells x components).
+    truth
+        The scored genes (cells x genes, dense or CSR), read in row chunks.
+    basis
+        The map from coefficients to genes.
+
+    Returns
+    -------
+    CellStatistics
+        ``G`` and ``h`` of every cell, as the gene-space predictions would give them.
     """
     V = np.asarray(basis.components, dtype=np.float64)
     m = np.asarray(basis.mean, dtype=np.float64)
@@ -131,7 +205,20 @@ def _ratio(numerator, denominator):
 
 
 def blend_dense(predictions: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-    """Blend of per-cell standardised predictions (the scored targets), float32."""
+    """Blend runs that predict the scored targets.
+
+    Parameters
+    ----------
+    predictions
+        Each run's predictions (cells x targets).
+    weights
+        One weight per run.
+
+    Returns
+    -------
+    numpy.ndarray
+        The weighted sum of the per-cell standardised predictions, float32.
+    """
     return sum(w * standardize_rows(p) for w, p in zip(weights, predictions)).astype(np.float32)
 
 
@@ -141,6 +228,25 @@ def blend_components(coefficients: list[np.ndarray], basis: TargetBasis, weights
     ``sum_i w_i (z_i V + m - mu_i) / sd_i = (sum_i w_i z_i / sd_i) V + (...)``
     per cell, and the per-cell Pearson ignores the shift. This needs a
     zero-mean basis (mmscel's target SVD has one).
+
+    Parameters
+    ----------
+    coefficients
+        Each run's coefficients (cells x components).
+    basis
+        The map from coefficients to genes.
+    weights
+        One weight per run.
+
+    Returns
+    -------
+    numpy.ndarray
+        The blended coefficients (cells x components, float32).
+
+    Raises
+    ------
+    ValueError
+        When ``basis`` has a nonzero mean.
     """
     if np.any(basis.mean != 0):
         raise ValueError("blending in component space needs a zero-mean target basis")

@@ -17,6 +17,20 @@ Predictions = dict[str, tuple]  # task -> (test predictions, components or None)
 def blend_predictions(store: RunStore, name: str, data_dir, cache_dir=None) -> tuple[Predictions, dict]:
     """Per-task (test, components) of blend ``name`` made from the data in ``data_dir``, and what produced it.
 
+    Parameters
+    ----------
+    store
+        The run store.
+    name
+        The blend.
+    data_dir, cache_dir
+        The prepared competition folder the blend's runs must come from, and its cache.
+
+    Returns
+    -------
+    tuple
+        Task -> (test predictions, components or None); and the blend's name, runs and weights per task.
+
     Raises
     ------
     InputError
@@ -37,6 +51,20 @@ def blend_predictions(store: RunStore, name: str, data_dir, cache_dir=None) -> t
 
 def run_predictions(store: RunStore, specs: list[str], data_dir, cache_dir=None) -> tuple[Predictions, dict]:
     """Per-task (test, components) of single runs given as ``task/run``, made from the data in ``data_dir``.
+
+    Parameters
+    ----------
+    store
+        The run store.
+    specs
+        ``task/run`` strings, at most one per task.
+    data_dir, cache_dir
+        The prepared competition folder the runs must come from, and its cache.
+
+    Returns
+    -------
+    tuple
+        Task -> (test predictions, components or None); and ``{"runs": {task: [run]}}``.
 
     Raises
     ------

@@ -20,7 +20,17 @@ LEARNERS.register("mlp", "mmscel.learners.mlp:MLPLearner")
 
 
 def learner_class(name: str) -> type[BaseLearner]:
-    """The learner class registered under ``name``.
+    """Look up a learner class by name, importing its module on first use.
+
+    Parameters
+    ----------
+    name
+        A name registered in ``LEARNERS`` (``"ridge"``, ``"lgbm"``, ...).
+
+    Returns
+    -------
+    type of BaseLearner
+        The learner class.
 
     Raises
     ------
@@ -43,6 +53,18 @@ def make_learner(name: str, params, seed: int = 0, n_jobs: int = 2, seeds: int =
         Seed and threads of the learner.
     seeds
         Bag size; above 1, a :class:`~mmscel.learners.bag.SeedBag` of differently seeded copies.
+
+    Returns
+    -------
+    BaseLearner
+        The unfitted learner or bag.
+
+    Raises
+    ------
+    mmscel.registry.UnknownName
+        When no learner is registered under ``name``.
+    pydantic.ValidationError
+        When ``params`` holds an unknown key or a bad value.
     """
     cls = learner_class(name)
     params = params if isinstance(params, cls.Params) else cls.Params(**dict(params or {}))

@@ -20,7 +20,26 @@ SEED_STRIDE = 10_007  # member i uses seed + i * SEED_STRIDE: clear of the per-f
 
 
 class SeedBag(BaseLearner):
-    """``n_members`` copies of ``learner_cls`` with seeds ``seed + i * SEED_STRIDE``; predictions are their mean."""
+    """``n_members`` copies of ``learner_cls`` with seeds ``seed + i * SEED_STRIDE``; predictions are their mean.
+
+    Parameters
+    ----------
+    learner_cls
+        The class of the members.
+    params
+        The members' parameters (a ``learner_cls.Params`` instance), shared by all.
+    n_members
+        How many copies.
+    seed
+        Seed of the first member; member ``i`` gets ``seed + i * SEED_STRIDE``.
+    n_jobs
+        Threads of each member (members fit one after the other).
+
+    Raises
+    ------
+    ValueError
+        When ``n_members`` is below 1.
+    """
 
     name = "bag"
     Params = LearnerParams

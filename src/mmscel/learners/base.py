@@ -30,15 +30,27 @@ from mmscel.targets import TargetBasis
 
 
 class LearnerParams(pydantic.BaseModel):
-    """Base of every learner's parameters: unknown keys are refused by name."""
+    """Base of every learner's parameters: frozen, and unknown keys are refused by name.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        On construction, for an unknown key or a value out of range.
+    """
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     #: fields that steer mmscel's own loop or choose a mode, not passed to the library as such
-    own_fields: ClassVar[frozenset[str]] = frozenset({"n_estimators", "early_stopping_rounds"})
+    own_fields: ClassVar[frozenset[str]] = frozenset()
 
     def library_params(self) -> dict[str, Any]:
-        """The fields the library takes under the same names (the ``own_fields`` left out)."""
+        """The fields the library takes under the same names.
+
+        Returns
+        -------
+        dict
+            Every field but the ``own_fields``, in declaration order.
+        """
         return self.model_dump(exclude=set(self.own_fields))
 
 
@@ -46,8 +58,19 @@ class LearnerParams(pydantic.BaseModel):
 class FitData:
     """What a learner may fit on: features, targets, and optionally the full targets.
 
-    ``Y_full`` (rows x scored targets, dense or CSR) is only given together
-    with a :class:`TargetBasis`.
+    Parameters
+    ----------
+    X
+        Features (rows x features).
+    Y
+        Targets in the learner's space (rows x outputs).
+    Y_full
+        The scored targets of the same rows (dense or CSR), only given together with a :class:`TargetBasis`.
+
+    Raises
+    ------
+    ValueError
+        When ``X`` and ``Y`` differ in rows.
     """
 
     X: np.ndarray
@@ -83,6 +106,20 @@ class BaseLearner(ABC):
     ``library`` names the distribution whose version a run's manifest records,
     ``quick_params`` small settings for a fit in seconds on the tiny data
     (smoke runs and the tests).
+
+    Parameters
+    ----------
+    params
+        The learner's parameters: a ``Params`` instance, or a mapping validated into one (None: the defaults).
+    seed
+        Seed of every random choice of the fit.
+    n_jobs
+        Threads the library may use.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        When ``params`` holds an unknown key or a bad value.
     """
 
     name: ClassVar[str]
@@ -100,37 +137,130 @@ class BaseLearner(ABC):
         self.best_iterations: list[int] | None = None
 
     def clone(self, seed: int | None = None) -> BaseLearner:
-        """An unfitted copy with the same parameters (and ``seed``, when given)."""
+        """An unfitted copy with the same parameters.
+
+        Parameters
+        ----------
+        seed
+            The copy's seed (None: this learner's).
+
+        Returns
+        -------
+        BaseLearner
+            A new learner of the same class, parameters and thread count.
+        """
         return type(self)(self.params, seed=self.seed if seed is None else seed, n_jobs=self.n_jobs)
 
     @abstractmethod
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> BaseLearner:
-        """Fit on ``train``; early-stop on ``valid`` when the learner supports it."""
+        """Fit on ``train``; early-stop on ``valid`` when the learner supports it.
+
+        Parameters
+        ----------
+        train
+            The rows to fit.
+        valid
+            Rows to early-stop on, cut from inside the training fold (None: no early stopping).
+        basis
+            The map from the learner's outputs to the scored targets, given with ``train.Y_full``
+            to learners that take their loss there; else None.
+
+        Returns
+        -------
+        BaseLearner
+            ``self``, fitted.
+
+        Raises
+        ------
+        FitFailed
+            When the fit cannot succeed with these parameters.
+        """
 
     @abstractmethod
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predictions (rows x outputs, float32) in the space of ``train.Y``."""
+        """Predict the outputs of any rows with the fitted model.
+
+        Parameters
+        ----------
+        X
+            Features (rows x features), the columns the learner was fitted on.
+
+        Returns
+        -------
+        numpy.ndarray
+            Predictions (rows x outputs, float32) in the space of ``train.Y``.
+        """
 
     @abstractmethod
     def save(self, folder: Path) -> list[Path]:
-        """Write the fitted model to ``folder`` in native formats; return the files."""
+        """Write the fitted model in native formats.
+
+        Parameters
+        ----------
+        folder
+            Where the files go (created when missing).
+
+        Returns
+        -------
+        list of Path
+            The files written.
+        """
 
     @abstractmethod
     def load(self, folder: Path) -> BaseLearner:
-        """Load a model written by :meth:`save` into this (same-parameter) learner."""
+        """Load a model written by :meth:`save` into this learner, built with the same parameters.
+
+        Parameters
+        ----------
+        folder
+            The folder :meth:`save` wrote.
+
+        Returns
+        -------
+        BaseLearner
+            ``self``, ready to predict.
+        """
 
     def fit_info(self) -> dict[str, Any]:
-        """Facts about the fit worth a manifest line (best iterations, ...)."""
+        """Facts about the fit worth a manifest line.
+
+        Returns
+        -------
+        dict
+            ``best_iterations`` (one per model) when the fit set them; else empty.
+        """
         return {} if self.best_iterations is None else {"best_iterations": list(map(int, self.best_iterations))}
 
 
 def as_float32(X) -> np.ndarray:
-    """Dense, C-contiguous float32 (the common input type of every learner)."""
+    """Convert features to the common input type of every learner.
+
+    Parameters
+    ----------
+    X
+        An array-like or a SciPy sparse matrix.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``X`` dense, C-contiguous and float32 (``X`` itself when it is already).
+    """
     X = X.toarray() if sp.issparse(X) else X
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
 def targets_2d(Y) -> np.ndarray:
-    """Targets as a (rows x outputs) float32 array; a 1-D target becomes one column."""
+    """Shape targets as a matrix.
+
+    Parameters
+    ----------
+    Y
+        Targets (rows x outputs, or one value per row).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``Y`` as float32 (rows x outputs); a 1-D target becomes one column.
+    """
     Y = np.asarray(Y, dtype=np.float32)
     return Y.reshape(len(Y), -1)

@@ -6,7 +6,6 @@ in Python 3) make ``import catboost`` below resolve to the library.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -14,27 +13,43 @@ import catboost as cb
 import numpy as np
 import pydantic
 
-from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasis, as_float32, targets_2d
-
-INDEX_FILE = "catboost.json"
+from mmscel.learners.base import FitData, LearnerParams, TargetBasis, as_float32, targets_2d
+from mmscel.learners.gbdt import GBDTLearner, LearningRate, Patience, Penalty, Rounds, load_models, save_models
 
 
 class CatBoostParams(LearnerParams):
-    """Parameters of :class:`CatBoostLearner`."""
+    """Parameters of :class:`CatBoostLearner`.
 
-    iterations: int = pydantic.Field(300, ge=1)
-    learning_rate: float = pydantic.Field(0.08, gt=0)
+    Parameters
+    ----------
+    iterations
+        Trees to grow at most; with a validation part, early stopping may keep fewer.
+    learning_rate
+        Step size applied to each new tree.
+    depth
+        Depth of every (oblivious, symmetric) tree.
+    l2_leaf_reg
+        L2 regularisation of the leaf values.
+    border_count
+        Quantisation borders per feature.
+    early_stopping_rounds
+        Iterations without a lower validation loss before stopping (0: grow all ``iterations``).
+    loss
+        ``MultiRMSE``: one model for all outputs; ``RMSE``: one model per output column.
+    """
+
+    iterations: Rounds = 300
+    learning_rate: LearningRate = 0.08
     depth: int = pydantic.Field(6, ge=1, le=16)
-    l2_leaf_reg: float = pydantic.Field(3.0, ge=0)
+    l2_leaf_reg: Penalty = 3.0
     border_count: int = pydantic.Field(128, ge=1, le=65535)
-    early_stopping_rounds: int = pydantic.Field(30, ge=0)  # 0 disables early stopping
-    # MultiRMSE: one model for all outputs; RMSE: one model per output column
+    early_stopping_rounds: Patience = 30
     loss: Literal["MultiRMSE", "RMSE"] = "MultiRMSE"
 
     own_fields: ClassVar[frozenset[str]] = frozenset({"early_stopping_rounds", "loss"})
 
 
-class CatBoostLearner(BaseLearner):
+class CatBoostLearner(GBDTLearner):
     """Gradient-boosted oblivious trees (CatBoost).
 
     Models are stored as native ``catboost_<j>.cbm`` files (one for MultiRMSE,
@@ -46,9 +61,8 @@ class CatBoostLearner(BaseLearner):
     library = "catboost"
     quick_params = {"iterations": 60, "learning_rate": 0.15, "depth": 4, "early_stopping_rounds": 10}
     Params = CatBoostParams
-    uses_validation = True
 
-    def model_params(self) -> dict[str, Any]:
+    def booster_params(self) -> dict[str, Any]:
         """The keyword arguments of :class:`catboost.CatBoostRegressor`."""
         p = self.params
         return {
@@ -75,7 +89,7 @@ class CatBoostLearner(BaseLearner):
         return self
 
     def _fit_one(self, pool: cb.Pool, eval_pool: cb.Pool | None) -> cb.CatBoostRegressor:
-        model = cb.CatBoostRegressor(**self.model_params())
+        model = cb.CatBoostRegressor(**self.booster_params())
         if eval_pool is None:
             return model.fit(pool)
         stopping = self.params.early_stopping_rounds or None
@@ -89,21 +103,15 @@ class CatBoostLearner(BaseLearner):
 
     def save(self, folder: Path) -> list[Path]:
         """Write the models as native ``.cbm`` files and the index ``catboost.json``."""
-        folder.mkdir(parents=True, exist_ok=True)
-        files = []
-        for j, model in enumerate(self.models_):
-            path = folder / f"catboost_{j}.cbm"
-            model.save_model(str(path), format="cbm")
-            files.append(path)
-        index = folder / INDEX_FILE
-        index.write_text(json.dumps({"models": [f.name for f in files], "best_iterations": self.best_iterations}))
-        return [*files, index]
+
+        def write(model: cb.CatBoostRegressor, best: int, path: Path) -> None:
+            model.save_model(str(path), format="cbm")  # best is its tree count: nothing to cut
+
+        return save_models(folder, "catboost", ".cbm", self.models_, self.best_iterations, write)
 
     def load(self, folder: Path) -> CatBoostLearner:
         """Read the models written by :meth:`save`."""
-        index = json.loads((folder / INDEX_FILE).read_text())
-        self.models_ = [self._load_one(folder / name) for name in index["models"]]
-        self.best_iterations = [int(n) for n in index["best_iterations"]]
+        self.models_, self.best_iterations = load_models(folder, "catboost", self._load_one)
         return self
 
     def _load_one(self, path: Path) -> cb.CatBoostRegressor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,27 +9,42 @@ import lightgbm as lgb
 import numpy as np
 import pydantic
 
-from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasis, as_float32
+from mmscel.learners.base import FitData, TargetBasis, as_float32
+from mmscel.learners.gbdt import Bins, Fraction, GBDTLearner, GBDTParams, Patience, Penalty, load_models, save_models
 
-INDEX_FILE = "lgbm.json"
 
+class LGBMParams(GBDTParams):
+    """Parameters of :class:`LGBMLearner`, after the boosting fields of :class:`~mmscel.learners.gbdt.GBDTParams`.
 
-class LGBMParams(LearnerParams):
-    """Parameters of :class:`LGBMLearner`."""
+    Parameters
+    ----------
+    num_leaves
+        Leaves per tree at most.
+    min_data_in_leaf
+        Training rows a leaf needs at least.
+    feature_fraction, bagging_fraction
+        Shares of the features and of the rows each tree samples.
+    bagging_freq
+        Rounds between row resamplings (0: no row sampling).
+    lambda_l2
+        L2 penalty on leaf values.
+    max_bin
+        Histogram bins per feature.
+    early_stopping_rounds
+        Rounds without a better validation l2 before stopping (0: never stop early).
+    """
 
-    n_estimators: int = pydantic.Field(300, ge=1)
-    learning_rate: float = pydantic.Field(0.05, gt=0)
     num_leaves: int = pydantic.Field(31, ge=2)
     min_data_in_leaf: int = pydantic.Field(20, ge=1)
-    feature_fraction: float = pydantic.Field(0.8, gt=0, le=1)
-    bagging_fraction: float = pydantic.Field(0.8, gt=0, le=1)
+    feature_fraction: Fraction = 0.8
+    bagging_fraction: Fraction = 0.8
     bagging_freq: int = pydantic.Field(1, ge=0)
-    lambda_l2: float = pydantic.Field(1.0, ge=0)
-    max_bin: int = pydantic.Field(255, ge=2)
-    early_stopping_rounds: int = pydantic.Field(30, ge=0)  # 0 disables early stopping
+    lambda_l2: Penalty = 1.0
+    max_bin: Bins = 255
+    early_stopping_rounds: Patience = 30
 
 
-class LGBMLearner(BaseLearner):
+class LGBMLearner(GBDTLearner):
     """Gradient-boosted trees (LightGBM), one booster per output column.
 
     The features are binned once per fit; each output only swaps the label of
@@ -43,10 +57,9 @@ class LGBMLearner(BaseLearner):
     library = "lightgbm"
     quick_params = {"n_estimators": 40, "learning_rate": 0.1, "num_leaves": 15, "early_stopping_rounds": 10}
     Params = LGBMParams
-    uses_validation = True
 
     def booster_params(self) -> dict[str, Any]:
-        """The LightGBM parameter dict (Dataset and training share it, so nothing is re-binned)."""
+        """The LightGBM parameters; the Dataset and the training share them, so nothing is re-binned."""
         return {
             "objective": "regression",
             "metric": "l2",
@@ -103,21 +116,15 @@ class LGBMLearner(BaseLearner):
 
     def save(self, folder: Path) -> list[Path]:
         """Write each booster as LightGBM text and the index ``lgbm.json``."""
-        folder.mkdir(parents=True, exist_ok=True)
-        files = []
-        for j, (booster, best) in enumerate(zip(self.boosters_, self.best_iterations, strict=True)):
-            path = folder / f"lgbm_{j}.txt"
+
+        def write(booster: lgb.Booster, best: int, path: Path) -> None:
             booster.save_model(path, num_iteration=best)
-            files.append(path)
-        index = folder / INDEX_FILE
-        index.write_text(json.dumps({"models": [f.name for f in files], "best_iterations": self.best_iterations}))
-        return [*files, index]
+
+        return save_models(folder, "lgbm", ".txt", self.boosters_, self.best_iterations, write)
 
     def load(self, folder: Path) -> LGBMLearner:
         """Read the boosters written by :meth:`save`."""
-        index = json.loads((folder / INDEX_FILE).read_text())
-        self.boosters_ = [lgb.Booster(model_file=folder / name) for name in index["models"]]
-        self.best_iterations = [int(n) for n in index["best_iterations"]]
+        self.boosters_, self.best_iterations = load_models(folder, "lgbm", lambda path: lgb.Booster(model_file=path))
         return self
 
 

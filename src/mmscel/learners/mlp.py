@@ -43,24 +43,66 @@ ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 
 
 class MLPParams(LearnerParams):
-    """Parameters of :class:`MLPLearner`."""
+    """Parameters of :class:`MLPLearner`.
+
+    Parameters
+    ----------
+    hidden
+        Width of each hidden layer, input side first.
+    dropout
+        Dropout rate after each hidden activation (0: no dropout layers).
+    activation
+        The hidden layers' activation.
+    norm
+        Normalisation after each hidden Linear.
+    lr
+        AdamW learning rate.
+    weight_decay
+        AdamW (decoupled) weight decay.
+    epochs
+        Epochs at most.
+    batch_size
+        Rows per mini-batch.
+    loss
+        The training loss (see :func:`compute_loss`).
+    patience
+        Epochs without a better validation score before stopping.
+    standardize_inputs
+        Standardise the features with the training rows' mean and std (kept in the network).
+    reconstruct
+        With a basis and ``Y_full``: take the loss on ``z @ components + mean`` against ``Y_full``.
+    """
 
     hidden: list[pydantic.PositiveInt] = pydantic.Field(default_factory=lambda: [256, 256])
     dropout: float = pydantic.Field(0.1, ge=0, lt=1)
     activation: Literal["silu", "relu", "gelu"] = "silu"
-    norm: Literal["none", "batch", "layer"] = "layer"  # normalisation after each hidden Linear
+    norm: Literal["none", "batch", "layer"] = "layer"
     lr: float = pydantic.Field(1e-3, gt=0)
-    weight_decay: float = pydantic.Field(1e-5, ge=0)  # AdamW (decoupled) weight decay
-    epochs: pydantic.PositiveInt = 60  # maximum number of epochs
+    weight_decay: float = pydantic.Field(1e-5, ge=0)
+    epochs: pydantic.PositiveInt = 60
     batch_size: pydantic.PositiveInt = 256
     loss: Literal["mse", "correlation", "mse+correlation"] = "correlation"
-    patience: pydantic.PositiveInt = 8  # epochs without a better valid score before stopping
+    patience: pydantic.PositiveInt = 8
     standardize_inputs: bool = True
-    reconstruct: bool = True  # with a basis and Y_full: loss on z @ components + mean vs Y_full
+    reconstruct: bool = True
 
 
 class MLPNet(nn.Module):
-    """Input standardisation (buffers) followed by ``Linear -> norm -> act -> dropout`` blocks."""
+    """Input standardisation (buffers) followed by ``Linear -> norm -> act -> dropout`` blocks and a Linear head.
+
+    Parameters
+    ----------
+    n_in, n_out
+        Input features and outputs.
+    hidden
+        Width of each hidden block.
+    activation
+        A key of ``ACTIVATIONS``.
+    norm
+        ``"batch"``, ``"layer"`` or ``"none"``.
+    dropout
+        Dropout rate of each block (0: no dropout layer).
+    """
 
     def __init__(self, n_in: int, n_out: int, hidden: list[int], activation: str, norm: str, dropout: float):
         super().__init__()
@@ -76,20 +118,59 @@ class MLPNet(nn.Module):
         self.head = nn.Linear(width, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Outputs (rows x n_out) in the learner's output space."""
+        """Map raw features to outputs.
+
+        Parameters
+        ----------
+        x
+            Features (rows x n_in), not standardised.
+
+        Returns
+        -------
+        torch.Tensor
+            Outputs (rows x n_out) in the learner's output space.
+        """
         return self.core(self.standardize(x))
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
-        """Inputs scaled by the stored mean and std."""
+        """Scale features by the stored mean and std.
+
+        Parameters
+        ----------
+        x
+            Raw features, one row per cell.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(x - x_mean) / x_std``, what :meth:`core` takes.
+        """
         return (x - self.x_mean) / self.x_std
 
     def core(self, z: torch.Tensor) -> torch.Tensor:
-        """Outputs from already standardised inputs ``z``."""
+        """Map already standardised features to outputs (the hidden blocks, then the head).
+
+        Parameters
+        ----------
+        z
+            Standardised features (rows x n_in).
+
+        Returns
+        -------
+        torch.Tensor
+            Outputs (rows x n_out).
+        """
         return self.head(self.body(z))
 
 
 class Reconstruction(nn.Module):
-    """Fixed linear map ``z @ components + mean`` (non-trainable, not saved)."""
+    """Fixed linear map ``z @ components + mean`` (non-trainable, not saved).
+
+    Parameters
+    ----------
+    basis
+        The map from the network's outputs to the scored targets.
+    """
 
     def __init__(self, basis: TargetBasis):
         super().__init__()
@@ -97,7 +178,18 @@ class Reconstruction(nn.Module):
         self.register_buffer("mean", torch.as_tensor(as_float32(basis.mean).ravel()), persistent=False)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Scored targets from coefficients ``z``."""
+        """Reconstruct the scored targets.
+
+        Parameters
+        ----------
+        z
+            The network's outputs for a batch of cells.
+
+        Returns
+        -------
+        torch.Tensor
+            ``z @ components + mean``: the batch's scored targets.
+        """
         return z @ self.components + self.mean
 
 
@@ -108,14 +200,40 @@ def _norm_layer(norm: str, size: int) -> list[nn.Module]:
 
 
 def correlation_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """``1 -`` mean over rows of the Pearson correlation of each predicted row with its true row."""
+    """One minus the mean per-row Pearson correlation: the competition metric as a loss.
+
+    Parameters
+    ----------
+    pred, target
+        Predicted and true rows (rows x columns).
+    eps
+        Floor of a centred row's norm, so a constant row contributes 0 instead of NaN.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar in [0, 2].
+    """
     p = F.normalize(pred - pred.mean(dim=1, keepdim=True), dim=1, eps=eps)
     t = F.normalize(target - target.mean(dim=1, keepdim=True), dim=1, eps=eps)
     return 1.0 - (p * t).sum(dim=1).mean()
 
 
 def compute_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The training loss named by ``kind`` ('mse', 'correlation' or 'mse+correlation')."""
+    """Compute the training loss named by ``kind``.
+
+    Parameters
+    ----------
+    kind
+        ``"mse"``, ``"correlation"`` (:func:`correlation_loss`) or ``"mse+correlation"`` (their sum).
+    pred, target
+        Predicted and true rows.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss.
+    """
     if kind == "mse":
         return F.mse_loss(pred, target)
     if kind == "correlation":
@@ -132,7 +250,20 @@ def _rows(Y: np.ndarray | sp.spmatrix, idx: np.ndarray) -> torch.Tensor:
 
 @contextlib.contextmanager
 def torch_session(seed: int, n_jobs: int) -> Iterator[None]:
-    """Seeded RNG, deterministic algorithms and ``n_jobs`` threads, restored on exit."""
+    """Run a block with torch seeded, deterministic and on ``n_jobs`` threads; restore all on exit.
+
+    Parameters
+    ----------
+    seed
+        Seed of the forked global RNG.
+    n_jobs
+        Threads torch may use (at least one).
+
+    Yields
+    ------
+    None
+        Once, while the settings hold.
+    """
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     fill = torch.utils.deterministic.fill_uninitialized_memory
     with torch.random.fork_rng(devices=[]):
@@ -140,7 +271,7 @@ def torch_session(seed: int, n_jobs: int) -> Iterator[None]:
         torch.set_num_threads(max(1, n_jobs))
         try:
             torch.use_deterministic_algorithms(True)
-        except RuntimeError:  # pragma: no cover - an older or unusual build
+        except RuntimeError:  # pragma: no cover - a torch build without deterministic mode
             pass
         # NaN-filling every new tensor only catches reads of uninitialised memory, which
         # this code never does; torch documents turning it off as safe (~5% of a fit).
@@ -171,7 +302,15 @@ class MLPLearner(BaseLearner):
     uses_full_targets = True  # the in-network reconstruction and the early-stopping score use all genes
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> MLPLearner:
-        """Train the network (seeded, deterministic), early-stopping on ``valid``'s per-cell Pearson."""
+        """Train the network (seeded, deterministic), early-stopping on ``valid``'s per-cell Pearson.
+
+        Raises
+        ------
+        ValueError
+            When ``basis`` does not map ``train.Y``'s columns onto ``train.Y_full``'s.
+        FitFailed
+            When the training loss stops being finite (``lr`` too high).
+        """
         X = torch.from_numpy(as_float32(train.X))
         Y = as_float32(train.Y).reshape(len(X), -1)
         recon = self._reconstruction(train, basis)
@@ -210,7 +349,7 @@ class MLPLearner(BaseLearner):
         return self
 
     def fit_info(self) -> dict[str, Any]:
-        """Best epoch and the validation score of every epoch."""
+        """Best epoch and the best validation per-cell Pearson."""
         info = super().fit_info()
         if getattr(self, "valid_scores_", None):
             info["best_valid_pearson"] = float(max(self.valid_scores_))

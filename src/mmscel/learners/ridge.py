@@ -13,11 +13,21 @@ from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasi
 
 
 class RidgeParams(LearnerParams):
-    """Parameters of :class:`RidgeLearner`."""
+    """Parameters of :class:`RidgeLearner`.
+
+    Parameters
+    ----------
+    alpha
+        Strength of the L2 penalty on the coefficients.
+    fit_intercept
+        Whether to fit an intercept per output.
+    standardize
+        Scale features to unit variance first (SVD components differ in scale).
+    """
 
     alpha: float = pydantic.Field(10.0, gt=0)
     fit_intercept: bool = True
-    standardize: bool = True  # scale features to unit variance first (SVD components differ in scale)
+    standardize: bool = True
 
 
 class RidgeLearner(BaseLearner):
@@ -46,8 +56,8 @@ class RidgeLearner(BaseLearner):
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        # scaling folded into the (small) coefficients instead of a scaled copy of X
         """Predictions in the learner's output space."""
+        # scaling folded into the (small) coefficients instead of a scaled copy of X
         return as_float32(X) @ (self.coef_ / self.scale_).T + self.intercept_
 
     def save(self, folder: Path) -> list[Path]:

@@ -10,29 +10,46 @@ import numpy as np
 import pydantic
 import xgboost as xgb
 
-from mmscel.learners.base import BaseLearner, FitData, LearnerParams, TargetBasis, as_float32, targets_2d
+from mmscel.learners.base import FitData, TargetBasis, as_float32, targets_2d
+from mmscel.learners.gbdt import Bins, Fraction, GBDTLearner, GBDTParams, Patience, Penalty
 
 MODEL_FILE = "xgb.ubj"
 INDEX_FILE = "xgb.json"
 
 
-class XGBParams(LearnerParams):
-    """Parameters of :class:`XGBLearner`."""
+class XGBParams(GBDTParams):
+    """Parameters of :class:`XGBLearner`, after the boosting fields of :class:`~mmscel.learners.gbdt.GBDTParams`.
 
-    n_estimators: int = pydantic.Field(300, ge=1)
-    learning_rate: float = pydantic.Field(0.05, gt=0)
+    Parameters
+    ----------
+    max_depth
+        Depth of each tree at most.
+    min_child_weight
+        Hessian sum a child node needs at least (rows, for the squared error).
+    subsample, colsample_bytree
+        Shares of the rows and of the features each tree samples.
+    reg_lambda
+        L2 penalty on leaf weights.
+    max_bin
+        Quantile bins per feature.
+    early_stopping_rounds
+        Rounds without a better validation RMSE before stopping (0: never stop early).
+    multi_strategy
+        ``one_output_per_tree``: a tree per output and round; ``multi_output_tree``: one
+        vector-leaf tree for all outputs per round.
+    """
+
     max_depth: int = pydantic.Field(6, ge=1)
     min_child_weight: float = pydantic.Field(1.0, ge=0)
-    subsample: float = pydantic.Field(0.8, gt=0, le=1)
-    colsample_bytree: float = pydantic.Field(0.8, gt=0, le=1)
-    reg_lambda: float = pydantic.Field(1.0, ge=0)
-    max_bin: int = pydantic.Field(256, ge=2)
-    early_stopping_rounds: int = pydantic.Field(30, ge=0)  # 0 disables early stopping
-    # one tree per output and round, or one vector-leaf tree for all outputs per round
+    subsample: Fraction = 0.8
+    colsample_bytree: Fraction = 0.8
+    reg_lambda: Penalty = 1.0
+    max_bin: Bins = 256
+    early_stopping_rounds: Patience = 30
     multi_strategy: Literal["one_output_per_tree", "multi_output_tree"] = "one_output_per_tree"
 
 
-class XGBLearner(BaseLearner):
+class XGBLearner(GBDTLearner):
     """Gradient-boosted trees (XGBoost ``hist``), one model over all outputs.
 
     The model is stored as XGBoost UBJSON ``xgb.ubj`` (all rounds) with an
@@ -49,10 +66,9 @@ class XGBLearner(BaseLearner):
         "early_stopping_rounds": 10,
     }
     Params = XGBParams
-    uses_validation = True
 
     def booster_params(self) -> dict[str, Any]:
-        """The parameter dict handed to :func:`xgboost.train`."""
+        """The parameters of :func:`xgboost.train`."""
         return {
             "objective": "reg:squarederror",
             "eval_metric": "rmse",
