@@ -40,6 +40,11 @@ def write(path, fields):
         ({"validation_fraction": float("nan")}, "validation_fraction"),
         ({"seeds": 10**6}, "seeds"),
         ({"learner": "nope"}, "unknown learner 'nope'"),
+        ({"params": {"alpha": float("inf")}}, "params.alpha"),
+        ({"learner": "lgbm", "params": {"n_estimators": 10**12}}, "params.n_estimators"),
+        ({"learner": "lgbm", "params": {"num_leaves": 10**9}}, "params.num_leaves"),
+        ({"learner": "xgb", "params": {"max_depth": 10**6}}, "params.max_depth"),
+        ({"learner": "mlp", "params": {"hidden": [10**9]}}, "params.hidden"),
         ({"folds": {"scheme": "weekly"}}, "unknown fold scheme 'weekly'"),
     ],
 )

@@ -38,7 +38,7 @@ class LearnerParams(pydantic.BaseModel):
         On construction, for an unknown key or a value out of range.
     """
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     #: fields that steer mmscel's own loop or choose a mode, not passed to the library as such
     own_fields: ClassVar[frozenset[str]] = frozenset()

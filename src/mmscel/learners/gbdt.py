@@ -17,7 +17,7 @@ import pydantic
 from mmscel.learners.base import BaseLearner, LearnerParams
 
 #: boosting rounds
-Rounds = Annotated[int, pydantic.Field(ge=1)]
+Rounds = Annotated[int, pydantic.Field(ge=1, le=100_000)]
 #: shrinkage of each tree's contribution
 LearningRate = Annotated[float, pydantic.Field(gt=0)]
 #: share of the rows or features that each tree (or round) samples
@@ -25,9 +25,9 @@ Fraction = Annotated[float, pydantic.Field(gt=0, le=1)]
 #: a nonnegative L2 regularisation strength on leaf values
 Penalty = Annotated[float, pydantic.Field(ge=0)]
 #: histogram bins per feature
-Bins = Annotated[int, pydantic.Field(ge=2)]
+Bins = Annotated[int, pydantic.Field(ge=2, le=65_535)]
 #: rounds without a better validation score before the fit stops; 0 disables early stopping
-Patience = Annotated[int, pydantic.Field(ge=0)]
+Patience = Annotated[int, pydantic.Field(ge=0, le=100_000)]
 
 
 class GBDTParams(LearnerParams):

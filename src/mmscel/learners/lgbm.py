@@ -34,11 +34,11 @@ class LGBMParams(GBDTParams):
         Rounds without a better validation l2 before stopping (0: never stop early).
     """
 
-    num_leaves: int = pydantic.Field(31, ge=2)
-    min_data_in_leaf: int = pydantic.Field(20, ge=1)
+    num_leaves: int = pydantic.Field(31, ge=2, le=131_072)  # LightGBM's own limit
+    min_data_in_leaf: int = pydantic.Field(20, ge=1, le=10_000_000)
     feature_fraction: Fraction = 0.8
     bagging_fraction: Fraction = 0.8
-    bagging_freq: int = pydantic.Field(1, ge=0)
+    bagging_freq: int = pydantic.Field(1, ge=0, le=100_000)
     lambda_l2: Penalty = 1.0
     max_bin: Bins = 255
     early_stopping_rounds: Patience = 30

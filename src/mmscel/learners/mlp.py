@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pydantic
@@ -73,16 +73,18 @@ class MLPParams(LearnerParams):
         With a basis and ``Y_full``: take the loss on ``z @ components + mean`` against ``Y_full``.
     """
 
-    hidden: list[pydantic.PositiveInt] = pydantic.Field(default_factory=lambda: [256, 256])
+    hidden: list[Annotated[int, pydantic.Field(ge=1, le=65_536)]] = pydantic.Field(
+        default_factory=lambda: [256, 256], max_length=32
+    )
     dropout: float = pydantic.Field(0.1, ge=0, lt=1)
     activation: Literal["silu", "relu", "gelu"] = "silu"
     norm: Literal["none", "batch", "layer"] = "layer"
     lr: float = pydantic.Field(1e-3, gt=0)
     weight_decay: float = pydantic.Field(1e-5, ge=0)
-    epochs: pydantic.PositiveInt = 60
-    batch_size: pydantic.PositiveInt = 256
+    epochs: Annotated[int, pydantic.Field(ge=1, le=100_000)] = 60
+    batch_size: Annotated[int, pydantic.Field(ge=1, le=10_000_000)] = 256
     loss: Literal["mse", "correlation", "mse+correlation"] = "correlation"
-    patience: pydantic.PositiveInt = 8
+    patience: Annotated[int, pydantic.Field(ge=1, le=100_000)] = 8
     standardize_inputs: bool = True
     reconstruct: bool = True
 

@@ -39,7 +39,7 @@ class XGBParams(GBDTParams):
         vector-leaf tree for all outputs per round.
     """
 
-    max_depth: int = pydantic.Field(6, ge=1)
+    max_depth: int = pydantic.Field(6, ge=1, le=32)  # a deeper tree needs more memory than any machine has
     min_child_weight: float = pydantic.Field(1.0, ge=0)
     subsample: Fraction = 0.8
     colsample_bytree: Fraction = 0.8
