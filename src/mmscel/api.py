@@ -22,7 +22,17 @@ LEADERBOARD_COLUMNS = ["task", "name", "kind", "cv", "last_day", "public", "priv
 
 
 def as_store(store: RunStore | str | Path) -> RunStore:
-    """``store`` itself, or the store rooted at that folder."""
+    """The store an API function works on.
+
+    Parameters
+    ----------
+    store
+        A :class:`RunStore`, returned as it is, or the root folder of one.
+
+    Returns
+    -------
+    RunStore
+    """
     return store if isinstance(store, RunStore) else RunStore(store)
 
 
@@ -48,7 +58,7 @@ def leaderboard(data_dir="data", cache_dir=None, oof_root: RunStore | str | Path
     Raises
     ------
     InputError
-        When a run or blend was made from other data than ``data_dir`` holds.
+        When a run or blend comes from other data than ``data_dir`` holds.
     """
     from mmscel.scoring import board, load_truth
 
@@ -125,7 +135,8 @@ def load_oof(
     if cells is not None:
         position = pd.Index(cell_ids).get_indexer(pd.Index(np.asarray(cells, dtype=str)))
         if (position < 0).any():
-            raise InputError("cells", f"{np.asarray(cells)[position < 0][0]!r} is not a {split} cell of {task}")
+            missing = str(np.asarray(cells)[position < 0][0])
+            raise InputError("cells", f"{missing!r} is not a {split} cell of {task}")
         rows = position
     values = space_from_manifest(record.target_space, store.resolve).reconstruct(values[rows])
     names = load(task, "train", data_dir, cache_dir, inputs=False, targets=False).target_names.astype(str)

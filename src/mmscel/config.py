@@ -77,11 +77,23 @@ class RunConfig(_Strict):
     seeds: int = pydantic.Field(1, ge=1, le=1000)  # seed bagging: copies of the learner per fold, predictions averaged
 
     def feature_config(self) -> CiteFeatures | MultiFeatures:
-        """The validated feature config of this run's task."""
+        """The validated feature config of this run's task.
+
+        Raises
+        ------
+        pydantic.ValidationError
+            When ``features`` holds a key the task's feature config lacks, or a bad value.
+        """
         return FEATURE_CONFIGS[self.task](**self.features)
 
     def learner_params(self):
-        """The validated parameters of this run's learner."""
+        """The validated parameters of this run's learner (its ``Params`` model).
+
+        Raises
+        ------
+        pydantic.ValidationError
+            When ``params`` holds a key the learner does not take, or a bad value.
+        """
         return learner_class(self.learner).Params(**self.params)
 
     def target_space(self, n_targets: int, gene_svd: GeneSVD | None = None) -> TargetSpace:
@@ -93,6 +105,12 @@ class RunConfig(_Strict):
             Width of the scored targets.
         gene_svd
             The fitted Multiome gene SVD (Multiome runs only).
+
+        Returns
+        -------
+        TargetSpace
+            For Multiome, ``gene_svd`` with learners fitting its leading ``components`` (all of them
+            when ``space`` is ``native``); for CITEseq, a protein SVD or the proteins themselves.
 
         Raises
         ------
@@ -112,8 +130,16 @@ class RunConfig(_Strict):
         return NativeTargets(t.standardize_cells, n_targets)
 
     def hashed(self) -> dict[str, Any]:
-        """The config as its hash sees it: fields added later (``seeds``) enter only when not at
-        their default, so runs made before them keep their hash and are still reused."""
+        """The config as its hash sees it.
+
+        ``seeds`` is left out at its default (1), so that the hash of a config without seed
+        bagging does not depend on the field.
+
+        Returns
+        -------
+        dict
+            The config's fields, as :meth:`model_dump` gives them.
+        """
         dump = self.model_dump()
         if self.seeds == 1:
             dump.pop("seeds")
@@ -122,6 +148,16 @@ class RunConfig(_Strict):
 
 def read_yaml(path: str | Path) -> dict:
     """A YAML mapping read with ``yaml.safe_load``.
+
+    Parameters
+    ----------
+    path
+        The YAML file (UTF-8).
+
+    Returns
+    -------
+    dict
+        Its top-level mapping (empty for an empty file).
 
     Raises
     ------
@@ -148,12 +184,32 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def default_name(path: Path) -> str:
-    """A run's name when its config sets none: ``<task>_<stem>`` under ``configs/<task>/``, else the stem."""
+    """A run's name when its config sets none: ``<task>_<stem>`` under ``configs/<task>/``, else the stem.
+
+    Parameters
+    ----------
+    path
+        The run config's file; only its name and its folder's name are read.
+
+    Returns
+    -------
+    str
+    """
     return f"{path.parent.name}_{path.stem}" if path.parent.name in FEATURE_CONFIGS else path.stem
 
 
 def load_run_config(path: str | Path) -> RunConfig:
     """Read and validate a run config.
+
+    Parameters
+    ----------
+    path
+        The config's YAML file; without a ``name`` key the run is named by :func:`default_name`.
+
+    Returns
+    -------
+    RunConfig
+        The validated config, its ``name`` set.
 
     Raises
     ------
@@ -168,6 +224,18 @@ def load_run_config(path: str | Path) -> RunConfig:
 
 def validate_run_config(raw: dict, where: str | Path = "config") -> RunConfig:
     """A :class:`RunConfig` from a mapping, its features and learner parameters validated too.
+
+    Parameters
+    ----------
+    raw
+        The config's keys and values, ``name`` included.
+    where
+        What to name in the message (the config file, or ``"config"``).
+
+    Returns
+    -------
+    RunConfig
+        With its ``features`` and ``params`` checked against their models too.
 
     Raises
     ------
@@ -184,7 +252,21 @@ def validate_run_config(raw: dict, where: str | Path = "config") -> RunConfig:
 
 
 def describe_validation_error(exc: pydantic.ValidationError, raw: dict) -> str:
-    """The first problem of a validation error as 'key: what is wrong (allowed ...)'."""
+    """The first problem of a validation error, as one line naming the key.
+
+    Parameters
+    ----------
+    exc
+        The error of :class:`RunConfig`, of a feature config or of a learner's ``Params``.
+    raw
+        The validated mapping (its ``learner`` picks the model whose keys are listed).
+
+    Returns
+    -------
+    str
+        ``unknown key '<key>' (allowed: ...)`` for an unknown key, else ``'<key>': <message>``;
+        feature keys are prefixed with ``features.`` and learner keys with ``params.``.
+    """
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
     title = exc.title

@@ -44,7 +44,18 @@ class Folds:
         return sorted(int(f) for f in np.unique(self.fold) if f >= 0)
 
     def split(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row positions (train, validate) of one fold."""
+        """Row positions of the cells one fold trains on and validates on.
+
+        Parameters
+        ----------
+        fold
+            A fold number; cells of fold -1 always land on the training side.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            (train rows, validation rows).
+        """
         return np.flatnonzero(self.fold != fold), np.flatnonzero(self.fold == fold)
 
 
@@ -70,6 +81,16 @@ class FoldScheme(ABC):
     def assign(self, metadata: pd.DataFrame) -> np.ndarray:
         """Fold number of each training cell (rows of ``metadata``; -1: never validated).
 
+        Parameters
+        ----------
+        metadata
+            The training cells' metadata (``donor`` and ``day`` columns), one row per cell.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 fold numbers, one per row.
+
         Raises
         ------
         InputError
@@ -85,7 +106,18 @@ class _GroupScheme(FoldScheme):
     """GroupKFold over a grouping of the cells; one fold per group unless ``n_splits`` is recorded."""
 
     def groups(self, metadata: pd.DataFrame) -> np.ndarray:
-        """The group of each cell."""
+        """The group of each cell: its value in the column named after the scheme.
+
+        Parameters
+        ----------
+        metadata
+            The cells' metadata.
+
+        Returns
+        -------
+        numpy.ndarray
+            One group label (str) per row.
+        """
         return metadata[self.name].astype(str).to_numpy()
 
     def assign(self, metadata: pd.DataFrame) -> np.ndarray:
@@ -164,7 +196,31 @@ class RandomFolds(FoldScheme):
 
 
 def assign(metadata: pd.DataFrame, scheme: str, n_splits: int = 5, seed: int = 0) -> np.ndarray:
-    """Fold number of each training cell (rows of ``metadata``) under the registered ``scheme``."""
+    """Fold number of each training cell (rows of ``metadata``) under the registered ``scheme``.
+
+    Parameters
+    ----------
+    metadata
+        The training cells' metadata, one row per cell.
+    scheme
+        A name registered in ``FOLD_SCHEMES``.
+    n_splits
+        The number of folds, for ``random`` and ``donor_day``.
+    seed
+        The shuffling seed of ``random``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 fold numbers (-1: never validated).
+
+    Raises
+    ------
+    UnknownName
+        When ``scheme`` is not registered.
+    InputError
+        When the cells cannot be split under ``scheme``.
+    """
     return FOLD_SCHEMES.get(scheme)(n_splits, seed).assign(metadata)
 
 
@@ -193,8 +249,11 @@ def load_or_create(
 
     Raises
     ------
+    UnknownName
+        When ``scheme`` is not registered.
     InputError
-        When a fold file exists for other data, other cells or other scheme parameters, or is unreadable.
+        When a fold file exists for other data, other cells or other scheme parameters, or is unreadable,
+        or when the cells cannot be split under ``scheme``.
     """
     path = store.fold_file(task, scheme)
     manifest_path = path.with_suffix(".json")
@@ -224,10 +283,22 @@ def load_or_create(
 def read_fold_labels(store: RunStore, stored: str) -> np.ndarray:
     """The fold label per training cell of a fold file named in a manifest.
 
+    Parameters
+    ----------
+    store
+        The store the manifest belongs to.
+    stored
+        The fold file as the manifest names it (see :meth:`RunStore.resolve`).
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``fold`` column, in the file's cell order.
+
     Raises
     ------
     InputError
-        When the file is missing or unreadable.
+        When the file is missing, unreadable, or named outside the store.
     """
     path = store.resolve(stored)
     if not path.exists():

@@ -1,4 +1,4 @@
-"""Small file-system helpers: atomic writes and file fingerprints."""
+"""Small file-system helpers: atomic (and durable) writes, sweeping what killed processes left, file fingerprints."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+#: names of the temporaries a process writes (``.<name>.<pid>.tmp``) or moves aside (``.<name>.old-<pid>``)
+_TEMPORARY = re.compile(r"^\..+\.(?:(\d+)\.tmp|old-(\d+))$")
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     On an exception the temporary file is removed and ``path`` is untouched, so
@@ -22,6 +26,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     ----------
     path
         The final file; its folder is created when missing.
+    durable
+        Flush the file to disk before the rename and the folder after it, so
+        that a power cut cannot leave the new name on an empty file (manifests
+        and checkpoints, which mark work as done).
 
     Yields
     ------
@@ -33,9 +41,53 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
+        if durable:
+            _fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def sweep_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporaries that killed processes left under ``folder`` (their process is gone).
+
+    Parameters
+    ----------
+    folder
+        Where to look, recursively (a missing folder holds nothing).
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+    """
+    removed = []
+    for path in sorted(Path(folder).rglob(".*")) if Path(folder).is_dir() else []:
+        match = _TEMPORARY.match(path.name)
+        if match and not _alive(int(match.group(1) or match.group(2))) and path.exists():
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def write_json(path: str | Path, payload: dict) -> Path:
@@ -58,7 +110,7 @@ def write_json(path: str | Path, payload: dict) -> Path:
     TypeError
         For a value JSON cannot hold (the file is left untouched).
     """
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=True) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_jsonable) + "\n")
     return Path(path)
 

@@ -34,7 +34,7 @@ SEED_OFFSETS = {LAST_DAY: 1000, REFIT: 2000}  # cv folds use their number
 
 @dataclass
 class RunResult:
-    """A finished run: its record, whether an identical finished run was reused, and the in-memory result."""
+    """A finished run: its record, whether it reuses an identical finished run, and the in-memory result."""
 
     record: RunRecord
     reused: bool
@@ -137,6 +137,17 @@ def _run(config: RunConfig, data_dir, cache_dir, store: RunStore, overwrite: boo
 
 def as_run_config(config: RunConfig | Mapping | str | Path) -> RunConfig:
     """A validated run config from a config, a mapping of its keys, or a YAML file.
+
+    Parameters
+    ----------
+    config
+        A :class:`RunConfig` (returned as it is), a mapping of its keys (``name`` defaults to
+        ``<task>_<learner>``), or the path of its YAML file (see :func:`mmscel.config.load_run_config`).
+
+    Returns
+    -------
+    RunConfig
+        ``config`` itself when it is one.
 
     Raises
     ------
@@ -244,6 +255,22 @@ def _last_day_result(config: RunConfig, result: CVResult) -> dict:
 
 
 def list_runs(oof_root: RunStore | str | Path = "oof") -> list[RunRecord]:
-    """Finished runs under ``oof_root``, best CV first within each task."""
+    """Finished level-1 runs of every task in a store, best CV first within each task.
+
+    Parameters
+    ----------
+    oof_root
+        A :class:`RunStore`, or the folder to read as one.
+
+    Returns
+    -------
+    list of RunRecord
+        Grouped by task; runs without a CV score come last in their task.
+
+    Raises
+    ------
+    InputError
+        When a run's manifest is corrupt.
+    """
     store = oof_root if isinstance(oof_root, RunStore) else RunStore(oof_root)
     return store.runs()

@@ -47,10 +47,15 @@ class Registry(Generic[T]):
         replace
             Allow replacing an existing entry (tests register toy implementations).
 
+        Returns
+        -------
+        T or str or Callable
+            ``entry`` as given; without ``entry``, a decorator that returns what it decorates.
+
         Raises
         ------
         ValueError
-            When ``name`` is taken and ``replace`` is false.
+            When ``name`` is taken and ``replace`` is false (by the decorator, when it is called).
         """
         if entry is None:
 
@@ -65,11 +70,27 @@ class Registry(Generic[T]):
         return entry
 
     def unregister(self, name: str) -> None:
-        """Remove ``name`` (no error when it is absent)."""
+        """Remove the entry registered under ``name``.
+
+        Parameters
+        ----------
+        name
+            The name to drop; a name that is not registered is ignored.
+        """
         self._entries.pop(name, None)
 
     def get(self, name: str) -> T:
         """The object registered under ``name``, imported on first use.
+
+        Parameters
+        ----------
+        name
+            A registered name.
+
+        Returns
+        -------
+        T
+            The entry; a ``"module:attribute"`` entry is imported once and the object kept in its place.
 
         Raises
         ------
@@ -89,12 +110,25 @@ class Registry(Generic[T]):
         return list(self._entries)
 
     def items(self) -> Iterator[tuple[str, T]]:
-        """(name, object) pairs, importing lazy entries."""
+        """Every entry with its name, in registration order, importing lazy entries.
+
+        Yields
+        ------
+        tuple of (str, T)
+            A name and its object.
+        """
         for name in self.names():
             yield name, self.get(name)
 
     def validator(self) -> Callable[[str], str]:
-        """A pydantic-style check: returns a registered name, raises ValueError naming the choices."""
+        """A check of names for a pydantic ``AfterValidator``.
+
+        Returns
+        -------
+        Callable[[str], str]
+            A function that returns a registered name unchanged and raises ValueError, naming the
+            registered names, for any other.
+        """
 
         def check(name: str) -> str:
             if name not in self._entries:

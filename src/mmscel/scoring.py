@@ -131,7 +131,7 @@ def score_submission(path: str | Path, data_dir: str | Path) -> tuple[Scores, di
     """
     truth, solution = load_truth(data_dir)
     n_rows = pq.ParquetFile(solution).metadata.num_rows
-    values = read_submission(path, n_rows)
+    values = read_submission(path, n_rows, rows_of=f"{solution} of the dataset's truth")
     return score_values(values, solution, str(path)), truth
 
 

@@ -237,7 +237,7 @@ def write_submission(
     return path
 
 
-def read_submission(path: str | Path, n_rows: int) -> np.ndarray:
+def read_submission(path: str | Path, n_rows: int, rows_of: str = "evaluation_ids.csv") -> np.ndarray:
     """Read a submission's target column, checking columns, row count and row_id order.
 
     Parameters
@@ -246,6 +246,8 @@ def read_submission(path: str | Path, n_rows: int) -> np.ndarray:
         A ``row_id,target`` CSV (optionally gzipped).
     n_rows
         The number of evaluation rows.
+    rows_of
+        The file that says how many rows there are, named when the count differs.
 
     Returns
     -------
@@ -271,7 +273,7 @@ def read_submission(path: str | Path, n_rows: int) -> np.ndarray:
         raise InputError(path, f"columns are {table.column_names}, expected row_id,target")
     row_id = table.column("row_id").to_numpy()
     if len(row_id) != n_rows:
-        raise InputError(path, f"{len(row_id)} rows, expected {n_rows} (one per row of evaluation_ids.csv)")
+        raise InputError(path, f"{len(row_id)} rows, expected {n_rows} (one per row of {rows_of})")
     out_of_order = np.flatnonzero(row_id != np.arange(n_rows))
     if out_of_order.size:
         i = int(out_of_order[0])

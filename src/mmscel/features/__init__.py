@@ -75,6 +75,10 @@ def build_features(
     ------
     InputError
         When the data is not prepared or lacks the task.
+    KeyError
+        When ``task`` is not ``"cite"`` or ``"multi"``.
+    pydantic.ValidationError
+        When a mapping ``config`` holds an unknown key or a bad value.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
     config = config if isinstance(config, FEATURE_CONFIGS[task]) else FEATURE_CONFIGS[task](**dict(config or {}))

@@ -58,12 +58,35 @@ class FeatureBlock(ABC):
 
     @classmethod
     def enabled(cls, config) -> bool:
-        """Whether ``config`` turns the block on."""
+        """Whether ``config`` turns the block on.
+
+        Parameters
+        ----------
+        config
+            A task's feature config.
+
+        Returns
+        -------
+        bool
+            True when the block has no ``switch``, or the config's setting of that name is truthy.
+        """
         return cls.switch is None or bool(getattr(config, cls.switch, 0))
 
     @abstractmethod
     def compute(self, ctx: BlockContext) -> Columns:
-        """Column names and values (cells x columns) of every train and test cell."""
+        """Column names and values (cells x columns) of every train and test cell.
+
+        Parameters
+        ----------
+        ctx
+            The stacked inputs, the training split, the metadata, the config and the seed; a block may
+            add side outputs to ``ctx.arrays``.
+
+        Returns
+        -------
+        tuple of (list of str, numpy.ndarray)
+            The column names, and one row per cell of ``ctx.inputs`` (train rows, then test rows).
+        """
 
 
 FEATURE_BLOCKS: Registry[type[FeatureBlock]] = Registry("feature block")
@@ -167,6 +190,11 @@ def compute_blocks(config, ctx: BlockContext) -> list[Columns]:
     -------
     list
         (names, values) per enabled block that yields columns, in column order.
+
+    Raises
+    ------
+    UnknownName
+        When ``config.blocks`` names a block that is not registered.
     """
     blocks = [FEATURE_BLOCKS.get(name)() for name in config.blocks]
     blocks = [block for block in blocks if block.enabled(config)]

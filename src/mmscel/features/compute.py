@@ -18,7 +18,20 @@ QUANTILES = (0.25, 0.5, 0.75)
 
 
 def first_rows(matrix: sp.csr_matrix, n_rows: int) -> sp.csr_matrix:
-    """The first ``n_rows`` rows of a CSR matrix as a view (no copy of the values)."""
+    """The first ``n_rows`` rows of a CSR matrix as a view (no copy of the values).
+
+    Parameters
+    ----------
+    matrix
+        A CSR matrix.
+    n_rows
+        How many leading rows to keep (the training cells of the stacked inputs).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        A matrix sharing ``data``, ``indices`` and ``indptr`` with ``matrix``.
+    """
     end = matrix.indptr[n_rows]
     view = sp.csr_matrix((n_rows, matrix.shape[1]), dtype=matrix.dtype)
     # Assigned, not passed to the constructor: scipy copies a slice that is under half of its base array.
@@ -31,7 +44,22 @@ def _rank(wanted: int, matrix) -> int:
 
 
 def truncated_svd(matrix: sp.csr_matrix, n_components: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Randomized TruncatedSVD of a sparse matrix: (scores, components), float32."""
+    """Randomized TruncatedSVD of a sparse matrix: (scores, components), float32.
+
+    Parameters
+    ----------
+    matrix
+        Rows x columns, sparse or dense.
+    n_components
+        Components wanted, capped at one less than the smaller dimension (at least 1).
+    seed
+        ``random_state`` of the randomized solver.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Scores (rows x k) and components (k x columns).
+    """
     svd = TruncatedSVD(n_components=_rank(n_components, matrix), algorithm="randomized", random_state=seed)
     scores = svd.fit_transform(matrix)
     return scores.astype(np.float32), svd.components_.astype(np.float32)
@@ -42,6 +70,21 @@ def transform(matrix: sp.csr_matrix, steps: list[str], copy: bool = True) -> sp.
 
     With ``copy=False`` the values of ``matrix`` are changed in place; a copy
     shares the column indices and row pointer of ``matrix`` (only the values are new).
+
+    Parameters
+    ----------
+    matrix
+        The CSR matrix to transform.
+    steps
+        ``"binarize"`` (stored values set to 1), ``"log1p"``, ``"l2"`` (each row scaled to unit norm;
+        empty rows stay empty), applied in the order given.
+    copy
+        Work on a copy of the values rather than on ``matrix`` itself.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The transformed matrix (``matrix`` itself when ``steps`` is empty or ``copy`` is false).
     """
     out = (
         sp.csr_matrix((matrix.data.copy(), matrix.indices, matrix.indptr), shape=matrix.shape, copy=False)
@@ -68,6 +111,18 @@ def row_blocks(matrix: sp.csr_matrix, max_nnz: int = 2**24):
 
     Per-cell statistics walk these blocks so that their temporaries stay small
     (the full Multiome inputs hold 0.9 billion non-zeros).
+
+    Parameters
+    ----------
+    matrix
+        A CSR matrix; the block height comes from its mean non-zeros per row.
+    max_nnz
+        Non-zeros a block should hold about.
+
+    Yields
+    ------
+    tuple of (int, int)
+        The first row of a block and the row after its last; nothing for a matrix without rows.
     """
     n_rows = matrix.shape[0]
     if n_rows == 0:
@@ -82,7 +137,19 @@ STAT_NAMES = ["stat:nonzero_ratio", "stat:mean", "stat:std"] + [f"stat:nonzero_q
 
 
 def cell_stats(matrix: sp.csr_matrix) -> np.ndarray:
-    """Per-cell technical statistics: non-zero ratio, mean, std and quantiles of the non-zero values."""
+    """Per-cell technical statistics: non-zero ratio, mean, std and quantiles of the non-zero values.
+
+    Parameters
+    ----------
+    matrix
+        Cells x features, sparse.
+
+    Returns
+    -------
+    numpy.ndarray
+        Cells x ``len(STAT_NAMES)``, float32, in the order of ``STAT_NAMES``; the quantiles are the
+        lower order statistics of the stored values, 0 for a cell without any.
+    """
     matrix = matrix.tocsr()
     out = np.empty((matrix.shape[0], len(STAT_NAMES)), np.float32)
     for start, stop in row_blocks(matrix):
@@ -108,7 +175,20 @@ def _block_stats(block: sp.csr_matrix, n_cols: int) -> np.ndarray:
 
 
 def chromosome_ratios(matrix: sp.csr_matrix, peaks: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Per-cell share of non-zero peaks on each chromosome (contigs pooled as 'other')."""
+    """Per-cell share of non-zero peaks on each chromosome (contigs pooled as 'other').
+
+    Parameters
+    ----------
+    matrix
+        Cells x peaks, CSR.
+    peaks
+        The peak names (``chr1:100-200``); names not starting with ``chr`` count as ``other``.
+
+    Returns
+    -------
+    tuple of (list of str, numpy.ndarray)
+        ``chrom:<chromosome>`` column names (sorted) and the shares, cells x chromosomes, float32.
+    """
     chromosome = np.array([str(p).split(":")[0].split("-")[0] for p in peaks], dtype=object)
     chromosome = np.where(np.char.startswith(chromosome.astype(str), "chr"), chromosome, "other")
     names, codes = np.unique(chromosome, return_inverse=True)
@@ -125,7 +205,23 @@ def chromosome_ratios(matrix: sp.csr_matrix, peaks: np.ndarray) -> tuple[list[st
 
 
 def selected_genes(train_inputs: sp.csr_matrix, train, config) -> np.ndarray:
-    """Input columns kept raw: genes named after a target protein, and the top-k correlated per target."""
+    """Input columns kept raw: genes named after a target protein, and the top-k correlated per target.
+
+    Parameters
+    ----------
+    train_inputs
+        The training cells' inputs (cells x genes).
+    train
+        The training split: its ``input_names`` (``<id>_<gene>``), ``target_names``, and ``targets``
+        when correlated genes are asked for.
+    config
+        The CITEseq feature config (``protein_genes``, ``top_correlated_genes``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted int64 column indices, without repeats.
+    """
     chosen: set[int] = set()
     if config.protein_genes:
         proteins = set(train.target_names)
@@ -138,7 +234,20 @@ def selected_genes(train_inputs: sp.csr_matrix, train, config) -> np.ndarray:
 
 
 def sparse_correlation(X: sp.csr_matrix, Y: np.ndarray) -> np.ndarray:
-    """Pearson correlation of every column of sparse ``X`` with every column of dense ``Y`` (genes x targets)."""
+    """Pearson correlation of every column of sparse ``X`` with every column of dense ``Y`` (genes x targets).
+
+    Parameters
+    ----------
+    X
+        Cells x genes, CSR; read in row blocks.
+    Y
+        Cells x targets, the same cells in the same order.
+
+    Returns
+    -------
+    numpy.ndarray
+        Genes x targets, float64; not finite where a column of ``X`` or ``Y`` is constant.
+    """
     n = X.shape[0]
     Y = np.asarray(Y, dtype=np.float64)
     y_centred = Y - Y.mean(axis=0)
@@ -155,7 +264,20 @@ def sparse_correlation(X: sp.csr_matrix, Y: np.ndarray) -> np.ndarray:
 
 
 def centre_by_group(values: np.ndarray, metadata: pd.DataFrame) -> np.ndarray:
-    """Subtract each (donor, day) group's median (a per-batch correction)."""
+    """Subtract each (donor, day) group's median (a per-batch correction).
+
+    Parameters
+    ----------
+    values
+        Cells x columns.
+    metadata
+        One row per cell of ``values``, with ``donor`` and ``day`` columns.
+
+    Returns
+    -------
+    numpy.ndarray
+        A centred copy of ``values``.
+    """
     out = values.copy()
     groups = metadata["donor"].astype(str) + "_" + metadata["day"].astype(str)
     for _, rows in groups.groupby(groups).indices.items():
@@ -164,5 +286,16 @@ def centre_by_group(values: np.ndarray, metadata: pd.DataFrame) -> np.ndarray:
 
 
 def female(metadata: pd.DataFrame) -> np.ndarray:
-    """Donor sex as a 0/1 column (the competition's donor 13176 is female; other datasets get 0)."""
+    """Donor sex as a 0/1 column (the competition's donor 13176 is female; other datasets get 0).
+
+    Parameters
+    ----------
+    metadata
+        The cells' metadata, with a ``donor`` column.
+
+    Returns
+    -------
+    numpy.ndarray
+        Cells x 1, float32: 1 for the female donor's cells.
+    """
     return (metadata["donor"].astype(str).to_numpy() == str(layout.FEMALE_DONOR)).astype(np.float32)[:, None]

@@ -26,13 +26,35 @@ BASE_LIBRARIES = ("numpy", "scipy", "scikit-learn", "pandas", "optuna")
 
 
 def digest(payload: Any) -> str:
-    """Short SHA-256 of a JSON-serialisable payload (keys sorted)."""
+    """Short SHA-256 of a JSON-serialisable payload (keys sorted).
+
+    Parameters
+    ----------
+    payload
+        JSON data; other objects enter as their ``str``.
+
+    Returns
+    -------
+    str
+        The first 16 hex digits of the hash.
+    """
     text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def array_digest(*arrays: np.ndarray) -> str:
-    """Short SHA-256 of the bytes, dtypes and shapes of arrays."""
+    """Short SHA-256 of the bytes, dtypes and shapes of arrays.
+
+    Parameters
+    ----------
+    *arrays
+        The arrays, hashed in order; object arrays (cell ids) enter as their elements' ``str``.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
     hasher = hashlib.sha256()
     for array in arrays:
         array = np.ascontiguousarray(array)
@@ -42,7 +64,27 @@ def array_digest(*arrays: np.ndarray) -> str:
 
 
 def data_fingerprint(task: str, data_dir: str | Path, cache_dir: str | Path | None = None) -> str:
-    """Fingerprint of one task's data: checksums of its three matrices and the metadata."""
+    """Fingerprint of one task's data: checksums of its three matrices and the metadata.
+
+    Parameters
+    ----------
+    task
+        ``"cite"`` or ``"multi"``.
+    data_dir, cache_dir
+        The prepared competition folder and its cache (default: ``<data_dir>/.cache``).
+
+    Returns
+    -------
+    str
+        A :func:`digest` of the source files' SHA-256 sums recorded in the cache manifest.
+
+    Raises
+    ------
+    InputError
+        When the cache is missing, stale or corrupt, or the dataset lacks the task.
+    ValueError
+        When ``task`` is unknown.
+    """
     manifest = check_cache(data_dir, cache_dir)
     spec = layout.task(task)
     entries = manifest["entries"]
@@ -77,15 +119,48 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def save_array(path: Path, array: np.ndarray) -> Path:
-    """Write ``.npy`` atomically, never as a pickle."""
-    with atomic_path(path) as tmp:
+    """Write ``.npy`` atomically, never as a pickle.
+
+    Parameters
+    ----------
+    path
+        The ``.npy`` file; its folder is created when missing.
+    array
+        A numeric or string array.
+
+    Returns
+    -------
+    Path
+        ``path``, once the array is in place.
+
+    Raises
+    ------
+    ValueError
+        For an object array, which only a pickle could hold.
+    """
+    with atomic_path(path, durable=True) as tmp:  # checkpoints and runs: written once, relied on after
         with tmp.open("wb") as handle:
             np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
     return path
 
 
 def load_array(path: Path) -> np.ndarray:
-    """Read a ``.npy`` written by :func:`save_array` (pickles refused)."""
+    """Read a ``.npy`` written by :func:`save_array` (pickles refused).
+
+    Parameters
+    ----------
+    path
+        The file to load.
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    InputError
+        When the file is missing, or is not an array NumPy reads without pickles.
+    """
     try:
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -95,7 +170,23 @@ def load_array(path: Path) -> np.ndarray:
 
 
 def read_manifest(path: Path) -> dict | None:
-    """A manifest's content, or None when there is none."""
+    """A manifest's content, or None when there is none.
+
+    Parameters
+    ----------
+    path
+        The JSON file.
+
+    Returns
+    -------
+    dict or None
+        The JSON object; None when ``path`` does not exist.
+
+    Raises
+    ------
+    InputError
+        When the file is not UTF-8 JSON or holds something other than an object.
+    """
     if not path.exists():
         return None
     try:
@@ -108,12 +199,43 @@ def read_manifest(path: Path) -> dict | None:
 
 
 def write_manifest(path: Path, payload: dict) -> Path:
-    """Write a manifest atomically."""
+    """Write a manifest atomically, synced to disk (a manifest marks work as done).
+
+    Parameters
+    ----------
+    path
+        Where the manifest goes.
+    payload
+        Its content; NumPy values and paths are converted.
+
+    Returns
+    -------
+    Path
+        The manifest's path, as given.
+
+    Raises
+    ------
+    TypeError
+        When the payload holds a value JSON cannot represent (an existing manifest stays as it is).
+    """
     return write_json(path, payload)
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
-    """Write a parquet file atomically."""
+    """Write a parquet file atomically, without the frame's index.
+
+    Parameters
+    ----------
+    path
+        The target file.
+    frame
+        The table to store.
+
+    Returns
+    -------
+    Path
+        The same ``path``.
+    """
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
     return path

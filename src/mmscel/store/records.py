@@ -44,7 +44,26 @@ class RunRecord:
 
     @classmethod
     def from_manifest(cls, manifest: dict, path: Path, store: RunStore) -> RunRecord:
-        """The record of the run whose folder is ``path``."""
+        """The record of the run whose folder is ``path``.
+
+        Parameters
+        ----------
+        manifest
+            The run's ``manifest.json`` content.
+        path
+            The run's folder, where its arrays are.
+        store
+            The store holding the run (it resolves the files the manifest names).
+
+        Returns
+        -------
+        RunRecord
+
+        Raises
+        ------
+        KeyError
+            When the manifest lacks a key every finished run records.
+        """
         keys = ("cv", "cv_mean_profile", "last_day", "last_day_mean_profile")
         return cls(
             task=manifest["task"],
@@ -75,19 +94,43 @@ class RunRecord:
         }
 
     def oof(self) -> np.ndarray:
-        """Out-of-fold predictions (train cells x prediction space; NaN where never validated)."""
+        """Out-of-fold predictions (train cells x prediction space; NaN where never validated).
+
+        Raises
+        ------
+        InputError
+            When ``oof.npy`` is missing or unreadable.
+        """
         return load_array(self.path / "oof.npy")
 
     def test(self) -> np.ndarray:
-        """Test predictions (test cells x prediction space)."""
+        """Test predictions (test cells x prediction space).
+
+        Raises
+        ------
+        InputError
+            When the run's ``test.npy`` cannot be read (missing or corrupt).
+        """
         return load_array(self.path / "test.npy")
 
     def last_day_predictions(self) -> np.ndarray | None:
-        """Predictions of the last-day holdout, when the run has one."""
+        """Predictions of the last-day holdout (its validation cells), or None when the run has none.
+
+        Raises
+        ------
+        InputError
+            When the holdout's predictions exist but cannot be read.
+        """
         return self.store.holdout_predictions(self)
 
     def fold_file(self) -> Path:
-        """The shared fold file the run used."""
+        """The shared fold file the run used.
+
+        Raises
+        ------
+        InputError
+            When the manifest names it outside the store.
+        """
         return self.store.resolve(self.manifest["fold_file"])
 
 
@@ -112,7 +155,22 @@ class BlendTask:
 
     @classmethod
     def from_manifest(cls, info: dict) -> BlendTask:
-        """The task record from its entry in a blend manifest."""
+        """The task record from its entry in a blend manifest.
+
+        Parameters
+        ----------
+        info
+            The entry of one task under the manifest's ``tasks``; keys beyond the fields are ignored.
+
+        Returns
+        -------
+        BlendTask
+
+        Raises
+        ------
+        KeyError
+            When a field is missing from ``info``.
+        """
         return cls(**{name: info[name] for name in cls.__dataclass_fields__})
 
     def as_dict(self) -> dict[str, Any]:
@@ -134,7 +192,24 @@ class BlendRecord:
 
     @classmethod
     def from_manifest(cls, manifest: dict, path: Path) -> BlendRecord:
-        """The record of the blend whose folder is ``path``."""
+        """The record of the blend whose folder is ``path``.
+
+        Parameters
+        ----------
+        manifest
+            The blend's ``manifest.json`` content (its ``config``, its ``tasks`` and their scores).
+        path
+            The blend's folder, which holds its test files.
+
+        Returns
+        -------
+        BlendRecord
+
+        Raises
+        ------
+        KeyError
+            When the manifest or one of its task entries lacks a required key.
+        """
         return cls(
             name=manifest["name"],
             method=manifest["config"]["method"],
@@ -146,5 +221,23 @@ class BlendRecord:
         )
 
     def test(self, task: str) -> np.ndarray:
-        """The blended test predictions of ``task`` (its runs' prediction space)."""
+        """The blended test predictions of ``task`` (its runs' prediction space).
+
+        Parameters
+        ----------
+        task
+            A task the blend covers.
+
+        Returns
+        -------
+        numpy.ndarray
+            Test cells x prediction space.
+
+        Raises
+        ------
+        KeyError
+            When the blend does not cover ``task``.
+        InputError
+            When its test file is missing or unreadable.
+        """
         return load_array(self.path / self.tasks[task].test_file)

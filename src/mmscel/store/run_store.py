@@ -28,6 +28,7 @@ from pathlib import Path
 
 from mmscel.data.layout import TASKS
 from mmscel.errors import InputError
+from mmscel.fsutil import sweep_temporaries
 from mmscel.store.checkpoint import RunCheckpoints
 from mmscel.store.io import array_digest, load_array, read_manifest, save_array, write_manifest
 from mmscel.store.records import BlendRecord, RunRecord
@@ -46,6 +47,11 @@ def check_name(name: str, what: str = "name") -> str:
         A run, blend, study or submission name.
     what
         What the name names, for the message (``"run name"``, ``"blend name"``, ...).
+
+    Returns
+    -------
+    str
+        ``name`` unchanged.
 
     Raises
     ------
@@ -79,41 +85,179 @@ class RunStore:
     # -- paths -----------------------------------------------------------------------------------------
 
     def features_dir(self, task: str, fingerprint: str) -> Path:
-        """Folder of the feature set of ``task`` with ``fingerprint``."""
+        """Folder of the feature set of ``task`` with ``fingerprint``.
+
+        Parameters
+        ----------
+        task
+            The task the features are of.
+        fingerprint
+            The feature set's fingerprint (data, feature config, seed).
+
+        Returns
+        -------
+        Path
+            ``features/<task>-<fingerprint>`` under the root.
+        """
         return self.root / "features" / f"{task}-{fingerprint}"
 
     def fold_file(self, task: str, scheme: str) -> Path:
-        """The shared fold file of ``task`` and ``scheme`` (its manifest: the same name with ``.json``)."""
+        """The shared fold file of ``task`` and ``scheme`` (its manifest: the same name with ``.json``).
+
+        Parameters
+        ----------
+        task
+            The task whose training cells the file splits.
+        scheme
+            A fold scheme's name.
+
+        Returns
+        -------
+        Path
+            ``folds/<task>_<scheme>.parquet`` under the root.
+        """
         return self.root / "folds" / f"{task}_{scheme}.parquet"
 
     def run_dir(self, task: str, name: str) -> Path:
-        """Folder of the level-1 run ``task/name``."""
+        """Folder of the level-1 run ``task/name``.
+
+        Parameters
+        ----------
+        task
+            ``"cite"`` or ``"multi"``.
+        name
+            The run's name, a plain identifier.
+
+        Returns
+        -------
+        Path
+            ``<task>/<name>`` under the root.
+
+        Raises
+        ------
+        InputError
+            When ``task`` is unknown or ``name`` is not a plain name.
+        """
         return self.root / self._task(task) / check_name(name, "run name")
 
     def blend_dir(self, name: str) -> Path:
-        """Folder of the blend ``name``."""
+        """Folder of the blend ``name``.
+
+        Parameters
+        ----------
+        name
+            A plain blend name.
+
+        Returns
+        -------
+        Path
+            ``blend/<name>`` under the root.
+
+        Raises
+        ------
+        InputError
+            When ``name`` is not a plain identifier.
+        """
         return self.root / "blend" / check_name(name, "blend name")
 
     def blend_study(self, name: str, task: str, key: str) -> Path:
-        """The Optuna journal of the weight search of blend ``name`` on ``task`` for inputs with digest ``key``."""
+        """The Optuna journal of the weight search of blend ``name`` on ``task`` for inputs with digest ``key``.
+
+        Parameters
+        ----------
+        name
+            The blend.
+        task
+            One of the blend's tasks.
+        key
+            Digest of what the search depends on (its runs and settings); other inputs get another journal.
+
+        Returns
+        -------
+        Path
+            ``study-<task>-<key>.journal`` in the blend's folder.
+
+        Raises
+        ------
+        InputError
+            For an unknown task or a blend name that is not plain.
+        """
         return self.blend_dir(name) / f"study-{self._task(task)}-{key}.journal"
 
     def submission_path(self, label: str) -> Path:
-        """Default path of the submission named ``label`` (plain names, joined by ``+`` for single runs)."""
+        """Default path of the submission named ``label`` (plain names, joined by ``+`` for single runs).
+
+        Parameters
+        ----------
+        label
+            A blend's name, or the run names of a submission of single runs joined by ``+``.
+
+        Returns
+        -------
+        Path
+            ``submissions/<label>.csv.gz`` under the root.
+
+        Raises
+        ------
+        InputError
+            When a part of ``label`` is not a plain name.
+        """
         for part in label.split("+"):
             check_name(part, "submission name")
         return self.root / "submissions" / f"{label}.csv.gz"
 
     def study_dir(self, name: str) -> Path:
-        """Folder of the tuning study ``name``."""
+        """Folder of the tuning study ``name``.
+
+        Parameters
+        ----------
+        name
+            The study's plain name.
+
+        Returns
+        -------
+        Path
+            ``tune/<name>`` under the root.
+
+        Raises
+        ------
+        InputError
+            If the study name is not plain.
+        """
         return self.root / "tune" / check_name(name, "study name")
 
     def relative(self, path: Path) -> str:
-        """``path`` relative to the root, as manifests name files (so that a store can be moved)."""
+        """``path`` relative to the root, as manifests name files (so that a store can be moved).
+
+        Parameters
+        ----------
+        path
+            A file inside the store, given with the root as its prefix.
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        ValueError
+            When ``path`` does not start with the root.
+        """
         return str(Path(path).relative_to(self.root))
 
     def resolve(self, stored: str) -> Path:
-        """A file named in a manifest: relative to the root (older manifests: relative to the working folder).
+        """The path of a file a manifest names: under the root, else under the working folder.
+
+        The working folder is used only when the file exists there and not under the root.
+
+        Parameters
+        ----------
+        stored
+            The name as the manifest holds it.
+
+        Returns
+        -------
+        Path
 
         Raises
         ------
@@ -138,10 +282,22 @@ class RunStore:
         refused with the holder's pid and host. The lock is an advisory
         ``flock``, released by the system when the holder dies, even by ``kill -9``.
 
+        Parameters
+        ----------
+        task, name
+            The run to lock; the lock file is ``<task>/.<name>.lock`` under the root.
+        wait
+            Wait for another holder to end instead of raising.
+
+        Yields
+        ------
+        None
+            While the lock is held.
+
         Raises
         ------
         InputError
-            When ``wait`` is false and another process holds the lock.
+            When ``wait`` is false and another process holds the lock, or ``task`` or ``name`` is bad.
         """
         path = self.root / self._task(task) / f".{check_name(name, 'run name')}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,29 +312,105 @@ class RunStore:
             handle.truncate()
             handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
             handle.flush()
+            sweep_temporaries(self.run_dir(task, name))  # what a killed holder left half-written
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def checkpoints(self, task: str, name: str) -> RunCheckpoints:
-        """The fold checkpoints of run ``task/name``."""
+        """The fold checkpoints of run ``task/name``.
+
+        Parameters
+        ----------
+        task, name
+            The run whose ``folds/`` folder they live in.
+
+        Returns
+        -------
+        RunCheckpoints
+
+        Raises
+        ------
+        InputError
+            For an unknown task or a run name that is not plain.
+        """
         return RunCheckpoints(self.run_dir(task, name))
 
     def run_manifest(self, task: str, name: str) -> dict | None:
-        """The manifest of run ``task/name`` (finished or not), or None."""
+        """The manifest of run ``task/name`` (finished or not), or None.
+
+        Parameters
+        ----------
+        task, name
+            The run whose ``manifest.json`` to read.
+
+        Returns
+        -------
+        dict or None
+            None when the run has written no manifest.
+
+        Raises
+        ------
+        InputError
+            When the manifest is corrupt, or the task or name is bad.
+        """
         return read_manifest(self.run_dir(task, name) / "manifest.json")
 
     def run_started(self, task: str, name: str) -> dict | None:
-        """What a run that has started records first (config hash, fingerprints), or None."""
+        """What a run that has started records first (config hash, fingerprints), or None.
+
+        Parameters
+        ----------
+        task, name
+            The run to look up; its ``run.json`` is read.
+
+        Returns
+        -------
+        dict or None
+            The facts given to :meth:`mark_started`; None when the run never started.
+
+        Raises
+        ------
+        InputError
+            When ``run.json`` is corrupt, or ``task`` or ``name`` is bad.
+        """
         return read_manifest(self.run_dir(task, name) / "run.json")
 
     def mark_started(self, task: str, name: str, facts: dict) -> None:
-        """Record that run ``task/name`` started with ``facts`` (its config hash and fingerprints)."""
+        """Record that run ``task/name`` started with ``facts`` (its config hash and fingerprints).
+
+        Parameters
+        ----------
+        task, name
+            The run that starts.
+        facts
+            What later runs of the same name are checked against, written to ``run.json``.
+
+        Raises
+        ------
+        InputError
+            For an unknown task or a name that is not plain.
+        """
         write_manifest(self.run_dir(task, name) / "run.json", facts)
 
     def write_run(self, task: str, name: str, arrays: dict, manifest: dict) -> RunRecord:
-        """Write a finished run's arrays, then its manifest (last: it marks the run finished)."""
+        """Write a finished run's arrays, then its manifest (last: it marks the run finished).
+
+        Parameters
+        ----------
+        task, name
+            The finished run.
+        arrays
+            Arrays by stem (``oof``, ``test``), each written to ``<stem>.npy`` in the run's folder.
+        manifest
+            The run's manifest, with the keys :meth:`RunRecord.from_manifest` reads.
+
+        Returns
+        -------
+        RunRecord
+            The record of the written run.
+        """
         folder = self.run_dir(task, name)
         for stem, array in arrays.items():
             save_array(folder / f"{stem}.npy", array)
@@ -186,11 +418,40 @@ class RunStore:
         return RunRecord.from_manifest(manifest, folder, self)
 
     def remove_run(self, task: str, name: str) -> None:
-        """Delete run ``task/name`` and everything in its folder."""
+        """Delete run ``task/name`` and everything in its folder.
+
+        Parameters
+        ----------
+        task, name
+            The run to delete.
+
+        Raises
+        ------
+        InputError
+            When the run's folder is not inside the store's own sub-folders (a link out of the store).
+        FileNotFoundError
+            When the run has no folder.
+        """
         self._remove(self.run_dir(task, name))
 
     def runs(self, task: str | None = None) -> list[RunRecord]:
-        """Finished runs (of ``task``, or all), best CV first within each task."""
+        """Finished runs (of ``task``, or all), best CV first within each task.
+
+        Parameters
+        ----------
+        task
+            The task to list, or None for every task.
+
+        Returns
+        -------
+        list of RunRecord
+            Sorted by task, then by CV, best first; runs without a CV score last.
+
+        Raises
+        ------
+        InputError
+            When a manifest is corrupt.
+        """
         records = []
         for task_name in [task] if task else TASKS:
             for path in sorted((self.root / task_name).glob("*/manifest.json")):
@@ -201,6 +462,16 @@ class RunStore:
 
     def run(self, task: str, name: str) -> RunRecord:
         """The finished run ``task/name``.
+
+        Parameters
+        ----------
+        task, name
+            Which run to read: its folder is ``<task>/<name>`` under the root.
+
+        Returns
+        -------
+        RunRecord
+            Read from the run's manifest.
 
         Raises
         ------
@@ -216,6 +487,17 @@ class RunStore:
     def select_runs(self, task: str, patterns: list[str]) -> list[str]:
         """Names of finished runs of ``task`` matching any of ``patterns`` (names or globs), sorted.
 
+        Parameters
+        ----------
+        task
+            The task whose runs to match.
+        patterns
+            Run names or ``fnmatch`` globs (case-sensitive).
+
+        Returns
+        -------
+        list of str
+
         Raises
         ------
         InputError
@@ -230,7 +512,25 @@ class RunStore:
         return chosen
 
     def holdout_predictions(self, run: RunRecord, name: str = LAST_DAY):
-        """Predictions of a run's holdout fold ``name`` (the last-day holdout by default), or None."""
+        """Predictions of a run's holdout fold ``name`` (the last-day holdout by default), or None.
+
+        Parameters
+        ----------
+        run
+            The run's record.
+        name
+            The holdout fold's checkpoint name.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            The fold's validation predictions; None when the fold has none stored.
+
+        Raises
+        ------
+        InputError
+            When the stored predictions cannot be read.
+        """
         path = self.checkpoints(run.task, run.name).fold(name).folder / "valid.npy"
         return load_array(path) if path.exists() else None
 
@@ -240,13 +540,45 @@ class RunStore:
         """Write a blend's test predictions of ``task`` under a name derived from their content; return it.
 
         Named by content, a blend that fails half-way never pairs an old manifest with a new test file.
+
+        Parameters
+        ----------
+        name
+            The blend being written.
+        task
+            The task of the predictions.
+        test
+            Blended test predictions (test cells x prediction space).
+
+        Returns
+        -------
+        str
+            The file's name inside the blend's folder, for the manifest.
+
+        Raises
+        ------
+        InputError
+            For an unknown task or a blend name that is not a plain name.
         """
         filename = f"test_{self._task(task)}-{array_digest(test)}.npy"
         save_array(self.blend_dir(name) / filename, test)
         return filename
 
     def write_blend(self, name: str, manifest: dict) -> BlendRecord:
-        """Write a blend's weights and manifest, then drop test files no manifest names any more."""
+        """Write a blend's weights and manifest, then delete its test files the manifest does not name.
+
+        Parameters
+        ----------
+        name
+            The blend's name.
+        manifest
+            The blend's manifest; its ``tasks`` give the runs, weights and test file of each task.
+
+        Returns
+        -------
+        BlendRecord
+            The record of the written blend.
+        """
         folder = self.blend_dir(name)
         tasks = manifest["tasks"]
         write_manifest(folder / "weights.json", {task: dict(zip(t["runs"], t["weights"])) for task, t in tasks.items()})
@@ -258,7 +590,13 @@ class RunStore:
         return BlendRecord.from_manifest(manifest, folder)
 
     def blends(self) -> list[BlendRecord]:
-        """Every finished blend, by name."""
+        """Every finished blend, by name.
+
+        Raises
+        ------
+        InputError
+            When a blend's manifest is corrupt.
+        """
         records = []
         for path in sorted((self.root / "blend").glob("*/manifest.json")):
             manifest = read_manifest(path)  # a corrupt manifest is a one-line InputError
@@ -267,6 +605,15 @@ class RunStore:
 
     def blend(self, name: str) -> BlendRecord:
         """The finished blend ``name``.
+
+        Parameters
+        ----------
+        name
+            Which blend to read (a folder under ``blend/``).
+
+        Returns
+        -------
+        BlendRecord
 
         Raises
         ------
