@@ -18,6 +18,7 @@ from mmscel.data import competition, layout
 from mmscel.data.anndata_read import Cells
 from mmscel.data.h5_format import rows_per_chunk
 from mmscel.data.h5_writer import FrameWriter
+from mmscel.data.value_checks import describe, first_bad_dense
 from mmscel.errors import InputError
 from mmscel.fsutil import write_json
 
@@ -67,7 +68,9 @@ def write_dataset(
     Raises
     ------
     InputError
-        If a matrix holds non-finite values or obs['day'] is not whole numbers.
+        If a matrix holds a non-finite value (or a negative one in the inputs
+        or the counts), obs['day'] is not whole numbers or obs' donor column
+        has a blank; nothing is left under the final name.
     """
     truth_dir = out / layout.TRUTH_DIR
     truth_dir.mkdir()
@@ -144,15 +147,21 @@ def _write_matrices(out: Path, truth_dir: Path, spec: layout.Task, train: Cells,
 
 
 def _write_matrix(path: Path, key: str, cells: Cells, role: str, counts: bool = False) -> Path:
-    """Write the ``role`` ('inputs'/'targets') rows of ``cells`` as a Kaggle HDF5 frame, chunk by chunk."""
+    """Write the ``role`` ('inputs'/'targets') rows of ``cells`` as a Kaggle HDF5 frame, chunk by chunk.
+
+    The inputs and the raw counts hold counts or their normalisation, so a
+    negative value is refused there as in ``prepare``; a non-finite value anywhere.
+    """
     block = getattr(cells, role)
     source_rows = cells.rows_of(role)
     step = rows_per_chunk(len(block.names))
+    where = f"{block.where} layers['counts']" if counts else block.where
     with FrameWriter(path, key, cells.ids, block.names) as writer:
         for start in range(0, len(source_rows), step):
             chunk = block.rows(source_rows[start : start + step], counts=counts)
-            if not np.isfinite(chunk).all():
-                raise InputError(block.where, f"non-finite values in the rows of cells {start}-{start + len(chunk)}")
+            bad = first_bad_dense(chunk, counts or role == "inputs")
+            if bad is not None:
+                raise InputError(where, describe(bad, cells.ids[start + bad.row], block.names[bad.column], start))
             writer.write(chunk)
     return path
 
@@ -161,6 +170,8 @@ def _metadata(spec: layout.Task, cells: Cells, split_by, hidden: bool) -> pd.Dat
     """Metadata rows of ``cells``; test cell types are 'hidden' as on Kaggle."""
     obs = cells.obs
     donor_column = split_by or next((c for c in DONOR_COLUMNS if c in obs.columns), None)
+    if donor_column:
+        _refuse_blank(cells, donor_column, "a donor")
     donor = obs[donor_column].astype(str).to_numpy() if donor_column else np.full(len(obs), UNKNOWN, dtype=object)
     cell_type = obs["cell_type"].astype(str).to_numpy() if "cell_type" in obs.columns else UNKNOWN
     return pd.DataFrame(
@@ -178,9 +189,22 @@ def _days(cells: Cells) -> np.ndarray:
     if "day" not in cells.obs.columns:
         return np.zeros(len(cells.ids), dtype=np.int64)
     day = pd.to_numeric(cells.obs["day"], errors="coerce")
-    if day.isna().any() or (day != day.round()).any():
-        raise InputError(cells.inputs.where, "obs['day'] holds values that are not whole numbers")
+    bad = (day.isna() | (day != day.round())).to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        value = cells.obs["day"].iloc[row]
+        shown = "blank" if pd.isna(value) or not str(value).strip() else repr(str(value))
+        problem = f"obs['day'] of cell {cells.ids[row]!r} is {shown}; every cell needs a whole-number day"
+        raise InputError(cells.inputs.where, problem)
     return day.to_numpy().astype(np.int64)
+
+
+def _refuse_blank(cells: Cells, column: str, need: str) -> None:
+    values = cells.obs[column]
+    blank = (values.isna() | values.astype(str).str.strip().eq("")).to_numpy()
+    if blank.any():
+        cell = cells.ids[int(np.argmax(blank))]
+        raise InputError(cells.inputs.where, f"obs[{column!r}] of cell {cell!r} is blank; every cell needs {need}")
 
 
 def _write_scoring(

@@ -9,6 +9,12 @@ records each source's size and checksum: an up-to-date entry is reused, a
 stale one rebuilt, and entries are recorded as they finish, so an
 interrupted ``prepare`` resumes where it stopped.
 
+Bad data never enters the cache: the tables are converted into temporary
+files and checked, alone and against each other and the test inputs
+(:mod:`mmscel.data.table_checks`), before any replaces its cached copy, and
+each matrix's values are checked chunk by chunk as it streams
+(:mod:`mmscel.data.value_checks`), its output dropped on the first bad one.
+
 The cache's files are named in :mod:`mmscel.data.cache_files`, tables are
 converted by :mod:`mmscel.data.cache_tables`, matrices by
 :mod:`mmscel.data.cache_matrices`, and the CITEseq duplicate report comes from
@@ -47,7 +53,9 @@ from mmscel.data.cache_files import (
     values_path,
 )
 from mmscel.data.cache_matrices import check_rows_match, chunk_to_csr, prepare_matrix
-from mmscel.data.cache_tables import TABLES, prepare_table
+from mmscel.data.cache_tables import prepare_table, record_tables, staged_tables
+from mmscel.data.h5_reader import FrameReader
+from mmscel.data.table_checks import check_scoring_tables, is_full_competition
 from mmscel.errors import InputError
 from mmscel.fsutil import file_checksum as file_checksum
 from mmscel.fsutil import write_json
@@ -111,7 +119,8 @@ def prepare(
     Raises
     ------
     InputError
-        If the folder, ``metadata.csv`` or a task's matrix is missing, or a file is unreadable or inconsistent.
+        If the folder, ``metadata.csv`` or a task's matrix is missing, or a file is unreadable, inconsistent
+        with another or holds a bad value; what the cache held stays as it was.
     """
     started = time.perf_counter()
     data_dir = Path(data_dir)
@@ -127,7 +136,7 @@ def prepare(
     manifest["format"] = CACHE_FORMAT
     manifest["mmscel_version"] = mmscel.__version__
     report = PrepareReport(cache=cache)
-    known = _prepare_tables(manifest, report, data_dir, cache)
+    known = _prepare_tables(manifest, report, data_dir, cache, sources)
     _prepare_matrices(manifest, report, sources, cache, known, compress, chunk_bytes)
     if layout.CITE.test_inputs in sources:
         report.cite_duplicates = report_duplicates(cache, manifest)
@@ -136,15 +145,37 @@ def prepare(
     return report
 
 
-def _prepare_tables(manifest: dict, report: PrepareReport, data_dir: Path, cache: Path) -> set[str]:
-    """Convert the tables present; return the cell ids their metadata lists."""
-    known: set[str] = set()
-    for name, csv_name, convert in TABLES:
-        if (data_dir / csv_name).exists():
-            out = prepare_table(manifest, report, name, data_dir / csv_name, cache / f"{name}.parquet", convert)
+def _prepare_tables(
+    manifest: dict, report: PrepareReport, data_dir: Path, cache: Path, sources: dict[str, Path]
+) -> set[str]:
+    """Convert the tables present, checked against each other first; return the cell ids their metadata lists."""
+    with staged_tables(manifest, data_dir, cache) as staged:
+        if "evaluation" in staged.paths:
+            _check_scoring(staged.paths, staged.sources, sources)
+        known: set[str] = set()
+        for name, path in staged.paths.items():
             if name.startswith("metadata"):
-                known |= set(pd.read_parquet(out)["cell_id"].astype(str))
+                known |= set(pd.read_parquet(path)["cell_id"].astype(str))
+    record_tables(manifest, report, staged, cache)
     return known
+
+
+def _check_scoring(tables: dict[str, Path], csv_files: dict[str, Path], sources: dict[str, Path]) -> None:
+    """The evaluation rows against the sample submission and the test inputs' cells, read from their sources."""
+    test_cells, test_shapes = {}, {}
+    for task in (layout.CITE, layout.MULTI):
+        source = sources.get(task.test_inputs)
+        if source is None:
+            continue
+        if source.suffix == ".npz":
+            index, columns = load_idxcol(idxcol_path(source.parent, task.test_inputs))
+            test_cells[task.test_inputs], test_shapes[task.test_inputs] = index, (len(index), len(columns))
+        else:
+            with FrameReader(source) as reader:
+                test_cells[task.test_inputs], test_shapes[task.test_inputs] = reader.index, reader.shape
+    check_scoring_tables(
+        tables["evaluation"], tables.get("sample_submission"), csv_files, test_cells, is_full_competition(test_shapes)
+    )
 
 
 def _prepare_matrices(manifest, report, sources: dict[str, Path], cache: Path, known, compress, chunk_bytes) -> None:

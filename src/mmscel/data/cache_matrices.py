@@ -1,7 +1,9 @@
 """One competition matrix into the cache: HDF5 streamed in row chunks, or a sparse ``.npz`` adopted.
 
 Rows are checked against the metadata, columns aligned to the training
-matrix's order, and the CITEseq inputs digested row by row for the duplicate report.
+matrix's order, values checked (:mod:`mmscel.data.value_checks`) chunk by chunk
+in the reader's threads, and the CITEseq inputs digested row by row for the
+duplicate report.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from mmscel.data.error_text import one_line
 from mmscel.data.h5_format import DEFAULT_CHUNK_BYTES, rows_per_chunk
 from mmscel.data.h5_reader import FrameReader
 from mmscel.data.sparse_npz import CsrParts, SparseNpzWriter, dense_to_csr_parts
+from mmscel.data.value_checks import BadValue, counts_expected, describe, first_bad_value
 from mmscel.errors import InputError
 from mmscel.fsutil import write_json
 from mmscel.progress import track
@@ -84,7 +87,9 @@ def prepare_matrix(
     Raises
     ------
     InputError
-        If the source is unreadable, repeats or adds cell ids, or lacks training columns.
+        If the source is unreadable, repeats or adds cell ids, lacks training
+        columns, or holds a non-finite value (or a negative one where counts
+        are expected); the cache's files of ``stem`` are then left as they were.
     """
     entry = manifest["entries"].get(stem)
     if entry and _outputs_exist(cache, stem) and source_is_current(source, entry.get("source")):
@@ -163,7 +168,7 @@ def _convert_h5(source, stem, cache, known, reference, compress, chunk_bytes) ->
         columns, take = _align_columns(source, reader.columns, reference)
         writer = SparseNpzWriter(values_path(cache, stem), len(columns), compress=compress)
         try:
-            digests = _stream_to_npz(reader, writer, stem, take, chunk_bytes)
+            digests = _stream_to_npz(reader, writer, stem, take, columns, chunk_bytes)
             writer.close()
         except BaseException:
             writer.abort()
@@ -174,16 +179,28 @@ def _convert_h5(source, stem, cache, known, reference, compress, chunk_bytes) ->
         return (reader.shape[0], len(columns)), writer.nnz
 
 
-def _stream_to_npz(reader: FrameReader, writer: SparseNpzWriter, stem: str, take, chunk_bytes) -> list[np.ndarray]:
-    """Convert the reader's row chunks in its threads and append them to ``writer``; return the digests."""
+def _stream_to_npz(reader: FrameReader, writer: SparseNpzWriter, stem: str, take, columns, chunk_bytes) -> list:
+    """Convert and check the reader's row chunks in its threads, append them to ``writer``; return the digests."""
     step = rows_per_chunk(reader.shape[1], chunk_bytes or DEFAULT_CHUNK_BYTES)
     n_chunks = -(-reader.shape[0] // step)
-    convert = partial(chunk_to_csr, take=take, hashed=stem in HASHED_STEMS)
+    convert = partial(_checked_chunk, take=take, hashed=stem in HASHED_STEMS, counts=counts_expected(stem))
     digests = []
-    for _, (parts, chunk_digests) in track(reader.map_chunks(convert, step), f"prepare {stem}", total=n_chunks):
-        writer.write_parts(parts)
-        digests.append(chunk_digests)
+    chunks = reader.map_chunks(convert, step)
+    try:
+        for start, (parts, chunk_digests, bad) in track(chunks, f"prepare {stem}", total=n_chunks):
+            if bad is not None:
+                raise InputError(reader.path, describe(bad, reader.index[start + bad.row], columns[bad.column], start))
+            writer.write_parts(parts)
+            digests.append(chunk_digests)
+    finally:
+        chunks.close()  # waits for the reading threads before the caller closes the file
     return digests
+
+
+def _checked_chunk(block: np.ndarray, take, hashed: bool, counts: bool) -> tuple[CsrParts, np.ndarray, BadValue | None]:
+    """:func:`chunk_to_csr` and the chunk's first bad value, in a reader thread."""
+    parts, digests = chunk_to_csr(block, take, hashed)
+    return parts, digests, first_bad_value(parts, counts)
 
 
 def _adopt_sparse(source: Path, stem: str, cache: Path, known, reference) -> tuple[Shape, int]:
@@ -193,6 +210,9 @@ def _adopt_sparse(source: Path, stem: str, cache: Path, known, reference) -> tup
     aligned, take = _align_columns(source, columns, reference)
     if take is not None:
         matrix = matrix[:, take]
+    bad = first_bad_value(CsrParts(matrix.data, matrix.indices, np.diff(matrix.indptr)), counts_expected(stem))
+    if bad is not None:
+        raise InputError(source, describe(bad, index[bad.row], aligned[bad.column]))
     writer = SparseNpzWriter(values_path(cache, stem), len(aligned))
     writer.write_csr(matrix)
     writer.close()

@@ -1,8 +1,15 @@
-"""The competition's CSV tables as parquet files in the cache, checked on the way."""
+"""The competition's CSV tables as parquet files in the cache, checked on the way.
+
+A converter writes the file it is given; :func:`staged_tables` gives it a
+temporary file and moves every table into the cache only once all of them, and
+the checks across them, have passed, so a bad table leaves the cache as it was.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -15,10 +22,100 @@ import pyarrow.parquet as pq
 from mmscel.data import layout
 from mmscel.data.cache_files import MANIFEST, PrepareReport, source_is_current, source_record
 from mmscel.data.error_text import one_line
+from mmscel.data.table_checks import check_metadata
 from mmscel.errors import InputError
 from mmscel.fsutil import atomic_path, write_json
 
 Convert = Callable[[Path, Path], None]
+
+
+@dataclass
+class StagedTables:
+    """The tables of one ``prepare``, each to be read from ``paths`` until the staging ends.
+
+    Attributes
+    ----------
+    paths : dict of str to pathlib.Path
+        Table name -> the parquet file holding it now: the cache's own when
+        up to date, else a temporary file that becomes the cache's on success.
+    sources : dict of str to pathlib.Path
+        Table name -> its CSV file.
+    built : list of str
+        The tables converted, in the order of ``TABLES``.
+    """
+
+    paths: dict[str, Path] = field(default_factory=dict)
+    sources: dict[str, Path] = field(default_factory=dict)
+    built: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def staged_tables(manifest: dict, data_dir: Path, cache: Path) -> Iterator[StagedTables]:
+    """Convert the tables whose cache entry is stale into temporary files.
+
+    When the ``with`` block ends without an error, every temporary file is
+    renamed onto its table in the cache; on an error all are removed and the
+    cache is left as it was. The manifest is not touched: see :func:`record_tables`.
+
+    Parameters
+    ----------
+    manifest : dict
+        The cache manifest, which says which tables are up to date.
+    data_dir : pathlib.Path
+        The competition folder holding the CSV files.
+    cache : pathlib.Path
+        The cache folder.
+
+    Yields
+    ------
+    StagedTables
+        Where each present table can be read while the block runs.
+
+    Raises
+    ------
+    InputError
+        If a CSV is unreadable or malformed.
+    """
+    with contextlib.ExitStack() as stack:
+        staged = StagedTables()
+        for name, csv_name, convert in TABLES:
+            source, out = data_dir / csv_name, cache / f"{name}.parquet"
+            if not source.exists():
+                continue
+            staged.sources[name] = source
+            entry = manifest["entries"].get(name)
+            if entry and out.exists() and source_is_current(source, entry.get("source")):
+                staged.paths[name] = out
+                continue
+            tmp = stack.enter_context(atomic_path(out))
+            convert(source, tmp)
+            staged.paths[name] = tmp
+            staged.built.append(name)
+        yield staged
+
+
+def record_tables(manifest: dict, report: PrepareReport, staged: StagedTables, cache: Path) -> None:
+    """Record the staged tables in the manifest (saved when one was built) and the report.
+
+    Parameters
+    ----------
+    manifest : dict
+        The cache manifest; each built table's entry is replaced.
+    report : PrepareReport
+        Receives each table as built or reused.
+    staged : StagedTables
+        What :func:`staged_tables` yielded, after its block ended.
+    cache : pathlib.Path
+        The cache folder holding the manifest.
+    """
+    for name, source in staged.sources.items():
+        if name in staged.built:
+            manifest["entries"][name] = {"source": source_record(source), "output": f"{name}.parquet"}
+            report.built.append(name)
+        else:
+            report.reused.append(name)
+    if staged.built:
+        write_json(cache / MANIFEST, manifest)
 
 
 def prepare_table(manifest: dict, report: PrepareReport, name: str, source: Path, out: Path, convert: Convert) -> Path:
@@ -37,7 +134,7 @@ def prepare_table(manifest: dict, report: PrepareReport, name: str, source: Path
     out : pathlib.Path
         The parquet file.
     convert : callable
-        ``convert(source, out)`` writes the table.
+        ``convert(source, path)`` writes the table to ``path``.
 
     Returns
     -------
@@ -53,7 +150,8 @@ def prepare_table(manifest: dict, report: PrepareReport, name: str, source: Path
     if entry and out.exists() and source_is_current(source, entry.get("source")):
         report.reused.append(name)
         return out
-    convert(source, out)
+    with atomic_path(out) as tmp:
+        convert(source, tmp)
     manifest["entries"][name] = {"source": source_record(source), "output": out.name}
     write_json(Path(out).parent / MANIFEST, manifest)
     report.built.append(name)
@@ -68,12 +166,13 @@ def convert_metadata(source: Path, out: Path) -> None:
     source : pathlib.Path
         ``metadata.csv`` or the extra day-2 metadata.
     out : pathlib.Path
-        The parquet file.
+        The parquet file, written only when the table passes its checks.
 
     Raises
     ------
     InputError
-        If the CSV is unreadable, lacks a column or repeats a cell id.
+        If the CSV is unreadable or lacks a column, or a cell lacks an id, a
+        whole-number day or a donor, or an id repeats.
     """
     try:
         frame = pd.read_csv(source, dtype={"cell_id": str, "cell_type": str, "technology": str})
@@ -82,11 +181,8 @@ def convert_metadata(source: Path, out: Path) -> None:
     missing = [c for c in layout.METADATA_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(source, f"missing columns {missing} (expected {', '.join(layout.METADATA_COLUMNS)})")
-    duplicated = frame["cell_id"].duplicated()
-    if duplicated.any():
-        raise InputError(source, f"cell_id {frame.loc[duplicated, 'cell_id'].iloc[0]!r} appears more than once")
-    with atomic_path(out) as tmp:
-        frame.loc[:, list(layout.METADATA_COLUMNS)].to_parquet(tmp, index=False)
+    check_metadata(source, frame)
+    frame.loc[:, list(layout.METADATA_COLUMNS)].to_parquet(out, index=False)
 
 
 def stream_csv(source: Path, out: Path, columns: tuple[str, ...], types: dict[str, pa.DataType]) -> None:
@@ -97,7 +193,7 @@ def stream_csv(source: Path, out: Path, columns: tuple[str, ...], types: dict[st
     source : pathlib.Path
         The CSV file.
     out : pathlib.Path
-        The parquet file.
+        The parquet file (left half-written on an error: give a temporary file).
     columns : tuple of str
         The columns to keep, in order.
     types : dict of str to pyarrow.DataType
@@ -116,22 +212,21 @@ def stream_csv(source: Path, out: Path, columns: tuple[str, ...], types: dict[st
         raise InputError(
             source, f"unreadable CSV or missing columns {list(columns)}: {one_line(exc, mark_cut=False)}"
         ) from None
-    with atomic_path(out) as tmp:
-        writer = None
-        try:
-            expected_row = 0
-            for batch in reader:
-                expected_row = _check_row_ids(source, batch, expected_row)
-                table = pa.Table.from_batches([batch])
-                writer = writer or pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-            if writer is None:
-                pq.write_table(pa.table({c: pa.array([], type=types[c]) for c in columns}), tmp)
-        except pa.ArrowInvalid as exc:
-            raise InputError(source, f"malformed CSV: {one_line(exc, mark_cut=False)}") from None
-        finally:
-            if writer is not None:
-                writer.close()
+    writer = None
+    try:
+        expected_row = 0
+        for batch in reader:
+            expected_row = _check_row_ids(source, batch, expected_row)
+            table = pa.Table.from_batches([batch])
+            writer = writer or pq.ParquetWriter(out, table.schema)
+            writer.write_table(table)
+        if writer is None:
+            pq.write_table(pa.table({c: pa.array([], type=types[c]) for c in columns}), out)
+    except pa.ArrowInvalid as exc:
+        raise InputError(source, f"malformed CSV: {one_line(exc, mark_cut=False)}") from None
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 EVALUATION_TYPES = {"row_id": pa.int64(), "cell_id": pa.string(), "gene_id": pa.string()}

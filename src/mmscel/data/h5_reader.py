@@ -1,7 +1,12 @@
-"""Read a pandas fixed-format HDF5 frame in row chunks with PyTables.
+"""Read a pandas fixed-format HDF5 frame in row chunks with h5py.
 
 pandas can only read such a frame whole; :class:`FrameReader` reads it row
 chunk by row chunk, so memory stays bounded by the chunk size whatever the file size.
+
+The frame's datasets are read with h5py (blosc through hdf5plugin), never with
+PyTables, which unpickles attribute values: no file read here can make mmscel
+unpickle anything. A file whose attributes hold pickles beyond plain data is
+refused all the same (:mod:`mmscel.data.h5_safety`).
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import h5py
+import hdf5plugin  # noqa: F401  (registers the blosc filter the competition's files are compressed with)
 import numpy as np
-import tables
 
 from mmscel.data.error_text import one_line
 from mmscel.data.h5_format import decode_names, rows_per_chunk
@@ -42,7 +48,7 @@ class FrameReader:
     Raises
     ------
     InputError
-        If the file is missing, not HDF5, truncated or corrupt, would unpickle
+        If the file is missing, not HDF5, truncated or corrupt, holds pickled
         Python objects, or does not hold a pandas fixed-format frame.
     """
 
@@ -60,16 +66,17 @@ class FrameReader:
 
     def _read_layout(self, key: str | None) -> None:
         group = self._frame_group(key)
-        names = set(group._v_children)
+        names = set(group)
         for required in _REQUIRED_NODES:
             if required not in names:
                 raise InputError(self.path, f"frame {self.key!r} lacks '{required}': not a pandas fixed-format frame")
-        self.columns = decode_names(group.axis0.read())
-        self.index = decode_names(group.axis1.read())
-        self.blocks: list[tuple[np.ndarray, tables.Array]] = self._read_blocks(group, names)
+        self.columns = self._names(group, "axis0")
+        self.index = self._names(group, "axis1")
+        self.blocks: list[tuple[np.ndarray, h5py.Dataset]] = self._read_blocks(group, names)
 
-    def _frame_group(self, key: str | None) -> tables.Group:
-        groups = [g._v_name for g in self._file.root._f_iter_nodes("Group")]
+    def _frame_group(self, key: str | None) -> h5py.Group:
+        groups = [name for name in self._file if isinstance(self._file.get(name, getlink=True), h5py.HardLink)]
+        groups = [name for name in groups if isinstance(self._file[name], h5py.Group)]
         if key is None:
             if len(groups) != 1:
                 raise InputError(self.path, f"expected one frame group, found {groups or 'none'}")
@@ -77,18 +84,35 @@ class FrameReader:
         elif key not in groups:
             raise InputError(self.path, f"no frame named {key!r} (found {groups})")
         self.key = key
-        return self._file.get_node("/", key)
+        return self._file[key]
 
-    def _read_blocks(self, group: tables.Group, names: set[str]) -> list[tuple[np.ndarray, tables.Array]]:
-        """(column positions, values node) of each block, checked against axis0 and axis1."""
+    def _dataset(self, group: h5py.Group, name: str) -> h5py.Dataset:
+        """A dataset of the frame, stored in this file (no links elsewhere, no external or virtual storage)."""
+        if not isinstance(group.get(name, getlink=True), h5py.HardLink):
+            raise InputError(self.path, f"'{name}' of frame {self.key!r} is a link, not a dataset of this file")
+        node = group[name]
+        if not isinstance(node, h5py.Dataset):
+            raise InputError(self.path, f"'{name}' of frame {self.key!r} is not a dataset")
+        if node.is_virtual or node.external:
+            raise InputError(self.path, f"'{name}' of frame {self.key!r} keeps its values outside this file")
+        return node
+
+    def _names(self, group: h5py.Group, name: str) -> np.ndarray:
+        values = self._dataset(group, name)[()]
+        if not isinstance(values, np.ndarray) or values.ndim != 1:
+            raise InputError(self.path, f"'{name}' of frame {self.key!r} is not a list of names")
+        return decode_names(values)
+
+    def _read_blocks(self, group: h5py.Group, names: set[str]) -> list[tuple[np.ndarray, h5py.Dataset]]:
+        """(column positions, values dataset) of each block, checked against axis0 and axis1."""
         position = {name: i for i, name in enumerate(self.columns)}
         if len(position) != len(self.columns):
             raise InputError(self.path, "duplicate column names in axis0")
         blocks = []
         i = 0
         while f"block{i}_items" in names:
-            items = decode_names(group._f_get_child(f"block{i}_items").read())
-            node = group._f_get_child(f"block{i}_values")
+            items = self._names(group, f"block{i}_items")
+            node = self._dataset(group, f"block{i}_values")
             if node.shape != (len(self.index), len(items)):
                 raise InputError(
                     self.path, f"block{i}_values has shape {node.shape}, expected ({len(self.index)}, {len(items)})"
@@ -132,12 +156,15 @@ class FrameReader:
         """
         n = max(0, min(stop, self.shape[0]) - start)
         target = np.empty((n, self.shape[1]), dtype=np.float32) if out is None else out[:n]
+        if n == 0 or target.size == 0:
+            return target
         try:
             if self._reads_in_place():
-                self.blocks[0][1].read(start, start + n, out=target)
+                self.blocks[0][1].read_direct(target, np.s_[start : start + n])
             else:
                 for positions, node in self.blocks:
-                    target[:, positions] = node[start : start + n]
+                    if len(positions):
+                        target[:, positions] = node[start : start + n]
             return target
         except Exception as exc:
             raise InputError(
@@ -232,7 +259,7 @@ class FrameReader:
 
     def close(self) -> None:
         """Close the underlying file."""
-        if getattr(self, "_file", None) is not None and self._file.isopen:
+        if getattr(self, "_file", None) is not None and self._file.id.valid:
             self._file.close()
 
     def __enter__(self) -> FrameReader:
@@ -242,14 +269,14 @@ class FrameReader:
         self.close()
 
 
-def _open_refusing_pickles(path: Path) -> tables.File:
+def _open_refusing_pickles(path: Path) -> h5py.File:
     if not path.exists():
         raise InputError(path, "file not found")
     try:
-        if not tables.is_hdf5_file(str(path)):
+        if not h5py.is_hdf5(str(path)):
             raise InputError(path, "not an HDF5 file")
         refuse_pickles(path)
-        return tables.open_file(str(path), mode="r")
+        return h5py.File(path, "r")
     except InputError:
         raise
     except Exception as exc:  # HDF5 reports truncation and corruption in many ways

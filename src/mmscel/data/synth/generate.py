@@ -13,6 +13,7 @@ import pandas as pd
 import mmscel
 from mmscel.data import layout
 from mmscel.data.competition import write_evaluation, write_metadata, write_solution
+from mmscel.data.h5_reader import FrameReader
 from mmscel.data.synth import names
 from mmscel.data.synth.cite import simulate_cite
 from mmscel.data.synth.multi import simulate_multi
@@ -104,7 +105,8 @@ def _generate_into(work: Path, scale, seed: int, extras: bool, raw: bool) -> dic
     _write_metadata(work, cite_plan, cite_ids, cite.cell_type, multi_plan, multi_ids, multi.cell_type)
     cite_test, multi_test = cite_plan["split"] != "train", multi_plan["split"] != "train"
     multi_test_ids = multi_ids[multi_test.to_numpy()]
-    genes = pd.read_hdf(work / f"{layout.MULTI.train_targets}.h5", start=0, stop=0).columns.to_numpy()
+    with FrameReader(work / f"{layout.MULTI.train_targets}.h5") as reader:
+        genes = reader.columns
     rows = write_evaluation(
         work, cite_ids[cite_test.to_numpy()], layout.CITE_PROTEINS, multi_test_ids[scored_rows], genes, scored_genes
     )
