@@ -39,7 +39,7 @@ lint: install
 	$(BIN)/ruff format --check src tests bench
 
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

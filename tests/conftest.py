@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# As the command line does: OpenMP threads that spin while waiting steal the other core of a busy machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import shutil
 import subprocess
 import sys
