@@ -17,8 +17,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mmscel.data import layout
-from mmscel.data.cache import idxcol_path, load_idxcol
-from mmscel.data.load import cache_dir_for, check_cache, load_matrix
+from mmscel.data.cache import idxcol_path
+from mmscel.data.error_text import shown
+from mmscel.data.load import cache_dir_for, cached_idxcol, check_cache, load_matrix, read_cached_table
+from mmscel.data.table_checks import check_scoring_tables, is_full_competition
 from mmscel.errors import InputError
 from mmscel.fsutil import atomic_path
 
@@ -63,15 +65,17 @@ def evaluation_rows(data_dir: str | Path, cache_dir: str | Path | None = None) -
     Raises
     ------
     InputError
-        When the cache is missing or stale, there are no evaluation ids, or a row names a cell
-        in no test inputs file or a gene that is not a target of its task.
+        When the cache is missing, stale or damaged, there are no evaluation ids, their number
+        differs from ``sample_submission.csv``'s (or from the competition's, for its full test
+        inputs), or a row names a cell in no test inputs file or a gene that is not a target of its task.
     """
-    check_cache(data_dir, cache_dir)
+    manifest = check_cache(data_dir, cache_dir, tables=("evaluation", "sample_submission"))
     cache = cache_dir_for(data_dir, cache_dir)
     path = cache / "evaluation.parquet"
     if not path.exists():
         raise InputError(Path(data_dir) / layout.EVALUATION_IDS, "file not found; it is needed to build a submission")
-    table = pq.read_table(path, read_dictionary=["cell_id", "gene_id"])
+    _check_row_count(Path(data_dir), cache, manifest)
+    table = read_cached_table(path, lambda where: pq.read_table(where, read_dictionary=["cell_id", "gene_id"]))
     cells = table.column("cell_id").combine_chunks()
     genes = table.column("gene_id").combine_chunks()
     cell_lookup, gene_lookup, technology = _lookups(cache)
@@ -80,7 +84,7 @@ def evaluation_rows(data_dir: str | Path, cache_dir: str | Path | None = None) -
     cell_task = np.array([technology.get(c, "") for c in cell_dict], dtype=object)
     unknown = np.flatnonzero(cell_task == "")
     if unknown.size:
-        raise InputError(path, f"cell_id {cell_dict[unknown[0]]!r} is in no test inputs file")
+        raise InputError(path, f"cell_id {shown(cell_dict[unknown[0]])} is in no test inputs file")
     row_cell = cells.indices.to_numpy(zero_copy_only=False)
     row_gene = genes.indices.to_numpy(zero_copy_only=False)
     is_cite = (cell_task == "cite")[row_cell]
@@ -91,8 +95,29 @@ def evaluation_rows(data_dir: str | Path, cache_dir: str | Path | None = None) -
     target_code = np.where(is_cite, gene_pos[row_gene, 0], gene_pos[row_gene, 1])
     if (target_code < 0).any():
         bad = np.flatnonzero(target_code < 0)[0]
-        raise InputError(path, f"row {bad}: gene_id {gene_dict[row_gene[bad]]!r} is not a target of its task")
+        raise InputError(path, f"row {bad}: gene_id {shown(gene_dict[row_gene[bad]])} is not a target of its task")
     return EvaluationRows(len(row_cell), is_cite, cell_pos[row_cell], target_code.astype(np.int32))
+
+
+def _check_row_count(data_dir: Path, cache: Path, manifest: dict) -> None:
+    """The cached evaluation rows against the cached sample submission and the competition's count.
+
+    ``prepare`` checks the same (:func:`~mmscel.data.table_checks.check_scoring_tables`)
+    before caching the tables; a cache built by an older ``prepare`` was not.
+    """
+    entries = manifest["entries"]
+    evaluation = cache / "evaluation.parquet"
+    submission = cache / "sample_submission.parquet" if "sample_submission" in entries else None
+    for table in (evaluation, submission):
+        if table is not None:
+            read_cached_table(table, pq.read_metadata)  # a damaged footer is named here, not inside the check
+    test_shapes = {
+        task.test_inputs: tuple(entries[task.test_inputs]["shape"])
+        for task in (layout.CITE, layout.MULTI)
+        if isinstance(entries.get(task.test_inputs), dict) and "shape" in entries[task.test_inputs]
+    }
+    sources = {"evaluation": data_dir / layout.EVALUATION_IDS, "sample_submission": data_dir / layout.SAMPLE_SUBMISSION}
+    check_scoring_tables(evaluation, submission, sources, {}, is_full_competition(test_shapes))
 
 
 def _lookups(cache: Path):
@@ -100,8 +125,8 @@ def _lookups(cache: Path):
     for task in (layout.CITE, layout.MULTI):
         if not idxcol_path(cache, task.test_inputs).exists():
             continue
-        ids = load_idxcol(idxcol_path(cache, task.test_inputs))[0]
-        targets = load_idxcol(idxcol_path(cache, task.train_targets))[1]
+        ids = cached_idxcol(cache, task.test_inputs)[0]
+        targets = cached_idxcol(cache, task.train_targets)[1]
         for i, cell in enumerate(ids):
             cell_lookup[cell] = i
             technology[cell] = task.name

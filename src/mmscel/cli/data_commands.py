@@ -64,7 +64,7 @@ def prepare(
     )
     for stem, (rows, cols) in report.shapes.items():
         density = report.nnz[stem] / max(1, rows * cols)
-        table.add_row(stem, f"{rows:,}", f"{cols:,}", f"{density:.1%}", "built" if stem in report.built else "reused")
+        table.add_row(stem, f"{rows:,}", f"{cols:,}", f"{density:.1%}", report.status(stem))
     out.print(table)
     if report.cite_duplicates:
         out.print(

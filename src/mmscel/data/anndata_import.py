@@ -19,6 +19,7 @@ from mmscel.data import layout
 from mmscel.data.anndata_read import Cells, Sources, peak_name, read_cells, read_test_cells
 from mmscel.data.anndata_split import SplitRule, split_cells
 from mmscel.data.anndata_write import write_dataset, write_truth_json
+from mmscel.data.error_text import shown
 from mmscel.errors import InputError
 from mmscel.fsutil import replace_dir
 
@@ -138,7 +139,8 @@ def _check_options(sources: Sources, rule: SplitRule, cell_fraction: float, gene
     if sources.test_inputs is not None and (rule.split_by is not None or rule.test_values is not None):
         raise InputError("split_by", "give either separate test files or a split column, not both")
     if rule.split_by is not None and not rule.test_values:
-        raise InputError("test_values", f"split_by={rule.split_by!r} needs test_values: the values that go to test")
+        problem = f"split_by={shown(rule.split_by)} needs test_values: the values that go to test"
+        raise InputError("test_values", problem)
     if rule.test_values and rule.split_by is None:
         raise InputError("test_values", "test_values needs split_by (the obs column they refer to)")
     for key, value in (

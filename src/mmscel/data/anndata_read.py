@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from mmscel.data.error_text import one_line
+from mmscel.data.error_text import one_line, shown
 from mmscel.errors import InputError
 
 DEFAULT_MODS = {"cite": ("rna", ("prot", "adt")), "multi": ("atac", ("rna",))}
@@ -280,7 +280,7 @@ def _pick_mod(path, available: list[str], wanted: list[str]) -> str:
         if name in available:
             return name
     raise InputError(
-        path, f"no modality {' or '.join(map(repr, wanted))} (available: {', '.join(available) or 'none'})"
+        path, f"no modality {' or '.join(map(shown, wanted))} (available: {', '.join(available) or 'none'})"
     )
 
 
@@ -293,7 +293,7 @@ def _block(adata, where: str, task_name: str, role: str, layer: str | None) -> B
     elif layer in adata.layers:
         matrix = adata.layers[layer]
     else:
-        raise InputError(where, f"no layer {layer!r} (available: {', '.join(adata.layers) or 'none'})")
+        raise InputError(where, f"no layer {shown(layer)} (available: {', '.join(adata.layers) or 'none'})")
     counts = adata.layers["counts"] if "counts" in adata.layers else None
     names = _feature_names(task_name, role, adata.var)
     _check_unique(names, where, "feature names")
@@ -325,7 +325,7 @@ def _feature_names(task_name: str, role: str, var: pd.DataFrame) -> np.ndarray:
 def _check_unique(names: np.ndarray, where: str, what: str) -> None:
     values, counts = np.unique(names.astype(str), return_counts=True)
     if (counts > 1).any():
-        raise InputError(where, f"duplicate {what}, e.g. {values[counts > 1][:3].tolist()}")
+        raise InputError(where, f"duplicate {what}, e.g. {shown(values[counts > 1][:3])}")
 
 
 def _pair(adata_in, adata_tg, block_in: Block, block_tg: Block, extra_obs) -> Cells:
@@ -373,7 +373,7 @@ def _align_features(train: Cells, test: Cells) -> Cells:
             raise InputError(
                 block.where,
                 f"test {role} features differ from training ({len(block.names)} vs {len(ref.names)}; "
-                f"missing e.g. {missing}, extra e.g. {extra})",
+                f"missing e.g. {shown(missing)}, extra e.g. {shown(extra)})",
             )
         blocks[role] = dataclasses.replace(block, names=ref.names, columns=position)
     return dataclasses.replace(test, **blocks)
@@ -382,4 +382,5 @@ def _align_features(train: Cells, test: Cells) -> Cells:
 def _check_disjoint(train: Cells, test: Cells, where) -> None:
     shared = pd.Index(train.ids).intersection(pd.Index(test.ids))
     if len(shared):
-        raise InputError(where, f"{len(shared)} test cell ids also appear in training, e.g. {shared[:3].tolist()}")
+        problem = f"{len(shared)} test cell ids also appear in training, e.g. {shown(shared[:3].tolist())}"
+        raise InputError(where, problem)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from mmscel.data.anndata_read import Cells
+from mmscel.data.error_text import shown
 from mmscel.errors import InputError
 
 
@@ -67,7 +68,7 @@ def _column_split(cells: Cells, column: str, test_values) -> tuple[np.ndarray, d
     """Cells whose ``column`` value is one of ``test_values`` go to test."""
     if column not in cells.obs.columns:
         available = ", ".join(map(str, cells.obs.columns)) or "none"
-        raise InputError(cells.inputs.where, f"no obs column {column!r} to split by (available: {available})")
+        raise InputError(cells.inputs.where, f"no obs column {shown(column)} to split by (available: {available})")
     values = cells.obs[column].astype(str).to_numpy()
     wanted = [str(v) for v in test_values]
     split = {"method": "column", "column": column, "test_values": wanted}
@@ -87,5 +88,6 @@ def _check_split_sizes(cells: Cells, is_test: np.ndarray, split: dict) -> None:
     if n_test == 0 or n_test == len(is_test):
         side = "no test cells" if n_test == 0 else "no training cells"
         detail = ", ".join(f"{k}={v}" for k, v in split.items() if k != "method")
-        where = f"{cells.inputs.where} obs[{split['column']!r}]" if split["method"] == "column" else "test_fraction"
+        column = f"obs[{shown(split.get('column'))}]"
+        where = f"{cells.inputs.where} {column}" if split["method"] == "column" else "test_fraction"
         raise InputError(where, f"the split ({detail}) leaves {side} of {len(is_test)}")

@@ -16,6 +16,7 @@ import pandas as pd
 import mmscel
 from mmscel.data import competition, layout
 from mmscel.data.anndata_read import Cells
+from mmscel.data.error_text import shown
 from mmscel.data.h5_format import rows_per_chunk
 from mmscel.data.h5_writer import FrameWriter
 from mmscel.data.value_checks import describe, first_bad_dense
@@ -193,8 +194,8 @@ def _days(cells: Cells) -> np.ndarray:
     if bad.any():
         row = int(np.argmax(bad))
         value = cells.obs["day"].iloc[row]
-        shown = "blank" if pd.isna(value) or not str(value).strip() else repr(str(value))
-        problem = f"obs['day'] of cell {cells.ids[row]!r} is {shown}; every cell needs a whole-number day"
+        text = "blank" if pd.isna(value) or not str(value).strip() else shown(str(value))
+        problem = f"obs['day'] of cell {shown(cells.ids[row])} is {text}; every cell needs a whole-number day"
         raise InputError(cells.inputs.where, problem)
     return day.to_numpy().astype(np.int64)
 
@@ -204,7 +205,8 @@ def _refuse_blank(cells: Cells, column: str, need: str) -> None:
     blank = (values.isna() | values.astype(str).str.strip().eq("")).to_numpy()
     if blank.any():
         cell = cells.ids[int(np.argmax(blank))]
-        raise InputError(cells.inputs.where, f"obs[{column!r}] of cell {cell!r} is blank; every cell needs {need}")
+        problem = f"obs[{shown(column)}] of cell {shown(cell)} is blank; every cell needs {need}"
+        raise InputError(cells.inputs.where, problem)
 
 
 def _write_scoring(

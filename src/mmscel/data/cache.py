@@ -5,9 +5,12 @@ The cache uses the format the community already shares for this competition
 ``<stem>_values.sparse.npz`` (scipy CSR, float32) and ``<stem>_idxcol.npz``
 (arrays ``index`` and ``columns``), plus ``metadata.parquet``,
 ``evaluation.parquet`` and ``sample_submission.parquet``. A ``manifest.json``
-records each source's size and checksum: an up-to-date entry is reused, a
-stale one rebuilt, and entries are recorded as they finish, so an
-interrupted ``prepare`` resumes where it stopped.
+records each source's size, time and checksums and each output's size and
+checksum: an entry whose source and outputs verify is reused, a stale one
+rebuilt, a missing or damaged one rebuilt and said so on stderr (what is
+checked, and what a check of a few MiB cannot see, is in
+:mod:`mmscel.data.cache_integrity`); entries are recorded as they finish, so
+an interrupted ``prepare`` resumes where it stopped.
 
 Bad data never enters the cache: the tables are converted into temporary
 files and checked, alone and against each other and the test inputs
@@ -139,7 +142,7 @@ def prepare(
     known = _prepare_tables(manifest, report, data_dir, cache, sources)
     _prepare_matrices(manifest, report, sources, cache, known, compress, chunk_bytes)
     if layout.CITE.test_inputs in sources:
-        report.cite_duplicates = report_duplicates(cache, manifest)
+        report.cite_duplicates = report_duplicates(cache, manifest, report)
     write_json(cache / MANIFEST, manifest)
     report.seconds = time.perf_counter() - started
     return report

@@ -14,7 +14,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmscel.data import layout
-from mmscel.data.cache_files import read_idxcol
+from mmscel.data.cache_files import PrepareReport, read_idxcol
+from mmscel.data.cache_integrity import output_problem, outputs_record
 from mmscel.data.sparse_npz import CsrParts
 from mmscel.fsutil import atomic_path
 
@@ -116,10 +117,11 @@ def save_digests(cache: Path, stem: str, digests: np.ndarray) -> None:
             np.save(handle, digests, allow_pickle=False)
 
 
-def report_duplicates(cache: Path, manifest: dict) -> int:
+def report_duplicates(cache: Path, manifest: dict, report: PrepareReport | None = None) -> int:
     """Write the CITEseq test rows identical to a train row to ``LEAK_REPORT`` and count them.
 
-    The report is reused while the manifest shows the same two sources.
+    The report is reused while the manifest shows the same two sources and the
+    file verifies against the size and checksum recorded when it was written.
 
     Parameters
     ----------
@@ -127,6 +129,8 @@ def report_duplicates(cache: Path, manifest: dict) -> int:
         The cache folder, holding both CITEseq input matrices and their digests.
     manifest : dict
         The cache manifest; the report's record is added to it.
+    report : PrepareReport, optional
+        Told (and stderr too) when a missing or damaged report file is rebuilt.
 
     Returns
     -------
@@ -134,8 +138,13 @@ def report_duplicates(cache: Path, manifest: dict) -> int:
         Number of test rows that duplicate a train row.
     """
     fingerprint = [manifest["entries"][s]["source"]["sha256"] for s in HASHED_STEMS]
-    if manifest.get(_MANIFEST_KEY, {}).get("sources") == fingerprint and (cache / LEAK_REPORT).exists():
-        return manifest[_MANIFEST_KEY]["count"]
+    saved = manifest.get(_MANIFEST_KEY)
+    if isinstance(saved, dict) and saved.get("sources") == fingerprint and isinstance(saved.get("count"), int):
+        problem = output_problem(cache / LEAK_REPORT, saved.get("outputs", {}).get(LEAK_REPORT))
+        if problem is None:
+            return saved["count"]
+        if report is not None:
+            report.note_rebuild(_MANIFEST_KEY, (problem[0], f"{cache / LEAK_REPORT}: {problem[1]}"))
     train, test = (_load_digests(cache, stem) for stem in HASHED_STEMS)
     first_train = {digest.tobytes(): i for i, digest in reversed(list(enumerate(train)))}
     train_ids, test_ids = (read_idxcol(cache, stem)[0] for stem in HASHED_STEMS)
@@ -144,7 +153,12 @@ def report_duplicates(cache: Path, manifest: dict) -> int:
     ]
     with atomic_path(cache / LEAK_REPORT) as tmp:
         pd.DataFrame(pairs, columns=["test_cell_id", "train_cell_id"]).to_parquet(tmp, index=False)
-    manifest[_MANIFEST_KEY] = {"sources": fingerprint, "count": len(pairs), "file": LEAK_REPORT}
+    manifest[_MANIFEST_KEY] = {
+        "sources": fingerprint,
+        "count": len(pairs),
+        "file": LEAK_REPORT,
+        "outputs": outputs_record([cache / LEAK_REPORT]),
+    }
     return len(pairs)
 
 

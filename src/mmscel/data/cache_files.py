@@ -2,7 +2,8 @@
 
 For each matrix the cache holds ``<stem>_values.sparse.npz`` (scipy CSR,
 float32) and ``<stem>_idxcol.npz`` (arrays ``index`` and ``columns``); a
-``manifest.json`` records each source's size, time and checksum.
+``manifest.json`` records each source's size, time and checksums, and each
+output's size and checksum (:mod:`mmscel.data.cache_integrity`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from mmscel.data import layout
+from mmscel.data.cache_integrity import announce_rebuild
+from mmscel.data.cache_integrity import source_is_current as source_is_current  # re-exported: it lived here
+from mmscel.data.cache_integrity import source_record as source_record  # re-exported: it lived here
 from mmscel.data.error_text import one_line
 from mmscel.errors import InputError
-from mmscel.fsutil import atomic_path, file_checksum
+from mmscel.fsutil import atomic_path
 
 MANIFEST = "manifest.json"
-CACHE_FORMAT = 2  # a manifest of another format is ignored, so that cache is rebuilt whole
+CACHE_FORMAT = 3  # 3 added the outputs' checksums; prepare rebuilds a cache of another format whole, load refuses it
 
 
 @dataclass
@@ -32,6 +36,8 @@ class PrepareReport:
         The cache folder.
     built, reused : list of str
         Names of the entries converted and of those found up to date.
+    rebuilt : dict of str to str
+        Entries in ``built`` that the cache held but that were missing or damaged there, with what was wrong.
     shapes, nnz : dict
         Shape and non-zero count of each matrix, by stem.
     cite_duplicates : int or None
@@ -43,10 +49,42 @@ class PrepareReport:
     cache: Path
     built: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    rebuilt: dict[str, str] = field(default_factory=dict)
     shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
     nnz: dict[str, int] = field(default_factory=dict)
     cite_duplicates: int | None = None
     seconds: float = 0.0
+
+    def status(self, name: str) -> str:
+        """What happened to one entry, for a status column.
+
+        Parameters
+        ----------
+        name : str
+            A matrix stem or table name.
+
+        Returns
+        -------
+        str
+            'reused', 'built', or 'rebuilt: missing' / 'rebuilt: damaged' when the cache's copy was.
+        """
+        if name in self.rebuilt:
+            return f"rebuilt: {self.rebuilt[name].split(':', 1)[0]}"
+        return "built" if name in self.built else "reused"
+
+    def note_rebuild(self, name: str, problem: tuple[str, str] | None) -> None:
+        """Record (and, for a missing or damaged output, announce on stderr) why ``name`` is rebuilt.
+
+        Parameters
+        ----------
+        name : str
+            The entry.
+        problem : tuple of (str, str) or None
+            Its kind and detail, from :func:`~mmscel.data.cache_integrity.entry_problem`.
+        """
+        if problem is not None and problem[0] in ("missing", "damaged"):
+            self.rebuilt[name] = f"{problem[0]}: {problem[1]}"
+            announce_rebuild(name, problem)
 
 
 def values_path(cache: Path, stem: str) -> Path:
@@ -119,52 +157,13 @@ def read_manifest(cache: Path) -> dict:
         return {"entries": {}}
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return {"entries": {}}  # an unreadable manifest only means everything is rebuilt
-    if manifest.get("format") != CACHE_FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:
         return {"entries": {}}
-    manifest.setdefault("entries", {})
+    if not isinstance(manifest.setdefault("entries", {}), dict):
+        manifest["entries"] = {}
     return manifest
-
-
-def source_record(path: Path) -> dict:
-    """What the manifest remembers of a source file.
-
-    Parameters
-    ----------
-    path : pathlib.Path
-        The source file.
-
-    Returns
-    -------
-    dict
-        Its name, size, modification time (ns) and SHA-256.
-    """
-    stat = path.stat()
-    return {"file": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_checksum(path)}
-
-
-def source_is_current(path: Path, record: dict | None) -> bool:
-    """Whether ``path`` is the file ``record`` describes (size and mtime, else checksum).
-
-    Parameters
-    ----------
-    path : pathlib.Path
-        The source file.
-    record : dict or None
-        What :func:`source_record` returned when the entry was built.
-
-    Returns
-    -------
-    bool
-        False when there is no record or no file.
-    """
-    if record is None or not path.exists():
-        return False
-    stat = path.stat()
-    if stat.st_size != record.get("size"):
-        return False
-    return stat.st_mtime_ns == record.get("mtime_ns") or file_checksum(path) == record.get("sha256")
 
 
 def matrix_sources(data_dir: Path) -> dict[str, Path]:

@@ -30,12 +30,11 @@ from mmscel.data.cache_files import (
     idxcol_path,
     load_idxcol,
     read_idxcol,
-    source_is_current,
-    source_record,
     values_path,
     write_idxcol,
 )
-from mmscel.data.error_text import one_line
+from mmscel.data.cache_integrity import entry_problem, outputs_record, source_record
+from mmscel.data.error_text import one_line, shown
 from mmscel.data.h5_format import DEFAULT_CHUNK_BYTES, rows_per_chunk
 from mmscel.data.h5_reader import FrameReader
 from mmscel.data.sparse_npz import CsrParts, SparseNpzWriter, dense_to_csr_parts
@@ -60,8 +59,11 @@ def prepare_matrix(
 ) -> None:
     """Convert one matrix unless the manifest shows its cache files were built from this very ``source``.
 
-    The source's checksum is computed in a thread while the matrix converts
-    (hashlib releases the GIL).
+    The entry is reused when its source and every one of its files verify
+    (:func:`~mmscel.data.cache_integrity.entry_problem`); a missing or damaged
+    file is rebuilt and said so. The source's checksum is computed in a thread
+    while the matrix converts (hashlib releases the GIL); the files' checksums
+    once they are written.
 
     Parameters
     ----------
@@ -91,18 +93,27 @@ def prepare_matrix(
         columns, or holds a non-finite value (or a negative one where counts
         are expected); the cache's files of ``stem`` are then left as they were.
     """
-    entry = manifest["entries"].get(stem)
-    if entry and _outputs_exist(cache, stem) and source_is_current(source, entry.get("source")):
+    entry, outputs = manifest["entries"].get(stem), matrix_outputs(cache, stem)
+    problem = entry_problem(entry, source, cache, outputs)
+    if problem is None and not _shape_recorded(entry):
+        problem = ("damaged", f"{cache / MANIFEST} lacks the shape of {stem}")
+    if problem is None:
         report.reused.append(stem)
         report.shapes[stem], report.nnz[stem] = tuple(entry["shape"]), entry["nnz"]
         return
+    report.note_rebuild(stem, problem)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmscel-sha256") as hasher:
         record = hasher.submit(source_record, source)
         if source.suffix == ".npz":
             shape, nnz = _adopt_sparse(source, stem, cache, known, reference)
         else:
             shape, nnz = _convert_h5(source, stem, cache, known, reference, compress, chunk_bytes)
-        manifest["entries"][stem] = {"source": record.result(), "shape": list(shape), "nnz": nnz}
+        manifest["entries"][stem] = {
+            "source": record.result(),
+            "shape": list(shape),
+            "nnz": nnz,
+            "outputs": outputs_record(outputs),
+        }
     write_json(cache / MANIFEST, manifest)
     report.built.append(stem)
     report.shapes[stem], report.nnz[stem] = shape, nnz
@@ -155,11 +166,30 @@ def chunk_to_csr(block: np.ndarray, take: np.ndarray | None, hashed: bool) -> tu
     return parts, row_digests(parts) if hashed else no_digests()
 
 
-def _outputs_exist(cache: Path, stem: str) -> bool:
+def matrix_outputs(cache: Path, stem: str) -> list[Path]:
+    """The cache files of one matrix.
+
+    Parameters
+    ----------
+    cache : pathlib.Path
+        The cache folder.
+    stem : str
+        The matrix's file stem.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Its values and names, and its row digests when it is one of ``HASHED_STEMS``.
+    """
     outputs = [values_path(cache, stem), idxcol_path(cache, stem)]
     if stem in HASHED_STEMS:
         outputs.append(digests_path(cache, stem))
-    return all(path.exists() for path in outputs)
+    return outputs
+
+
+def _shape_recorded(entry: dict) -> bool:
+    shape, nnz = entry.get("shape"), entry.get("nnz")
+    return isinstance(shape, list) and len(shape) == 2 and all(isinstance(n, int) for n in (*shape, nnz))
 
 
 def _convert_h5(source, stem, cache, known, reference, compress, chunk_bytes) -> tuple[Shape, int]:
@@ -242,7 +272,7 @@ def _check_ids(source: Path, index: np.ndarray, known: set[str]) -> None:
         raise InputError(source, "duplicate cell ids in the row index")
     unknown = [cell for cell in index[:100_000] if cell not in known] or [c for c in index if c not in known]
     if unknown:
-        raise InputError(source, f"{len(unknown)}+ cell ids are not in metadata.csv (first: {unknown[0]!r})")
+        raise InputError(source, f"{len(unknown)}+ cell ids are not in metadata.csv (first: {shown(unknown[0])})")
 
 
 def _align_columns(source: Path, columns: np.ndarray, reference: np.ndarray | None):
@@ -252,5 +282,5 @@ def _align_columns(source: Path, columns: np.ndarray, reference: np.ndarray | No
     position = {name: i for i, name in enumerate(columns)}
     missing = [name for name in reference if name not in position]
     if missing:
-        raise InputError(source, f"{len(missing)} training columns are missing (first: {missing[0]!r})")
+        raise InputError(source, f"{len(missing)} training columns are missing (first: {shown(missing[0])})")
     return reference, np.fromiter((position[n] for n in reference), dtype=np.int64, count=len(reference))

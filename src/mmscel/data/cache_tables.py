@@ -20,8 +20,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mmscel.data import layout
-from mmscel.data.cache_files import MANIFEST, PrepareReport, source_is_current, source_record
-from mmscel.data.error_text import one_line
+from mmscel.data.cache_files import MANIFEST, PrepareReport
+from mmscel.data.cache_integrity import FULL_TABLE_BYTES, entry_problem, outputs_record, source_record
+from mmscel.data.error_text import one_line, shown
 from mmscel.data.table_checks import check_metadata
 from mmscel.errors import InputError
 from mmscel.fsutil import atomic_path, write_json
@@ -42,16 +43,19 @@ class StagedTables:
         Table name -> its CSV file.
     built : list of str
         The tables converted, in the order of ``TABLES``.
+    problems : dict of str to tuple of (str, str)
+        Why each built table was built (see :func:`~mmscel.data.cache_integrity.entry_problem`).
     """
 
     paths: dict[str, Path] = field(default_factory=dict)
     sources: dict[str, Path] = field(default_factory=dict)
     built: list[str] = field(default_factory=list)
+    problems: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
 def staged_tables(manifest: dict, data_dir: Path, cache: Path) -> Iterator[StagedTables]:
-    """Convert the tables whose cache entry is stale into temporary files.
+    """Convert the tables whose cache entry is stale, missing or damaged into temporary files.
 
     When the ``with`` block ends without an error, every temporary file is
     renamed onto its table in the cache; on an error all are removed and the
@@ -83,14 +87,15 @@ def staged_tables(manifest: dict, data_dir: Path, cache: Path) -> Iterator[Stage
             if not source.exists():
                 continue
             staged.sources[name] = source
-            entry = manifest["entries"].get(name)
-            if entry and out.exists() and source_is_current(source, entry.get("source")):
+            problem = entry_problem(manifest["entries"].get(name), source, cache, [out])
+            if problem is None:
                 staged.paths[name] = out
                 continue
             tmp = stack.enter_context(atomic_path(out))
             convert(source, tmp)
             staged.paths[name] = tmp
             staged.built.append(name)
+            staged.problems[name] = problem
         yield staged
 
 
@@ -100,7 +105,7 @@ def record_tables(manifest: dict, report: PrepareReport, staged: StagedTables, c
     Parameters
     ----------
     manifest : dict
-        The cache manifest; each built table's entry is replaced.
+        The cache manifest; each built table's entry is replaced, with the size and checksum of its file.
     report : PrepareReport
         Receives each table as built or reused.
     staged : StagedTables
@@ -110,16 +115,35 @@ def record_tables(manifest: dict, report: PrepareReport, staged: StagedTables, c
     """
     for name, source in staged.sources.items():
         if name in staged.built:
-            manifest["entries"][name] = {"source": source_record(source), "output": f"{name}.parquet"}
+            manifest["entries"][name] = table_entry(source, cache / f"{name}.parquet")
             report.built.append(name)
+            report.note_rebuild(name, staged.problems.get(name))
         else:
             report.reused.append(name)
     if staged.built:
         write_json(cache / MANIFEST, manifest)
 
 
+def table_entry(source: Path, out: Path) -> dict:
+    """The manifest entry of a table just written to ``out`` from ``source``.
+
+    Parameters
+    ----------
+    source : pathlib.Path
+        The CSV file (hashed whole at every check up to ``FULL_TABLE_BYTES``, sampled above).
+    out : pathlib.Path
+        The parquet file in the cache.
+
+    Returns
+    -------
+    dict
+        ``source`` (its record), ``output`` (the file name) and ``outputs`` (its size and checksum).
+    """
+    return {"source": source_record(source, FULL_TABLE_BYTES), "output": out.name, "outputs": outputs_record([out])}
+
+
 def prepare_table(manifest: dict, report: PrepareReport, name: str, source: Path, out: Path, convert: Convert) -> Path:
-    """Convert one table unless the manifest shows ``out`` was built from this very ``source``.
+    """Convert one table unless the manifest shows ``out`` was built from this very ``source`` and verifies.
 
     Parameters
     ----------
@@ -146,15 +170,17 @@ def prepare_table(manifest: dict, report: PrepareReport, name: str, source: Path
     InputError
         If the CSV is unreadable or malformed.
     """
-    entry = manifest["entries"].get(name)
-    if entry and out.exists() and source_is_current(source, entry.get("source")):
+    out = Path(out)
+    problem = entry_problem(manifest["entries"].get(name), source, out.parent, [out])
+    if problem is None:
         report.reused.append(name)
         return out
     with atomic_path(out) as tmp:
         convert(source, tmp)
-    manifest["entries"][name] = {"source": source_record(source), "output": out.name}
-    write_json(Path(out).parent / MANIFEST, manifest)
+    manifest["entries"][name] = table_entry(source, out)
+    write_json(out.parent / MANIFEST, manifest)
     report.built.append(name)
+    report.note_rebuild(name, problem)
     return out
 
 
@@ -177,10 +203,10 @@ def convert_metadata(source: Path, out: Path) -> None:
     try:
         frame = pd.read_csv(source, dtype={"cell_id": str, "cell_type": str, "technology": str})
     except Exception as exc:
-        raise InputError(source, f"unreadable CSV: {exc}") from None
+        raise InputError(source, f"unreadable CSV: {one_line(exc)}") from None
     missing = [c for c in layout.METADATA_COLUMNS if c not in frame.columns]
     if missing:
-        raise InputError(source, f"missing columns {missing} (expected {', '.join(layout.METADATA_COLUMNS)})")
+        raise InputError(source, f"missing columns {shown(missing)} (expected {', '.join(layout.METADATA_COLUMNS)})")
     check_metadata(source, frame)
     frame.loc[:, list(layout.METADATA_COLUMNS)].to_parquet(out, index=False)
 

@@ -23,7 +23,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the blosc filter the competition's files are compressed with)
 import numpy as np
 
-from mmscel.data.error_text import one_line
+from mmscel.data.error_text import one_line, shown
 from mmscel.data.h5_format import decode_names, rows_per_chunk
 from mmscel.data.h5_safety import refuse_pickles
 from mmscel.errors import InputError
@@ -69,7 +69,8 @@ class FrameReader:
         names = set(group)
         for required in _REQUIRED_NODES:
             if required not in names:
-                raise InputError(self.path, f"frame {self.key!r} lacks '{required}': not a pandas fixed-format frame")
+                problem = f"frame {shown(self.key)} lacks '{required}': not a pandas fixed-format frame"
+                raise InputError(self.path, problem)
         self.columns = self._names(group, "axis0")
         self.index = self._names(group, "axis1")
         self.blocks: list[tuple[np.ndarray, h5py.Dataset]] = self._read_blocks(group, names)
@@ -82,25 +83,25 @@ class FrameReader:
                 raise InputError(self.path, f"expected one frame group, found {groups or 'none'}")
             key = groups[0]
         elif key not in groups:
-            raise InputError(self.path, f"no frame named {key!r} (found {groups})")
+            raise InputError(self.path, f"no frame named {shown(key)} (found {shown(groups)})")
         self.key = key
         return self._file[key]
 
     def _dataset(self, group: h5py.Group, name: str) -> h5py.Dataset:
         """A dataset of the frame, stored in this file (no links elsewhere, no external or virtual storage)."""
         if not isinstance(group.get(name, getlink=True), h5py.HardLink):
-            raise InputError(self.path, f"'{name}' of frame {self.key!r} is a link, not a dataset of this file")
+            raise InputError(self.path, f"'{name}' of frame {shown(self.key)} is a link, not a dataset of this file")
         node = group[name]
         if not isinstance(node, h5py.Dataset):
-            raise InputError(self.path, f"'{name}' of frame {self.key!r} is not a dataset")
+            raise InputError(self.path, f"'{name}' of frame {shown(self.key)} is not a dataset")
         if node.is_virtual or node.external:
-            raise InputError(self.path, f"'{name}' of frame {self.key!r} keeps its values outside this file")
+            raise InputError(self.path, f"'{name}' of frame {shown(self.key)} keeps its values outside this file")
         return node
 
     def _names(self, group: h5py.Group, name: str) -> np.ndarray:
         values = self._dataset(group, name)[()]
         if not isinstance(values, np.ndarray) or values.ndim != 1:
-            raise InputError(self.path, f"'{name}' of frame {self.key!r} is not a list of names")
+            raise InputError(self.path, f"'{name}' of frame {shown(self.key)} is not a list of names")
         return decode_names(values)
 
     def _read_blocks(self, group: h5py.Group, names: set[str]) -> list[tuple[np.ndarray, h5py.Dataset]]:
@@ -120,7 +121,8 @@ class FrameReader:
             try:
                 positions = np.fromiter((position[n] for n in items), dtype=np.int64, count=len(items))
             except KeyError as exc:
-                raise InputError(self.path, f"block{i}_items names column {exc} that is not in axis0") from None
+                problem = f"block{i}_items names column {shown(exc.args[0])} that is not in axis0"
+                raise InputError(self.path, problem) from None
             blocks.append((positions, node))
             i += 1
         held = sum(len(positions) for positions, _ in blocks)

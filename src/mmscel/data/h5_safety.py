@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmscel.data.error_text import shown
 from mmscel.errors import InputError
 
 _MAX_ATTRIBUTE_BYTES = 2**24
@@ -99,7 +100,7 @@ def check_attributes(path: Path, node: str, object_id) -> None:
                 )
             if runs_code(value):
                 raise InputError(
-                    path, f"attribute {key!r} of {node} holds a pickled Python object, which mmscel never loads"
+                    path, f"attribute {shown(key)} of {node} holds a pickled Python object, which mmscel never loads"
                 )
 
 
@@ -114,7 +115,8 @@ def _raw_values(path: Path, node: str, key: str, attribute) -> Iterator[bytes]:
     if kind in (h5py.h5t.INTEGER, h5py.h5t.FLOAT, h5py.h5t.BITFIELD, h5py.h5t.ENUM):
         return
     if kind != h5py.h5t.STRING:
-        raise InputError(path, f"attribute {key!r} of {node} has an HDF5 type a pandas frame never stores; refused")
+        problem = f"attribute {shown(key)} of {node} has an HDF5 type a pandas frame never stores; refused"
+        raise InputError(path, problem)
     if file_type.is_variable_str():
         utf8 = file_type.get_cset() == h5py.h5t.CSET_UTF8
         dtype = h5py.string_dtype("utf-8" if utf8 else "ascii")
@@ -122,12 +124,13 @@ def _raw_values(path: Path, node: str, key: str, attribute) -> Iterator[bytes]:
     else:
         dtype, memory_type = np.dtype(f"S{file_type.get_size()}"), file_type
     if int(np.prod(attribute.shape)) * max(dtype.itemsize, 1) > _MAX_ATTRIBUTE_BYTES:
-        raise InputError(path, f"attribute {key!r} of {node} is larger than a pandas frame ever stores; refused")
+        raise InputError(path, f"attribute {shown(key)} of {node} is larger than a pandas frame ever stores; refused")
     buffer = np.empty(attribute.shape, dtype=dtype)
     try:
         attribute.read(buffer, mtype=memory_type)
     except Exception:  # unreadable here: PyTables' own reader is not to be trusted with it either
-        raise InputError(path, f"attribute {key!r} of {node} cannot be inspected; refusing to read the file") from None
+        problem = f"attribute {shown(key)} of {node} cannot be inspected; refusing to read the file"
+        raise InputError(path, problem) from None
     for value in buffer.reshape(-1):
         yield value if isinstance(value, bytes) else bytes(value)
 

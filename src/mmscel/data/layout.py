@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmscel.data.error_text import shown
+
 TASKS = ("cite", "multi")
 SPLITS = ("train", "test")
 
@@ -272,7 +274,7 @@ def task(name: str) -> Task:
     try:
         return TASK_BY_NAME[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}") from None
+        raise ValueError(f"unknown task {shown(name)}; expected one of {', '.join(TASKS)}") from None
 
 
 def h5_path(data_dir: Path, stem: str) -> Path:

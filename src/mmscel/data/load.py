@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -12,16 +14,20 @@ import scipy.sparse as sp
 
 from mmscel.data import layout
 from mmscel.data.cache_files import (
+    CACHE_FORMAT,
     MANIFEST,
     default_cache,
     idxcol_path,
     load_idxcol,
     matrix_sources,
-    source_is_current,
     values_path,
 )
-from mmscel.data.sparse_npz import read_stacked
+from mmscel.data.cache_integrity import output_problem, source_is_current
+from mmscel.data.error_text import one_line, shown
+from mmscel.data.sparse_npz import StackedReadError, read_stacked
 from mmscel.errors import InputError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -82,8 +88,14 @@ def cache_dir_for(data_dir: str | Path, cache_dir: str | Path | None = None) -> 
     return Path(cache_dir) if cache_dir else default_cache(Path(data_dir))
 
 
-def check_cache(data_dir: str | Path, cache_dir: str | Path | None = None) -> dict:
+def check_cache(data_dir: str | Path, cache_dir: str | Path | None = None, tables: tuple[str, ...] = ()) -> dict:
     """The cache manifest, once the cache is known to match the files of ``data_dir``.
+
+    Each matrix and ``metadata.csv`` (and the ``tables`` asked for) must be the
+    file its entry was built from (:func:`~mmscel.data.cache_integrity.source_is_current`:
+    a few MiB read per large file), and every file of those entries must be in
+    the cache with the size it was written with (a ``stat``; the bytes are
+    checked by ``prepare`` and, for the ``.npz`` files, by their CRC-32 as they are read).
 
     Parameters
     ----------
@@ -91,6 +103,8 @@ def check_cache(data_dir: str | Path, cache_dir: str | Path | None = None) -> di
         The competition folder whose files the cache must match.
     cache_dir : str or pathlib.Path, optional
         Where the cache is, when not in ``<data_dir>/.cache``.
+    tables : tuple of str
+        Tables whose CSV, when present, must match too ('evaluation', 'sample_submission').
 
     Returns
     -------
@@ -100,32 +114,53 @@ def check_cache(data_dir: str | Path, cache_dir: str | Path | None = None) -> di
     Raises
     ------
     InputError
-        If the cache is missing or corrupt, or was built from other data or
+        If the cache is missing, corrupt, of another format, cut short (naming
+        the first missing or truncated file), or was built from other data or
         another version of these files (naming the first file that differs).
     """
     data_dir, cache = Path(data_dir), cache_dir_for(data_dir, cache_dir)
+    rerun = f"run: mmscel prepare --data {data_dir}"
     manifest_path = cache / MANIFEST
     if not manifest_path.exists():
-        raise InputError(cache, f"no prepared cache here; run: mmscel prepare --data {data_dir}")
+        raise InputError(cache, f"no prepared cache here; {rerun}")
     try:
         manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError:
-        raise InputError(manifest_path, "corrupt manifest; run mmscel prepare again") from None
-    entries = manifest.get("entries", {})
-    for stem, source in matrix_sources(data_dir).items():
-        entry = entries.get(stem)
-        if entry is None:
-            raise InputError(cache, f"{source.name} is not in the cache; run: mmscel prepare --data {data_dir}")
-        if not source_is_current(source, entry.get("source")):
-            raise InputError(
-                cache, f"built from other data ({source.name} differs); run: mmscel prepare --data {data_dir}"
-            )
-    metadata = data_dir / layout.METADATA
-    if not source_is_current(metadata, entries.get("metadata", {}).get("source")):
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(manifest_path, f"corrupt manifest; {rerun}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("entries"), dict):
+        raise InputError(manifest_path, f"corrupt manifest (not a cache manifest); {rerun}")
+    if manifest.get("format") != CACHE_FORMAT:
         raise InputError(
-            cache, f"built from other data ({metadata.name} differs); run: mmscel prepare --data {data_dir}"
+            manifest_path, f"cache format {manifest.get('format')}, this mmscel reads {CACHE_FORMAT}; {rerun}"
         )
+    entries = manifest["entries"]
+    sources = dict(matrix_sources(data_dir))
+    sources["metadata"] = data_dir / layout.METADATA
+    for name in tables:
+        if (data_dir / _TABLE_SOURCES[name]).exists():
+            sources[name] = data_dir / _TABLE_SOURCES[name]
+    for name, source in sources.items():
+        entry = entries.get(name)
+        if not isinstance(entry, dict):
+            raise InputError(cache, f"{source.name} is not in the cache; {rerun}")
+        if not source_is_current(source, entry.get("source")):
+            raise InputError(cache, f"built from other data ({source.name} differs); {rerun}")
+        _check_outputs(cache, entry, rerun)
     return manifest
+
+
+_TABLE_SOURCES = {"evaluation": layout.EVALUATION_IDS, "sample_submission": layout.SAMPLE_SUBMISSION}
+
+
+def _check_outputs(cache: Path, entry: dict, rerun: str) -> None:
+    """Every file of the entry is in the cache with the size it was written with."""
+    outputs = entry.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        raise InputError(cache / MANIFEST, f"corrupt manifest (an entry lists no files); {rerun}")
+    for name, record in outputs.items():
+        problem = output_problem(cache / str(name), record, thorough=False)
+        if problem is not None:
+            raise InputError(cache / str(name), f"{problem[0]}: {problem[1]}; {rerun}")
 
 
 def dataset_tasks(data_dir: str | Path, cache_dir: str | Path | None = None) -> list[str]:
@@ -171,7 +206,7 @@ def load_matrix(cache: Path, stem: str) -> tuple[sp.csr_matrix, np.ndarray, np.n
         If the matrix is not cached or unreadable.
     """
     matrix = load_stacked(cache, [stem])
-    index, columns = load_idxcol(idxcol_path(cache, stem))
+    index, columns = cached_idxcol(cache, stem)
     return matrix, index.astype(object), columns.astype(object)
 
 
@@ -202,8 +237,83 @@ def load_stacked(cache: Path, stems: list[str]) -> sp.csr_matrix:
             raise InputError(values_path(cache, stem), "not in the cache; run mmscel prepare")
     try:
         return read_stacked([values_path(cache, stem) for stem in stems])
+    except StackedReadError as exc:
+        raise InputError(exc.path, damaged_cache_file(exc)) from None
     except Exception as exc:
-        raise InputError(values_path(cache, stems[0]), f"unreadable cache file: {str(exc)[:120]}") from None
+        raise InputError(values_path(cache, stems[0]), damaged_cache_file(exc)) from None
+
+
+def cached_idxcol(cache: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column names of a cached matrix, a damaged file refused with how to rebuild it.
+
+    Parameters
+    ----------
+    cache : pathlib.Path
+        The cache folder.
+    stem : str
+        The matrix.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Row names (cell ids) and column names.
+
+    Raises
+    ------
+    InputError
+        If ``<stem>_idxcol.npz`` is missing or unreadable (a zip member failing its CRC-32, say).
+    """
+    path = idxcol_path(cache, stem)
+    try:
+        return load_idxcol(path)
+    except InputError as exc:
+        raise InputError(path, f"{exc.problem}; delete it and run mmscel prepare to rebuild it") from None
+
+
+def damaged_cache_file(exc: BaseException) -> str:
+    """The message for a cache file that fails to read: what failed, and how to rebuild it.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The reader's error (a failed CRC-32, a cut archive, a bad parquet page).
+
+    Returns
+    -------
+    str
+        One line for an :class:`~mmscel.errors.InputError` naming the file.
+    """
+    return f"damaged or unreadable cache file ({one_line(exc)}); delete it and run mmscel prepare to rebuild it"
+
+
+def read_cached_table(path: Path, read: Callable[[Path], T]) -> T:
+    """``read(path)`` for a table of the cache, a failed read reported as one line naming the file.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The parquet file.
+    read : callable
+        Reads it (``pandas.read_parquet``, ``pyarrow.parquet.read_table``, ...).
+
+    Returns
+    -------
+    object
+        What ``read`` returned.
+
+    Raises
+    ------
+    InputError
+        If the file is missing or cannot be read.
+    """
+    if not path.is_file():
+        raise InputError(path, "not in the cache; run mmscel prepare")
+    try:
+        return read(path)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(path, damaged_cache_file(exc)) from None
 
 
 def stacked_inputs(task: str, data_dir: str | Path = "data", cache_dir: str | Path | None = None) -> sp.csr_matrix:
@@ -276,21 +386,21 @@ def load(
     """
     spec = layout.task(task)
     if split not in layout.SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(layout.SPLITS)}")
+        raise ValueError(f"unknown split {shown(split)}; expected one of {', '.join(layout.SPLITS)}")
     if check:
         check_cache(data_dir, cache_dir)
     cache = cache_dir_for(data_dir, cache_dir)
     input_stem = spec.train_inputs if split == "train" else spec.test_inputs
-    cell_ids, input_names = (names.astype(object) for names in load_idxcol(idxcol_path(cache, input_stem)))
+    cell_ids, input_names = (names.astype(object) for names in cached_idxcol(cache, input_stem))
     input_matrix = load_stacked(cache, [input_stem]) if inputs else None
     target_matrix = target_names = None
     if split == "train":
-        target_names = load_idxcol(idxcol_path(cache, spec.train_targets))[1].astype(object)
+        target_names = cached_idxcol(cache, spec.train_targets)[1].astype(object)
         if targets:
             target_matrix = load_stacked(cache, [spec.train_targets])
             if task == "cite":
                 target_matrix = target_matrix.toarray()
-    metadata = pd.read_parquet(cache / "metadata.parquet").set_index("cell_id")
+    metadata = read_cached_table(cache / "metadata.parquet", pd.read_parquet).set_index("cell_id")
     missing = ~pd.Index(cell_ids).isin(metadata.index)
     if missing.any():
         raise InputError(cache / "metadata.parquet", f"{missing.sum()} cells of {input_stem} are not in the metadata")

@@ -187,6 +187,22 @@ class SparseNpzWriter:
             path.unlink(missing_ok=True)
 
 
+class StackedReadError(ValueError):
+    """A file :func:`read_stacked` could not read: ``path`` names it, the message says what failed.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file.
+    problem : str
+        What failed (a CRC-32 mismatch, a cut archive, inconsistent arrays).
+    """
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        super().__init__(problem)
+
+
 def read_stacked(paths: list[str | Path]) -> sp.csr_matrix:
     """Read CSR ``.npz`` files (as written by :class:`SparseNpzWriter`) as one matrix, rows stacked in order.
 
@@ -207,9 +223,12 @@ def read_stacked(paths: list[str | Path]) -> sp.csr_matrix:
     Raises
     ------
     ValueError
-        If the widths differ, or a file is not a plain CSR matrix or is inconsistent or truncated.
+        If the widths differ.
+    StackedReadError
+        If a file is not a plain CSR matrix, or is inconsistent, truncated or
+        damaged (a zip member whose CRC-32 does not match): a ``ValueError`` naming the file.
     """
-    headers = [_csr_headers(Path(p)) for p in paths]
+    headers = [_named_errors(path, _csr_headers, Path(path)) for path in paths]
     widths = {shape[1] for shape, _ in headers}
     if len(widths) > 1:
         raise ValueError(f"cannot stack matrices with {sorted(widths)} columns")
@@ -221,19 +240,34 @@ def read_stacked(paths: list[str | Path]) -> sp.csr_matrix:
     start = 0
     for path, (shape, sizes) in zip(paths, headers):
         stop = start + sizes["data"]
-        with zipfile.ZipFile(path) as archive:
-            _read_member(archive, "data.npy", data[start:stop])
-            _read_member(archive, "indices.npy", indices[start:stop])
-            pointer = np.empty(shape[0] + 1, index_dtype)
-            _read_member(archive, "indptr.npy", pointer)
+        pointer = np.empty(shape[0] + 1, index_dtype)
+        _named_errors(path, _read_arrays, path, data[start:stop], indices[start:stop], pointer)
         if pointer[0] != 0 or pointer[-1] != sizes["data"] or (np.diff(pointer) < 0).any():
-            raise ValueError(f"{Path(path).name} has an inconsistent row pointer")
+            raise StackedReadError(path, f"{Path(path).name} has an inconsistent row pointer")
         indptr.append(pointer[1:] + start)
         start = stop
     n_rows = sum(shape[0] for shape, _ in headers)
     return sp.csr_matrix(
         (data, indices, np.concatenate(indptr)), shape=(n_rows, widths.pop() if widths else 0), copy=False
     )
+
+
+def _named_errors(path, function, *args):
+    """``function(*args)``, any error it raises re-raised as a :class:`StackedReadError` naming ``path``."""
+    try:
+        return function(*args)
+    except (StackedReadError, MemoryError):
+        raise
+    except Exception as exc:
+        raise StackedReadError(path, " ".join(str(exc).split()) or type(exc).__name__) from exc
+
+
+def _read_arrays(path, data: np.ndarray, indices: np.ndarray, pointer: np.ndarray) -> None:
+    """Read a CSR ``.npz`` file's three arrays into ``data``, ``indices`` and ``pointer``."""
+    with zipfile.ZipFile(path) as archive:
+        _read_member(archive, "data.npy", data)
+        _read_member(archive, "indices.npy", indices)
+        _read_member(archive, "indptr.npy", pointer)
 
 
 def _csr_headers(path: Path) -> tuple[tuple[int, int], dict[str, int]]:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mmscel.data import layout
+from mmscel.data.error_text import shown
 from mmscel.errors import InputError
 
 _SCAN_ROWS = 1 << 20
@@ -44,7 +45,7 @@ def check_metadata(source: Path, frame: pd.DataFrame) -> None:
     duplicated = cell_id.duplicated().to_numpy()
     if duplicated.any():
         row = int(np.argmax(duplicated))
-        raise InputError(source, f"cell_id {cell_id.iloc[row]!r} on row {row + 1} appears more than once")
+        raise InputError(source, f"cell_id {shown(cell_id.iloc[row])} on row {row + 1} appears more than once")
     _refuse_first(source, frame, "day", ~_whole_numbers(frame["day"]), "a whole-number day")
     _refuse_first(source, frame, "donor", _blank(frame["donor"]), "a donor")
 
@@ -128,7 +129,7 @@ def _check_cells_are_test_cells(where: Path, evaluation: Path, test_cells: Mappi
     if unknown:
         row, cell = _first_row_of(table, unknown)
         files = ", ".join(f"{stem}.h5" for stem in test_cells)
-        problem = f"cell_id {cell!r} of row_id {row} is not a cell of the test inputs ({files})"
+        problem = f"cell_id {shown(cell)} of row_id {row} is not a cell of the test inputs ({files})"
         raise InputError(where, f"{problem}; unknown cell ids: {len(unknown)}")
 
 
@@ -153,9 +154,9 @@ def _refuse_first(source: Path, frame: pd.DataFrame, column: str, bad: np.ndarra
         return
     row = int(np.argmax(bad))
     value = frame[column].iloc[row]
-    shown = "blank" if _is_missing(value) else repr(str(value))
-    cell = "" if column == "cell_id" else f" (cell_id {frame['cell_id'].iloc[row]!r})"
-    raise InputError(source, f"{column} on row {row + 1}{cell} is {shown}; every cell needs {need}")
+    text = "blank" if _is_missing(value) else shown(str(value))
+    cell = "" if column == "cell_id" else f" (cell_id {shown(frame['cell_id'].iloc[row])})"
+    raise InputError(source, f"{column} on row {row + 1}{cell} is {text}; every cell needs {need}")
 
 
 def _blank(values: pd.Series) -> np.ndarray:

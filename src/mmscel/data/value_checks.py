@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mmscel.data import layout
+from mmscel.data.error_text import shown
 from mmscel.data.sparse_npz import CsrParts
 
 
@@ -117,7 +118,7 @@ def describe(bad: BadValue, row_name: str, column_name: str, row_offset: int = 0
     str
         The problem, for an :class:`~mmscel.errors.InputError` naming the file.
     """
-    where = f"at row {bad.row + row_offset} (cell {row_name!r}), column {bad.column} ({column_name!r})"
+    where = f"at row {bad.row + row_offset} (cell {shown(row_name)}), column {bad.column} ({shown(column_name)})"
     if not np.isfinite(bad.value):
         return f"non-finite value {bad.value} {where}; every value must be a finite number"
     return f"negative value {bad.value:g} {where}; counts and their normalisation cannot be negative"

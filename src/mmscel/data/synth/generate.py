@@ -13,6 +13,7 @@ import pandas as pd
 import mmscel
 from mmscel.data import layout
 from mmscel.data.competition import write_evaluation, write_metadata, write_solution
+from mmscel.data.error_text import shown
 from mmscel.data.h5_reader import FrameReader
 from mmscel.data.synth import names
 from mmscel.data.synth.cite import simulate_cite
@@ -74,7 +75,7 @@ def generate(
         If the scale is unknown, or ``out_dir`` is a file or not empty.
     """
     if scale not in SCALES:
-        raise InputError("--scale", f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+        raise InputError("--scale", f"unknown scale {shown(scale)}; choose one of {', '.join(SCALES)}")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "is a file, not a folder")
