@@ -12,8 +12,9 @@ from mmscel.store.io import (
     write_manifest,
     write_parquet,
 )
+from mmscel.store.layout import check_name
 from mmscel.store.records import BlendRecord, BlendTask, RunRecord
-from mmscel.store.run_store import LAST_DAY, RunStore, check_name
+from mmscel.store.run_store import LAST_DAY, RunStore
 
 __all__ = [
     "LAST_DAY",

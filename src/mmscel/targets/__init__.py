@@ -1,0 +1,73 @@
+"""Target spaces: what level-1 learners fit, and how their outputs map back onto the scored targets.
+
+A run stores its predictions in its space's *prediction space*: the proteins
+(CITEseq), or the coefficients of the Multiome gene SVD (genes are
+``coefficients @ components``). Learners fit the *learner space*:
+
+==============  ==========================================  ======================================
+space           learner space                               prediction space
+==============  ==========================================  ======================================
+native          the proteins (optionally per-cell z-scored)  the same
+protein_svd     centred SVD coefficients, fitted per fold   proteins (optionally z-scored)
+components      leading coefficients of the gene SVD        all coefficients (unfitted ones 0)
+==============  ==========================================  ======================================
+
+The metric, the per-cell Pearson, is invariant to a per-cell affine map, so a
+space may z-score cells freely. Every space scores predictions against the
+scored targets in row chunks, so a full-size Multiome matrix is never dense.
+"""
+
+from __future__ import annotations
+
+from mmscel.targets.base import (
+    ROW_CHUNK,
+    TargetBasis,
+    TargetSpace,
+    matrix_signature,
+    mean_profile_score,
+    row_chunks,
+)
+from mmscel.targets.genes import GeneSVD
+from mmscel.targets.proteins import NativeTargets, ProteinSVD
+
+
+def space_from_manifest(space: dict, resolve) -> TargetSpace:
+    """The space a run's manifest describes; ``resolve`` maps a stored file name to a path.
+
+    Parameters
+    ----------
+    space
+        The manifest's ``target_space`` entry.
+    resolve
+        ``RunStore.resolve``: where the Multiome components file lives.
+
+    Returns
+    -------
+    TargetSpace
+        A space that reconstructs, scores and compares predictions (fold-fitted state not included).
+    """
+    from mmscel.store.io import load_array
+
+    if space["kind"] == GeneSVD.kind:
+        components = load_array(resolve(space["components_file"]))
+        out = GeneSVD.from_fitted(components, fitted_components=space.get("fitted_components"))
+        out.source = {key: space[key] for key in ("features", "components_file") if key in space}
+        return out
+    standardize = bool(space.get("standardize_cells", False))
+    if space["kind"] == ProteinSVD.kind:
+        return ProteinSVD(space.get("fit_components", 32), standardize, space.get("n_targets"))
+    return NativeTargets(standardize, space.get("n_targets"))
+
+
+__all__ = [
+    "ROW_CHUNK",
+    "GeneSVD",
+    "NativeTargets",
+    "ProteinSVD",
+    "TargetBasis",
+    "TargetSpace",
+    "matrix_signature",
+    "mean_profile_score",
+    "row_chunks",
+    "space_from_manifest",
+]
