@@ -149,7 +149,7 @@ def test_leaderboard_of_a_cite_only_import_skips_runs_of_other_tasks(cite_import
 
     from conftest import run_cli
     from mmscel.data.cache import prepare
-    from mmscel.data.load import dataset_tasks
+    from mmscel.data.cache_check import dataset_tasks
     from mmscel.level1 import run_level1
 
     out, _ = cite_import

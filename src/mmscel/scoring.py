@@ -264,7 +264,7 @@ def board(data_dir, cache_dir, oof_root) -> tuple[list[dict], dict]:
     """
     from mmscel.blend.inputs import check_data, target_space
     from mmscel.blend.submit import blend_predictions
-    from mmscel.data.load import dataset_tasks
+    from mmscel.data.cache_check import dataset_tasks
     from mmscel.store import RunStore
 
     store = oof_root if isinstance(oof_root, RunStore) else RunStore(oof_root)

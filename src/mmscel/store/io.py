@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mmscel.data import layout
-from mmscel.data.load import cache_dir_for, check_cache
+from mmscel.data.cache_check import cache_dir_for, check_cache
 from mmscel.errors import InputError
 from mmscel.fsutil import atomic_path, write_json
 
