@@ -43,6 +43,7 @@ _API = {
     "submit": "mmscel.blend.submit:submit",
     "leaderboard": "mmscel.api:leaderboard",
     "load_oof": "mmscel.api:load_oof",
+    "tune": "mmscel.tune.session:tune",
 }
 
 __all__ = sorted(_API)

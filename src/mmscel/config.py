@@ -19,6 +19,7 @@ from mmscel.folds import FOLD_SCHEMES
 from mmscel.learners import LEARNERS, learner_class
 from mmscel.store import check_name
 from mmscel.targets import GeneSVD, NativeTargets, ProteinSVD, TargetSpace
+from mmscel.tune.space import Distribution, check_space, describe_tune_error
 
 MAX_SEED = 2**31 - 1  # the largest seed every library takes (numpy's legacy seeding, LightGBM, torch)
 
@@ -75,6 +76,8 @@ class RunConfig(_Strict):
         2, ge=1, le=1024
     )  # threads per learner (part of the config: torch sums differ by thread count)
     seeds: int = pydantic.Field(1, ge=1, le=1000)  # seed bagging: copies of the learner per fold, predictions averaged
+    # the search space of `mmscel tune` ('params.<key>': distribution); never part of a run, its dump or its hash
+    tune: dict[str, Distribution] | None = pydantic.Field(None, exclude=True)
 
     def feature_config(self) -> CiteFeatures | MultiFeatures:
         """The validated feature config of this run's task.
@@ -133,7 +136,8 @@ class RunConfig(_Strict):
         """The config as its hash sees it.
 
         ``seeds`` is left out at its default (1), so that the hash of a config without seed
-        bagging does not depend on the field.
+        bagging does not depend on the field; ``tune`` (the search space of a tuning session,
+        which does not change what a run fits) is never part of it.
 
         Returns
         -------
@@ -248,6 +252,8 @@ def validate_run_config(raw: dict, where: str | Path = "config") -> RunConfig:
         config.learner_params()
     except pydantic.ValidationError as exc:
         raise InputError(where, describe_validation_error(exc, raw)) from None
+    if config.tune is not None:
+        check_space(config, config.tune, where)
     return config
 
 
@@ -273,6 +279,8 @@ def describe_validation_error(exc: pydantic.ValidationError, raw: dict) -> str:
     prefix = {"CiteFeatures": "features", "MultiFeatures": "features"}.get(title)
     if prefix is None and title.endswith("Params"):
         prefix = "params"
+    if title == "RunConfig" and loc and loc[0] == "tune":
+        return describe_tune_error(error)
     key = ".".join(([prefix] if prefix else []) + loc)
     if error["type"] == "extra_forbidden":
         model = _model_for(title, raw)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from mmscel import folds as folds_module
 from mmscel.config import RunConfig, load_run_config, validate_run_config
@@ -27,6 +28,7 @@ from mmscel.errors import InputError
 from mmscel.features import FeatureSet, build_features
 from mmscel.learners import FitFailed, learner_class, make_learner
 from mmscel.store import LAST_DAY, RunRecord, RunStore, data_fingerprint, digest, library_versions
+from mmscel.targets import GeneSVD, TargetSpace
 
 REFIT = "refit"
 SEED_OFFSETS = {LAST_DAY: 1000, REFIT: 2000}  # cv folds use their number
@@ -94,45 +96,127 @@ def _run(config: RunConfig, data_dir, cache_dir, store: RunStore, overwrite: boo
     existing = _existing_run(store, config, config_hash, data_fp, overwrite)
     if existing is not None:
         return RunResult(existing, reused=True)
+    inputs = load_inputs(config, data_dir, cache_dir, store)
+    space = inputs.target_space(config)
+    facts = {"config_hash": config_hash, "data_fingerprint": data_fp, "fold_fingerprint": inputs.folds.fingerprint}
+    store.mark_started(config.task, config.name, facts)
+    result = fit_cv(
+        config,
+        inputs,
+        space,
+        checkpoints=store.checkpoints(config.task, config.name),
+        progress=f"{config.task}/{config.name} folds",
+    )
+    manifest = _manifest(config, config_hash, store, inputs.features, inputs.folds, space, result, started)
+    record = store.write_run(config.task, config.name, {"oof": result.oof, "test": result.test}, manifest)
+    return RunResult(record, reused=False, cv=result)
+
+
+@dataclass
+class Level1Inputs:
+    """What a run's cross-validation reads: features, training metadata and targets, the shared folds.
+
+    Attributes
+    ----------
+    features
+        The run's feature set (train and test rows).
+    metadata
+        The training cells' metadata, in the order of the features.
+    Y
+        The scored targets of the training cells (dense proteins or CSR genes).
+    folds
+        The shared fold assignment of the run's scheme.
+    gene_svd
+        The Multiome gene SVD fitted on ``Y`` (None for CITEseq).
+    """
+
+    features: FeatureSet
+    metadata: pd.DataFrame
+    Y: object
+    folds: folds_module.Folds
+    gene_svd: GeneSVD | None
+
+    def target_space(self, config: RunConfig) -> TargetSpace:
+        """The target space ``config`` asks for on these targets (see :meth:`RunConfig.target_space`)."""
+        return config.target_space(self.Y.shape[1], self.gene_svd)
+
+    def plan(self, config: RunConfig) -> list[Split]:
+        """The splits ``config`` fits on these folds (see :func:`fold_plan`)."""
+        return fold_plan(config, self.folds, self.metadata["day"].to_numpy())
+
+
+def load_inputs(config: RunConfig, data_dir, cache_dir, store: RunStore) -> Level1Inputs:
+    """Build (or read from the cache) the run's features, and load its targets and the shared folds.
+
+    Parameters
+    ----------
+    config
+        The run config (task, features, seed, folds).
+    data_dir, cache_dir
+        The prepared competition folder and its cache.
+    store
+        The store holding the feature cache and the fold files.
+
+    Returns
+    -------
+    Level1Inputs
+
+    Raises
+    ------
+    InputError
+        Unprepared data, or a fold file whose cells are not in the order of the features.
+    """
     features = build_features(config.task, config.feature_config(), data_dir, cache_dir, store, seed=config.seed)
     train = load(config.task, "train", data_dir, cache_dir, check=False, inputs=False)
     metadata = train.metadata
+    scheme = config.folds
     folds = folds_module.load_or_create(
-        store,
-        config.task,
-        config.folds.scheme,
-        metadata,
-        features.data_fingerprint,
-        config.folds.n_splits,
-        config.folds.seed,
+        store, config.task, scheme.scheme, metadata, features.data_fingerprint, scheme.n_splits, scheme.seed
     )
     if not np.array_equal(folds.cell_ids, features.train_ids.astype(str)):
-        raise InputError(
-            store.fold_file(config.task, config.folds.scheme), "cells are not in the order of the features"
-        )
+        raise InputError(store.fold_file(config.task, scheme.scheme), "cells are not in the order of the features")
     Y = train.targets if config.task == "multi" else np.asarray(train.targets, dtype=np.float32)
     gene_svd = features.target_space.fitted_on(Y) if features.target_space is not None else None
-    space = config.target_space(Y.shape[1], gene_svd)
-    facts = {"config_hash": config_hash, "data_fingerprint": data_fp, "fold_fingerprint": folds.fingerprint}
-    store.mark_started(config.task, config.name, facts)
+    return Level1Inputs(features, metadata, Y, folds, gene_svd)
+
+
+def fit_cv(config: RunConfig, inputs: Level1Inputs, space: TargetSpace, **options) -> CVResult:
+    """The run's cross-validation: its learner on the run's splits (see :func:`mmscel.cv.cross_validate`).
+
+    Parameters
+    ----------
+    config
+        The run config (learner, params, seeds, threads, fold plan).
+    inputs
+        Its features, targets and folds.
+    space
+        Its target space (``inputs.target_space(config)``).
+    **options
+        ``checkpoints``, ``callbacks``, ``progress``: as in :func:`mmscel.cv.cross_validate`.
+
+    Returns
+    -------
+    CVResult
+
+    Raises
+    ------
+    InputError
+        When a fold's fit cannot succeed with the run's parameters.
+    """
     learner = make_learner(config.learner, config.learner_params(), config.seed, config.n_jobs, config.seeds)
     try:
-        result = cross_validate(
+        return cross_validate(
             learner,
-            features.train,
-            Y,
-            fold_plan(config, folds, metadata["day"].to_numpy()),
-            features.test,
+            inputs.features.train,
+            inputs.Y,
+            inputs.plan(config),
+            inputs.features.test,
             space,
             validation_fraction=config.validation_fraction,
-            checkpoints=store.checkpoints(config.task, config.name),
-            progress=f"{config.task}/{config.name} folds",
+            **options,
         )
     except FitFailed as exc:
         raise InputError(f"{config.name}: params.{exc.param}", exc.problem) from None
-    manifest = _manifest(config, config_hash, store, features, folds, space, result, started)
-    record = store.write_run(config.task, config.name, {"oof": result.oof, "test": result.test}, manifest)
-    return RunResult(record, reused=False, cv=result)
 
 
 def as_run_config(config: RunConfig | Mapping | str | Path) -> RunConfig:
@@ -216,7 +300,7 @@ def _existing_run(store: RunStore, config: RunConfig, config_hash: str, data_fp:
 
 
 def _manifest(config, config_hash, store, features: FeatureSet, folds, space, result: CVResult, started) -> dict:
-    holdout = _last_day_result(config, result)
+    holdout = last_day_result(config, result)
     return {
         "run": config.name,
         "task": config.task,
@@ -245,8 +329,21 @@ def _manifest(config, config_hash, store, features: FeatureSet, folds, space, re
     }
 
 
-def _last_day_result(config: RunConfig, result: CVResult) -> dict:
-    """The facts of the split that mimics the private leaderboard (the holdout, or the last_day scheme's fold)."""
+def last_day_result(config: RunConfig, result: CVResult) -> dict:
+    """The facts of the split that mimics the private leaderboard (the holdout, or the last_day scheme's fold).
+
+    Parameters
+    ----------
+    config
+        The run config (its fold scheme).
+    result
+        The run's cross-validation.
+
+    Returns
+    -------
+    dict
+        The split's facts (``score``, ``mean_profile``, ...); empty when the run has no such split.
+    """
     if LAST_DAY in result.folds:
         return result.folds[LAST_DAY].info
     if config.folds.scheme == "last_day":

@@ -18,11 +18,10 @@ import numpy as np
 from scipy.optimize import minimize, nnls
 
 from mmscel.blend.objective import CellStatistics
-from mmscel.errors import InputError
 from mmscel.registry import Registry
+from mmscel.tune.journal import journal_study
 
 _PERSIST_EVERY = 100
-JOURNAL_LOCK_GRACE = 10  # seconds a journal lock may stay unchanged before it is taken as left by a kill
 
 #: blend method name -> ``fit(stats, rows, **options) -> weights``
 BLEND_METHODS: Registry = Registry("blend method")
@@ -163,7 +162,7 @@ def optuna_weights(
         else optuna.samplers.RandomSampler(seed=seed)
     )
     study = optuna.create_study(study_name=study_name, direction="maximize", sampler=sampler)
-    persisted = _journal_study(storage, study_name) if storage else None
+    persisted = journal_study(storage, study_name) if storage else None
     if persisted is not None:  # sampler state is dropped on reading too: a crafted journal cannot reach the unpickler
         kept = [t for t in _finished(persisted) if len(t.user_attrs.get("weights", ())) == n_runs]
         study.add_trials([_without_sampler_state(t) for t in kept])
@@ -206,32 +205,6 @@ def _without_sampler_state(trial):
 
 def _finished(study) -> list:
     return [t for t in study.trials if t.state.is_finished()]
-
-
-def _journal_study(path: Path, study_name: str):
-    """The study kept in the journal file ``path`` (created when missing).
-
-    The journal and its lock are named by absolute paths, and the lock is a
-    plain file that a process killed while holding it leaves behind: after
-    ``JOURNAL_LOCK_GRACE`` seconds without change the next session takes it over.
-
-    Raises
-    ------
-    InputError
-        When the journal is not an Optuna journal (damaged or not JSON lines).
-    """
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
-    path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = JournalFileOpenLock(str(path), grace_period=JOURNAL_LOCK_GRACE)
-    try:
-        storage = JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
-        return optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
-    except (ValueError, KeyError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
-        raise InputError(path, f"damaged Optuna journal ({type(exc).__name__}); move it away to start afresh") from None
 
 
 def _to_unit(weights: np.ndarray) -> dict[str, float]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from mmscel.cli import data_commands, pipeline_commands  # noqa: F401 - the commands register on import
+from mmscel.cli import data_commands, pipeline_commands, tune_commands  # noqa: F401 - the commands register on import
 from mmscel.cli.common import app
 
 __all__ = ["app", "main"]

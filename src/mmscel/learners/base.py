@@ -105,7 +105,8 @@ class BaseLearner(ABC):
     implement :meth:`fit`, :meth:`predict`, :meth:`save` and :meth:`load`;
     ``library`` names the distribution whose version a run's manifest records,
     ``quick_params`` small settings for a fit in seconds on the tiny data
-    (smoke runs and the tests).
+    (smoke runs and the tests), ``tune_space`` the search space ``mmscel tune`` uses when a config
+    has no ``tune:`` block.
 
     Parameters
     ----------
@@ -126,6 +127,8 @@ class BaseLearner(ABC):
     Params: ClassVar[type[LearnerParams]]
     library: ClassVar[str | None] = None
     quick_params: ClassVar[dict[str, Any]] = {}
+    # the default search space of `mmscel tune`: 'params.<key>' -> an Optuna distribution (see mmscel.tune.space)
+    tune_space: ClassVar[dict[str, dict[str, Any]]] = {}
     uses_validation: ClassVar[bool] = False  # True when fit() early-stops on `valid`
     # True when fit() reads FitData.Y_full (a copy of those rows: GBs at full scale)
     uses_full_targets: ClassVar[bool] = False

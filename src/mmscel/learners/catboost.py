@@ -60,6 +60,11 @@ class CatBoostLearner(GBDTLearner):
     name = "catboost"
     library = "catboost"
     quick_params = {"iterations": 60, "learning_rate": 0.15, "depth": 4, "early_stopping_rounds": 10}
+    tune_space = {
+        "params.learning_rate": {"type": "float", "low": 0.02, "high": 0.3, "log": True},
+        "params.depth": {"type": "int", "low": 3, "high": 8},
+        "params.l2_leaf_reg": {"type": "float", "low": 0.1, "high": 30.0, "log": True},
+    }
     Params = CatBoostParams
 
     def booster_params(self) -> dict[str, Any]:

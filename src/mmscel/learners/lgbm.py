@@ -56,6 +56,14 @@ class LGBMLearner(GBDTLearner):
     name = "lgbm"
     library = "lightgbm"
     quick_params = {"n_estimators": 40, "learning_rate": 0.1, "num_leaves": 15, "early_stopping_rounds": 10}
+    tune_space = {
+        "params.learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
+        "params.num_leaves": {"type": "int", "low": 7, "high": 127, "log": True},
+        "params.min_data_in_leaf": {"type": "int", "low": 5, "high": 200, "log": True},
+        "params.feature_fraction": {"type": "float", "low": 0.4, "high": 1.0},
+        "params.bagging_fraction": {"type": "float", "low": 0.5, "high": 1.0},
+        "params.lambda_l2": {"type": "float", "low": 0.001, "high": 30.0, "log": True},
+    }
     Params = LGBMParams
 
     def booster_params(self) -> dict[str, Any]:

@@ -40,6 +40,7 @@ class RidgeLearner(BaseLearner):
     name = "ridge"
     library = "scikit-learn"
     quick_params = {"alpha": 10.0}
+    tune_space = {"params.alpha": {"type": "float", "low": 0.01, "high": 10_000.0, "log": True}}
     Params = RidgeParams
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> RidgeLearner:

@@ -66,6 +66,14 @@ class XGBLearner(GBDTLearner):
         "early_stopping_rounds": 10,
     }
     Params = XGBParams
+    tune_space = {
+        "params.learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
+        "params.max_depth": {"type": "int", "low": 3, "high": 10},
+        "params.min_child_weight": {"type": "float", "low": 0.1, "high": 20.0, "log": True},
+        "params.subsample": {"type": "float", "low": 0.5, "high": 1.0},
+        "params.colsample_bytree": {"type": "float", "low": 0.4, "high": 1.0},
+        "params.reg_lambda": {"type": "float", "low": 0.001, "high": 30.0, "log": True},
+    }
 
     def booster_params(self) -> dict[str, Any]:
         """The parameters of :func:`xgboost.train`."""

@@ -1,0 +1,39 @@
+"""The tuning command: ``mmscel tune``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mmscel.cli.common import DEFAULTS, Where, command, out
+
+
+@command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="The run config to tune (its 'tune:' block is the search space).")],
+    where: Where = DEFAULTS,
+    trials: Annotated[int, typer.Option(help="Trials to add to the study.")] = 20,
+    timeout: Annotated[float | None, typer.Option(help="Seconds after which no new trial starts.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: task, learner, data and folds).")] = None,
+    objective: Annotated[str, typer.Option(help="cv or last_day.")] = "cv",
+    keep: Annotated[int, typer.Option(help="The K best distinct trials become K configs.")] = 1,
+    pruner: Annotated[str, typer.Option(help="wilcoxon, median or none.")] = "wilcoxon",
+    out_config: Annotated[Path | None, typer.Option(help="Where the tuned config goes.")] = None,
+    report: Annotated[bool, typer.Option("--report", help="Only report the study (no new trials).")] = False,
+):
+    """Tune a run config with Optuna on the shared folds; write <learner>.tuned.yaml beside it."""
+    from mmscel.tune.report import best_lines, trials_table
+    from mmscel.tune.session import tune as run_session
+
+    options = {"study": study, "objective": objective, "keep": keep, "pruner": pruner, "out_config": out_config}
+    result = run_session(
+        config, where.data, where.cache, where.oof, trials=0 if report else trials, timeout=timeout, **options
+    )
+    out.print(trials_table(result.study))
+    for line in best_lines(result.study):
+        out.print(line, highlight=False)
+    for path in result.configs:
+        out.print(f"wrote {path}")
+    out.print(f"study {result.name}: journal and plots in {result.folder}")
