@@ -19,6 +19,12 @@ from mmscel.metrics import mean_pearson
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real-data"
 CITE_DIR = REAL / "bmmc_cite_starter"
+CITE_FILES = {  # the BMMC starter: train donor s1d1, test donor s1d2
+    "inputs": CITE_DIR / "train_mod1.h5ad",
+    "targets": CITE_DIR / "train_mod2.h5ad",
+    "test_inputs": CITE_DIR / "test_mod1.h5ad",
+    "test_targets": CITE_DIR / "test_mod2.h5ad",
+}
 MULTI_DIR = REAL / "bmmc_multiome_starter"
 MUON = REAL / "pbmc_multiome_muon" / "pbmc_rna_atac.h5mu"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real data folder {REAL} is absent")
@@ -52,10 +58,7 @@ def cite_import(tmp_path_factory):
     summary = import_anndata(
         out,
         "cite",
-        inputs=CITE_DIR / "train_mod1.h5ad",
-        targets=CITE_DIR / "train_mod2.h5ad",
-        test_inputs=CITE_DIR / "test_mod1.h5ad",
-        test_targets=CITE_DIR / "test_mod2.h5ad",
+        **CITE_FILES,
     )
     return out, summary
 
@@ -180,10 +183,7 @@ def test_cite_raw_counts(tmp_path):
     summary = import_anndata(
         out,
         "cite",
-        inputs=CITE_DIR / "train_mod1.h5ad",
-        targets=CITE_DIR / "train_mod2.h5ad",
-        test_inputs=CITE_DIR / "test_mod1.h5ad",
-        test_targets=CITE_DIR / "test_mod2.h5ad",
+        **CITE_FILES,
         raw=True,
     )
     assert sorted(summary["raw_files"]) == [

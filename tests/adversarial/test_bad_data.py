@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from support import TINY_AS_FULL, cache_snapshot
 
 from conftest import run_cli
 from mmscel.data import layout
@@ -23,25 +24,6 @@ from mmscel.data.cache import prepare, values_path
 from mmscel.data.h5_reader import FrameReader
 from mmscel.data.h5_writer import write_frame
 from mmscel.errors import InputError
-from mmscel.fsutil import file_checksum
-
-# The tiny competition's test inputs, claimed to be the competition's full shapes.
-TINY_AS_FULL = """
-import sys
-from mmscel.data import layout
-layout.FULL_SHAPES = {
-    "cite": {**layout.FULL_SHAPES["cite"], "test": 360, "inputs": 400},
-    "multi": {**layout.FULL_SHAPES["multi"], "test": 420, "inputs": 1000},
-}
-from mmscel.cli import main
-sys.argv = ["mmscel", *sys.argv[1:]]
-main()
-"""
-
-
-def cache_snapshot(data: Path) -> dict[str, str]:
-    """Every file in the cache (temporary ones included) with its checksum."""
-    return {p.name: file_checksum(p) for p in sorted((data / ".cache").iterdir())}
 
 
 def assert_refused(result: subprocess.CompletedProcess, *fragments: str) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support import TINY_AS_FULL, cache_snapshot
 
 from conftest import run_cli
 from mmscel.data import layout
@@ -31,28 +32,10 @@ from mmscel.data.h5_reader import FrameReader
 from mmscel.data.h5_writer import write_frame
 from mmscel.data.load import check_cache, load
 from mmscel.errors import InputError
-from mmscel.fsutil import file_checksum, write_json
+from mmscel.fsutil import write_json
 from mmscel.submission import evaluation_rows
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "mmscel"
-
-# The tiny competition's test inputs, claimed to be the competition's full shapes.
-TINY_AS_FULL = """
-import sys
-from mmscel.data import layout
-layout.FULL_SHAPES = {
-    "cite": {**layout.FULL_SHAPES["cite"], "test": 360, "inputs": 400},
-    "multi": {**layout.FULL_SHAPES["multi"], "test": 420, "inputs": 1000},
-}
-from mmscel.cli import main
-sys.argv = ["mmscel", *sys.argv[1:]]
-main()
-"""
-
-
-def snapshot(data: Path) -> dict[str, str]:
-    """Every file in the cache (temporary ones included) with its checksum."""
-    return {p.name: file_checksum(p) for p in sorted((data / ".cache").iterdir())}
 
 
 def manifest_of(data: Path) -> dict:
@@ -72,10 +55,10 @@ def one_line_refusal(result: subprocess.CompletedProcess, *fragments: str) -> st
 
 def refused_baseline(data: Path, *fragments: str) -> str:
     """``mmscel baseline`` on a damaged cache: refused in one line, nothing written anywhere."""
-    before = snapshot(data)
+    before = cache_snapshot(data)
     out = data.parent / "baseline.csv"
     line = one_line_refusal(run_cli("baseline", "--data", data, "--out", out, "--oof", data.parent / "oof"), *fragments)
-    assert snapshot(data) == before
+    assert cache_snapshot(data) == before
     assert not out.exists() and not (data.parent / "oof").exists()
     assert not [p for p in data.parent.iterdir() if p.name.startswith(".")]
     return line
@@ -88,7 +71,7 @@ def rebuilt_by_prepare(data: Path, original: dict[str, str], *fragments: str) ->
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in result.stderr, (fragment, result.stderr)
-    assert snapshot(data) == original
+    assert cache_snapshot(data) == original
     return result.stderr
 
 
@@ -106,7 +89,7 @@ def flip_middle(path: Path, count: int = 8) -> None:
 
 
 def test_a_truncated_npz_is_refused_by_load_and_rebuilt_by_prepare(tiny_copy):
-    original = snapshot(tiny_copy)
+    original = cache_snapshot(tiny_copy)
     path = values_path(tiny_copy / ".cache", layout.CITE.train_targets)
     size = path.stat().st_size
     with path.open("r+b") as handle:
@@ -119,7 +102,7 @@ def test_a_truncated_npz_is_refused_by_load_and_rebuilt_by_prepare(tiny_copy):
 
 
 def test_bytes_flipped_inside_an_npz_are_refused_when_read_and_rebuilt_by_prepare(tiny_copy):
-    original = snapshot(tiny_copy)
+    original = cache_snapshot(tiny_copy)
     path = values_path(tiny_copy / ".cache", layout.CITE.train_targets)
     flip_middle(path)
     check_cache(tiny_copy)  # same size: the quick check before every load passes ...
@@ -133,7 +116,7 @@ def test_bytes_flipped_inside_an_npz_are_refused_when_read_and_rebuilt_by_prepar
 
 
 def test_a_damaged_idxcol_is_refused_when_read_with_how_to_rebuild_it(tiny_copy):
-    original = snapshot(tiny_copy)
+    original = cache_snapshot(tiny_copy)
     path = idxcol_path(tiny_copy / ".cache", layout.MULTI.test_inputs)
     flip_middle(path)
     with pytest.raises(InputError, match="delete it and run mmscel prepare") as info:
@@ -143,7 +126,7 @@ def test_a_damaged_idxcol_is_refused_when_read_with_how_to_rebuild_it(tiny_copy)
 
 
 def test_a_deleted_output_is_refused_and_rebuilt(tiny_copy):
-    original = snapshot(tiny_copy)
+    original = cache_snapshot(tiny_copy)
     path = idxcol_path(tiny_copy / ".cache", layout.MULTI.test_inputs)
     path.unlink()
     with pytest.raises(InputError, match="missing") as info:
@@ -164,19 +147,19 @@ def test_a_deleted_output_is_refused_and_rebuilt(tiny_copy):
     ],
 )
 def test_every_kind_of_cache_file_is_verified_by_prepare(tiny_copy, name, entry):
-    original = snapshot(tiny_copy)
+    original = cache_snapshot(tiny_copy)
     flip_middle(tiny_copy / ".cache" / name)
     report = prepare(tiny_copy)
     assert report.rebuilt[entry].startswith("damaged") and report.status(entry) == "rebuilt: damaged"
-    assert snapshot(tiny_copy) == original
+    assert cache_snapshot(tiny_copy) == original
     assert prepare(tiny_copy).built == []
 
 
 def test_an_undamaged_cache_is_reused_whole(tiny_copy):
-    original = snapshot(tiny_copy)
+    original = cache_snapshot(tiny_copy)
     result = run_cli("prepare", "--data", tiny_copy)
     assert result.returncode == 0 and "rebuilt" not in result.stderr and "built" not in result.stdout
-    assert snapshot(tiny_copy) == original
+    assert cache_snapshot(tiny_copy) == original
 
 
 # ----------------------------------------------------------------------------- the manifest
@@ -191,13 +174,13 @@ def test_an_undamaged_cache_is_reused_whole(tiny_copy):
     ],
 )
 def test_a_foreign_or_damaged_manifest_is_refused_by_load_and_rebuilt_by_prepare(tiny_copy, damage, fragment):
-    original = snapshot(tiny_copy)
+    original = cache_snapshot(tiny_copy)
     path = tiny_copy / ".cache" / MANIFEST
     write_json(path, damage(json.loads(path.read_text())))
     refused_baseline(tiny_copy, fragment, "mmscel prepare")
     result = run_cli("prepare", "--data", tiny_copy)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
-    assert {k: v for k, v in snapshot(tiny_copy).items() if k != MANIFEST} == {
+    assert {k: v for k, v in cache_snapshot(tiny_copy).items() if k != MANIFEST} == {
         k: v for k, v in original.items() if k != MANIFEST
     }
 
@@ -217,7 +200,7 @@ def edit_in_place(path: Path, old: bytes, new: bytes) -> None:
 
 
 def test_metadata_edited_in_place_with_its_time_restored_is_noticed(tiny_copy):
-    original = snapshot(tiny_copy)
+    original = cache_snapshot(tiny_copy)
     path = tiny_copy / layout.METADATA
     saved = path.read_bytes()
     stat = path.stat()
@@ -236,7 +219,7 @@ def test_metadata_edited_in_place_with_its_time_restored_is_noticed(tiny_copy):
     path.write_bytes(saved)  # the original back, time and all: the cache is the original again
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert prepare(tiny_copy).built == ["metadata"]
-    assert snapshot(tiny_copy) == original
+    assert cache_snapshot(tiny_copy) == original
 
 
 def test_a_matrix_edited_in_place_with_its_time_restored_is_noticed(tiny_copy):

@@ -8,7 +8,7 @@ import numpy as np
 
 from mmscel.errors import InputError
 from mmscel.store import RunRecord, RunStore, data_fingerprint
-from mmscel.targets import TargetSpace, space_from_manifest
+from mmscel.targets import TargetSpace, blend_key, space_from_manifest
 
 MUST_MATCH = ("data_fingerprint", "fold_fingerprint")
 
@@ -86,7 +86,7 @@ def check_compatible(runs: list[RunOutputs]) -> None:
                 raise InputError(
                     where, f"were made from different {what} ({mine} vs {theirs}); a blend needs the same {what}"
                 )
-        spaces = (_compatibility(first.record), _compatibility(run.record))
+        spaces = (blend_key(first.record.target_space), blend_key(run.record.target_space))
         if spaces[0] != spaces[1]:
             raise InputError(where, f"predict different target spaces ({spaces[0]} vs {spaces[1]})")
         if run.oof.shape != first.oof.shape or run.test.shape != first.test.shape:
@@ -136,10 +136,3 @@ def target_space(store: RunStore, space: dict) -> TargetSpace:
         The run's space, without fold-fitted state.
     """
     return space_from_manifest(space, store.resolve)
-
-
-def _compatibility(record: RunRecord) -> tuple:
-    space = record.target_space
-    if space["kind"] == "components":
-        return ("components", space["features"], space["n_components"])
-    return ("proteins", space.get("n_targets"))

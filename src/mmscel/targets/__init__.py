@@ -59,6 +59,25 @@ def space_from_manifest(space: dict, resolve) -> TargetSpace:
     return NativeTargets(standardize, space.get("n_targets"))
 
 
+def blend_key(space: dict) -> tuple:
+    """What two runs' manifest ``target_space`` entries must share for their predictions to be blended.
+
+    Parameters
+    ----------
+    space
+        A run manifest's ``target_space`` entry.
+
+    Returns
+    -------
+    tuple
+        Gene-SVD coefficients: the feature set the SVD belongs to and its size; proteins (native or
+        through a protein SVD, both predicted as proteins): their number.
+    """
+    if space["kind"] == GeneSVD.kind:
+        return (GeneSVD.kind, space["features"], space["n_components"])
+    return (NativeTargets.kind, space.get("n_targets"))
+
+
 __all__ = [
     "ROW_CHUNK",
     "GeneSVD",
@@ -66,6 +85,7 @@ __all__ = [
     "ProteinSVD",
     "TargetBasis",
     "TargetSpace",
+    "blend_key",
     "matrix_signature",
     "mean_profile_score",
     "row_chunks",
