@@ -28,9 +28,13 @@ demo: install
 	$(BIN)/mmscel level2 configs/blend.yaml --data $(DEMO) --oof oof/demo
 	$(BIN)/mmscel submit --data $(DEMO) --oof oof/demo
 	$(BIN)/mmscel leaderboard --data $(DEMO) --oof oof/demo
+	$(BIN)/mmscel report --data $(DEMO) --oof oof/demo
 
 # pytest exits 5 when it collected no test: that must fail, not pass silently.
+# The tuning tests start a PostgreSQL server of their own: its binaries must be installed.
 test: install
+	bash .ci/ensure-postgres
+	bash .ci/ensure-chromium
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -1,9 +1,10 @@
 """The benchmark suite: every current benchmark, one after the other (``make bench``).
 
-    python bench/run_all.py [--only SECTION,...] [--skip SECTION,...] [--smoke] [--out DIR] [--list]
+    python bench/run_all.py [--only SECTION,...] [--skip SECTION,...] [--smoke] [--out DIR] [--list] [--peer-repo DIR]
 
-Sections, in order (``--list`` prints their commands): synth, prepare, level1, overhead, blend, ceiling,
-and fullscale, which runs only when named (it needs ~40 GB of disk and hours). ``--smoke`` runs every
+Sections, in order (``--list`` prints their commands): synth, prepare, level1, overhead, blend, tune,
+ceiling, and two that run only when named: peer (the 1st-place pipeline beside mmscel's; it needs ``--peer-repo``,
+a checkout of shu65/open-problems-multimodal) and fullscale (~40 GB of disk and hours). ``--smoke`` runs every
 chosen section on its smallest setting (tiny synthetic scale, few rows and trials) into /tmp/bench_smoke
 unless ``--out`` says otherwise: a check that the scripts run, not a measurement. Each command runs in
 its own process; a failed section is reported and the suite goes on. Prints the machine first and a
@@ -23,11 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT, PYTHON, ROOT, machine, machine_markdown, markdown_table, save_result
 
 SMOKE_OUT = Path("/tmp/bench_smoke")
-OPT_IN = ("fullscale",)
+OPT_IN = ("peer", "fullscale")
 
 
-def sections(out: Path, smoke: bool) -> dict[str, list[list[str]]]:
+def sections(out: Path, smoke: bool, peer_repo: str = "DIR") -> dict[str, list[list[str]]]:
     """Section -> the commands it runs (bench/ scripts, each given ``--out``)."""
+    peer = ["peers/first_place.py", "--peer-repo", peer_repo]
     if smoke:
         return {
             "synth": [["synth.py", "--scale", "tiny"]],
@@ -38,7 +40,9 @@ def sections(out: Path, smoke: bool) -> dict[str, list[list[str]]]:
                 ["blend_bench.py", "--section", "methods", "--scale", "tiny", "--trials", "30"],
                 ["blend_bench.py", "--section", "component", "--cells", "2000", "--genes", "500", "--components", "16"],
             ],
+            "tune": [["tune_bench.py", "--smoke"]],
             "ceiling": [["multi_ceiling.py", "--data", str(out / "tiny")]],
+            "peer": [[*peer, "--smoke"]],
             "fullscale": [
                 ["prepare.py", "--scale", "tiny", "--parts", "whole"],
                 ["fullscale.py", "--data", str(out / "tiny"), "--learners", "ridge"],
@@ -58,7 +62,14 @@ def sections(out: Path, smoke: bool) -> dict[str, list[list[str]]]:
             ["blend_bench.py", "--section", "methods"],
             ["blend_bench.py", "--section", "component", *full_component, "--density", "0.32", "--basis", "random"],
         ],
+        "tune": [  # the budgeted settings of BENCHMARKS.md; bench/tune_bench.py alone runs the full ones
+            ["tune_bench.py", "--section", "mlp", "--pruners", "wilcoxon,median"],
+            ["tune_bench.py", "--section", "lgbm", "--pruners", "none,median", "--lgbm-timeout", "540"],
+            ["tune_bench.py", "--section", "workers", "--workers-timeout", "240"],
+            ["tune_bench.py", "--section", "objective", "--objective-trials", "20"],
+        ],
         "ceiling": [["multi_ceiling.py"]],
+        "peer": [[*peer, "--scale", "small", "--seeds", "0,1"]],
         "fullscale": [
             ["synth.py", "--scale", "full", "--floor-max-gb", "1"],
             ["prepare.py", "--scale", "full", "--parts", "whole"],
@@ -95,10 +106,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--smoke", action="store_true", help="smallest settings, into /tmp/bench_smoke")
     parser.add_argument("--out", type=Path, default=None, help="results (default bench/out, /tmp/bench_smoke)")
     parser.add_argument("--list", action="store_true", help="print the sections' commands and stop")
+    parser.add_argument("--peer-repo", help="a checkout of shu65/open-problems-multimodal (section peer)")
     args = parser.parse_args(argv)
     out = args.out or (SMOKE_OUT if args.smoke else OUT)
-    plan = sections(out, args.smoke)
+    plan = sections(out, args.smoke, args.peer_repo or "DIR")
     names = chosen(plan, args.only, args.skip)
+    if "peer" in names and not args.peer_repo and not args.list:
+        parser.error("section peer needs --peer-repo DIR (a checkout of shu65/open-problems-multimodal)")
     if args.list:
         for name in plan:
             for command in plan[name]:

@@ -1,4 +1,4 @@
-"""Shared fixtures: one tiny synthetic competition (with raw files), prepared once per session."""
+"""Shared fixtures: one tiny synthetic competition (with raw files) prepared once per session, a PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -49,6 +49,26 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real data folder {REAL_DATA} is absent")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server of the test session's own, on a free loopback port."""
+    from postgres_server import TemporaryPostgres, server_binaries
+
+    binaries = server_binaries()
+    if binaries is None:
+        pytest.fail("PostgreSQL's initdb and pg_ctl are missing: run .ci/ensure-postgres (make test does)")
+    server = TemporaryPostgres(binaries).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres, request) -> str:
+    """The URL of a fresh database on the test session's PostgreSQL server."""
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    return postgres.create_database(f"t_{name}")
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

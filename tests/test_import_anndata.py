@@ -368,7 +368,9 @@ def test_layer_and_overwrite(small, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("x")
-    kwargs = dict(inputs=small["rna"], targets=small["adt"], split_by="batch", test_values=["d2"], layer="counts")
+    kwargs = dict(
+        inputs=small["rna"], targets=small["adt"], split_by="batch", test_values=["d2"], layer="counts", counts="keep"
+    )
     with pytest.raises(InputError, match="not empty"):
         import_anndata(out, "cite", **kwargs)
     import_anndata(out, "cite", overwrite=True, **kwargs)

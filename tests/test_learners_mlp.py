@@ -11,7 +11,7 @@ import torch
 from mmscel.learners import learner_class
 from mmscel.learners.base import FitData, TargetBasis
 from mmscel.learners.mlp import MLPLearner
-from mmscel.learners.mlp_net import correlation_loss
+from mmscel.learners.mlp_loss import correlation_loss
 from mmscel.metrics import pearson_per_row
 
 FAST = {"hidden": [64, 64], "epochs": 40, "batch_size": 64, "lr": 3e-3, "patience": 6}

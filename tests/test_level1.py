@@ -188,7 +188,7 @@ def test_no_pickle_under_oof(tiny_prepared, tmp_path):
             with np.load(path, allow_pickle=False) as archive:
                 [archive[key] for key in archive.files]
     suffixes = {p.suffix for p in files}
-    assert suffixes <= {".npy", ".npz", ".json", ".parquet", ".txt", ".ubj", ".cbm", ".pt", ".lock"}, suffixes
+    assert suffixes <= {".npy", ".npz", ".json", ".parquet", ".txt", ".ubj", ".cbm", ".pt", ".lock", ".log"}, suffixes
 
 
 def test_runs_command_lists_runs(tiny_prepared, tmp_path):

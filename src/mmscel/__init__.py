@@ -11,6 +11,7 @@ The public API (names load on first use, so ``import mmscel`` stays light)::
     blend = mmscel.run_level2("configs/blend.yaml", "data")
     mmscel.leaderboard("data")                               # a DataFrame
     mmscel.load_oof("cite", "cite_ridge", data_dir="data")        # predictions by cell id
+    mmscel.export(run="cite/cite_ridge", data_dir="data")        # the same as an .h5ad file (AnnData)
     mmscel.submit("data")
 """
 
@@ -43,7 +44,9 @@ _API = {
     "submit": "mmscel.blend.submit:submit",
     "leaderboard": "mmscel.api:leaderboard",
     "load_oof": "mmscel.api:load_oof",
+    "export": "mmscel.h5ad_export:export",
     "tune": "mmscel.tune.session:tune",
+    "report": "mmscel.reporting.page:report",
 }
 
 __all__ = sorted(_API)

@@ -148,3 +148,124 @@ def load_oof(
     metadata = load(task, split, data_dir, cache_dir, check=False, inputs=False, targets=False).metadata
     obs = metadata.set_index("cell_id").loc[frame.index].astype(str)
     return anndata.AnnData(X=frame.to_numpy(), obs=obs, var=pd.DataFrame(index=names))
+
+
+def cell_scores(task: str, runs=None, oof_root: RunStore | str | Path = "oof", data_dir="data", cache_dir=None):
+    """Per-cell Pearson of runs' out-of-fold predictions, with each cell's donor, day, type and fold.
+
+    Parameters
+    ----------
+    task
+        ``"cite"`` or ``"multi"``.
+    runs
+        Run names (default: every finished run of the task).
+    oof_root
+        The store (or its root folder).
+    data_dir, cache_dir
+        The prepared competition folder (the truth of the training cells) and its cache.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per run and validated cell: ``run``, ``cell_id``, ``donor``, ``day``, ``cell_type``,
+        ``fold``, ``score``; e.g. ``frame.groupby(["run", "day"]).score.mean()``.
+
+    Raises
+    ------
+    InputError
+        When a run is not finished or was made from other data, or the data is not prepared.
+    """
+    from mmscel.reporting.scores import cell_scores as scores
+
+    return scores(as_store(oof_root), task, runs, data_dir, cache_dir)
+
+
+def target_scores(task: str, runs=None, oof_root: RunStore | str | Path = "oof", data_dir="data", cache_dir=None):
+    """Pearson across the validated cells of each target (protein or gene) for each run's OOF predictions.
+
+    Multiome genes are rebuilt from a run's SVD coefficients in row chunks (bounded memory at full size).
+
+    Parameters
+    ----------
+    task, runs, oof_root, data_dir, cache_dir
+        As in :func:`cell_scores`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Targets x runs; NaN for a target constant over the validated cells.
+
+    Raises
+    ------
+    InputError
+        As :func:`cell_scores`.
+    """
+    from mmscel.reporting.scores import target_scores as scores
+
+    return scores(as_store(oof_root), task, runs, data_dir, cache_dir)
+
+
+def oof_correlation(task: str, runs=None, oof_root: RunStore | str | Path = "oof", data_dir="data", cache_dir=None):
+    """Mean per-cell Pearson between runs' OOF predictions, as level-2 sees them: what a blend can gain.
+
+    Parameters
+    ----------
+    task, runs, oof_root, data_dir, cache_dir
+        As in :func:`cell_scores`; by default the runs that predict the best run's target space
+        (the others are listed in ``frame.attrs["skipped"]``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Runs x runs.
+
+    Raises
+    ------
+    InputError
+        As :func:`cell_scores`, or when named runs predict different target spaces.
+    """
+    from mmscel.reporting.scores import oof_correlation as correlation
+
+    return correlation(as_store(oof_root), task, runs, data_dir, cache_dir)
+
+
+def blend_weights(oof_root: RunStore | str | Path = "oof") -> pd.DataFrame:
+    """The weight of every run in every blend of the store.
+
+    Parameters
+    ----------
+    oof_root
+        The store (or its root folder).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``blend``, ``task``, ``method``, ``run``, ``weight`` (empty without a blend).
+    """
+    from mmscel.reporting.scores import blend_weights as weights
+
+    return weights(as_store(oof_root))
+
+
+def tuning_study(name: str | None = None, oof_root: RunStore | str | Path = "oof"):
+    """A tuning study kept in the store's journal files (``tune/<study>/``), read without writing to it.
+
+    Parameters
+    ----------
+    name
+        The study (default: the one changed last).
+    oof_root
+        The store (or its root folder).
+
+    Returns
+    -------
+    optuna.Study
+
+    Raises
+    ------
+    InputError
+        When the store holds no such study, or its journal is damaged.
+    """
+    from mmscel.reporting.scores import load_study
+
+    return load_study(as_store(oof_root), name)

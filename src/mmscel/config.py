@@ -8,17 +8,17 @@ registries, so a newly registered one is accepted without touching this file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
 import yaml
 
 from mmscel.errors import InputError
-from mmscel.features.config import FEATURE_CONFIGS, CiteFeatures, MultiFeatures
+from mmscel.features.config import FEATURE_CONFIGS, CiteFeatures, MultiFeatures, drop_quiet_defaults
 from mmscel.folds import FOLD_SCHEMES
 from mmscel.learners import LEARNERS, learner_class
 from mmscel.store import check_name
-from mmscel.targets import GeneSVD, NativeTargets, ProteinSVD, TargetSpace
+from mmscel.targets import BatchCentredGenes, GeneSVD, NativeTargets, ProteinSVD, TargetSpace, batch_labels
 from mmscel.tune.space import Distribution, check_space, describe_tune_error
 
 MAX_SEED = 2**31 - 1  # the largest seed every library takes (numpy's legacy seeding, LightGBM, torch)
@@ -57,6 +57,16 @@ class Targets(_Strict):
     space: Literal["native", "svd"] = "native"
     components: int = pydantic.Field(32, ge=1, le=100_000)
     standardize_cells: bool = False  # per-cell z-score of targets (the metric is invariant to it)
+    # per-batch (donor x day) median centring, fitted per fold; predictions get the typical offset back
+    batch_centering: bool = False
+    clip_quantile: float = pydantic.Field(0.0, ge=0.0, lt=0.5)  # CITEseq: clip cells to [q, 1 - q] quantiles
+    median_normalize: bool = False  # CITEseq: divide each cell by its median
+
+    quiet: ClassVar[tuple[str, ...]] = ("batch_centering", "clip_quantile", "median_normalize")
+
+    @pydantic.model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return drop_quiet_defaults(self, handler(self))
 
 
 class RunConfig(_Strict):
@@ -99,7 +109,7 @@ class RunConfig(_Strict):
         """
         return learner_class(self.learner).Params(**self.params)
 
-    def target_space(self, n_targets: int, gene_svd: GeneSVD | None = None) -> TargetSpace:
+    def target_space(self, n_targets: int, gene_svd: GeneSVD | None = None, metadata=None) -> TargetSpace:
         """The target space this config asks for.
 
         Parameters
@@ -108,29 +118,48 @@ class RunConfig(_Strict):
             Width of the scored targets.
         gene_svd
             The fitted Multiome gene SVD (Multiome runs only).
+        metadata
+            The training cells' metadata (``donor``, ``day``), in the order of the targets; needed by
+            ``batch_centering``.
 
         Returns
         -------
         TargetSpace
             For Multiome, ``gene_svd`` with learners fitting its leading ``components`` (all of them
-            when ``space`` is ``native``); for CITEseq, a protein SVD or the proteins themselves.
+            when ``space`` is ``native``); for CITEseq, a protein SVD or the proteins themselves; centred
+            per batch when ``batch_centering``.
 
         Raises
         ------
         InputError
-            When ``standardize_cells`` is asked of a Multiome run.
+            When a CITEseq-only setting is asked of a Multiome run, or ``batch_centering`` lacks the metadata.
         """
         t = self.targets
+        batches = self._batches(metadata)
         if self.task == "multi":
-            if t.standardize_cells:
-                raise InputError(
-                    f"{self.name}: targets",
-                    "standardize_cells applies to CITEseq; Multiome runs fit the target-SVD components",
-                )
-            return gene_svd.with_fitted(t.components if t.space == "svd" else None)
+            self._refuse_protein_settings()
+            space = gene_svd.with_fitted(t.components if t.space == "svd" else None)
+            return space if batches is None else BatchCentredGenes.around(space, batches)
+        rows = {"clip_quantile": t.clip_quantile, "median_normalize": t.median_normalize, "batches": batches}
         if t.space == "svd":
-            return ProteinSVD(t.components, t.standardize_cells, n_targets)
-        return NativeTargets(t.standardize_cells, n_targets)
+            return ProteinSVD(t.components, t.standardize_cells, n_targets, **rows)
+        return NativeTargets(t.standardize_cells, n_targets, **rows)
+
+    def _batches(self, metadata):
+        if not self.targets.batch_centering:
+            return None
+        if metadata is None:
+            raise InputError(f"{self.name}: targets.batch_centering", "needs the training cells' donor and day")
+        return batch_labels(metadata)
+
+    def _refuse_protein_settings(self) -> None:
+        used = [key for key in ("standardize_cells", "clip_quantile", "median_normalize") if getattr(self.targets, key)]
+        if used:
+            raise InputError(
+                f"{self.name}: targets.{used[0]}",
+                "applies to CITEseq; Multiome runs fit the target-SVD components "
+                "(their rows: features.target_clip_quantile, features.target_median_normalize)",
+            )
 
     def hashed(self) -> dict[str, Any]:
         """The config as its hash sees it.

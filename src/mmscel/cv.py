@@ -13,6 +13,7 @@ being predicted.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ import numpy as np
 from mmscel.learners.base import BaseLearner, FitData
 from mmscel.progress import track
 from mmscel.targets import NativeTargets, TargetSpace, mean_profile_score
+
+log = logging.getLogger(__name__)
 
 Role = Literal["cv", "holdout", "refit"]
 
@@ -228,10 +231,18 @@ def cross_validate(
             if checkpoints is not None:
                 checkpoints.save(result, fitted, fold_space)
             del fitted
+            log.info(f"{split.name} ({split.role}, {len(split.train)} rows): {_facts(result)}")
+        else:
+            log.info(f"{split.name}: read from its checkpoint ({_facts(result)})")
         results[split.name] = result
         for callback in callbacks:
             callback(result, results)
     return _assemble(results, splits, Y, space, X_test is not None)
+
+
+def _facts(result: FoldResult) -> str:
+    score, seconds = result.score, result.info.get("seconds")
+    return ("score -" if score is None else f"score {score:.4f}") + (f" in {seconds:.1f} s" if seconds else "")
 
 
 def make_splits(folds) -> list[Split]:
@@ -294,7 +305,7 @@ def fit_split(
     seed = learner.seed + split.seed_offset
     fold_learner = learner.clone(seed=seed)
     fit_rows, stop_rows = early_stopping_split(split.train, validation_fraction, seed, fold_learner.uses_validation)
-    fold_space = space.clone().fit(Y[fit_rows]) if space.per_fold else space
+    fold_space = space.clone().fit_rows(Y, fit_rows) if space.per_fold else space
     parts = [_fit_data(X, Y, rows, fold_space, learner_targets, fold_learner) for rows in (fit_rows, stop_rows)]
     fold_learner.fit(*parts, fold_space.learner_basis)
     del parts
@@ -346,7 +357,7 @@ def early_stopping_split(rows: np.ndarray, fraction: float, seed: int, wanted: b
 def _fit_data(X, Y, rows, space: TargetSpace, learner_targets, learner: BaseLearner) -> FitData | None:
     if len(rows) == 0:
         return None
-    targets = space.transform(Y[rows]) if learner_targets is None else learner_targets[rows]
+    targets = space.transform_rows(Y, rows) if learner_targets is None else learner_targets[rows]
     full = Y[rows] if space.learner_basis is not None and learner.uses_full_targets else None
     return FitData(X[rows], targets, full)
 

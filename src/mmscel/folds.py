@@ -9,10 +9,16 @@ Each scheme is one small class in ``FOLD_SCHEMES``:
   on the earlier days -- the closest mimic of the private leaderboard, which
   is a later day than any training day; cells of earlier days get fold -1;
 - ``random``: shuffled KFold.
+
+A scheme the training cells cannot be split by (``donor`` on data of one
+donor, ``day`` on data of one day) falls back to the first of its
+``fallback`` schemes that can split them; the fold file keeps its name, its
+manifest records the scheme applied and why, and one line is logged.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -26,6 +32,7 @@ from mmscel.registry import Registry
 from mmscel.store import RunStore, array_digest, read_manifest, write_manifest, write_parquet
 
 FOLD_SCHEMES: Registry[type[FoldScheme]] = Registry("fold scheme")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class Folds:
     cell_ids: np.ndarray
     fold: np.ndarray
     fingerprint: str
+    applied: str | None = None  # the fallback scheme used instead of ``scheme``, if any
 
     @property
     def fold_ids(self) -> list[int]:
@@ -73,6 +81,8 @@ class FoldScheme(ABC):
     name: ClassVar[str]
     #: the parameters a fold file records and must match when it is read again
     recorded: ClassVar[tuple[str, ...]] = ()
+    #: schemes tried in turn when the training cells cannot be split by this one
+    fallback: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, n_splits: int = 5, seed: int = 0):
         self.n_splits, self.seed = n_splits, seed
@@ -101,6 +111,14 @@ class FoldScheme(ABC):
         """The recorded parameters and their values."""
         return {name: getattr(self, name) for name in self.recorded}
 
+    def unusable(self, metadata: pd.DataFrame) -> str | None:
+        """Why the cells of ``metadata`` cannot be split by this scheme (None: they can)."""
+        return None
+
+    def describe(self, metadata: pd.DataFrame) -> str:
+        """The scheme in a few words (``day folds (3 days)``), for the line that announces a fallback."""
+        return f"{self.name} folds"
+
 
 class _GroupScheme(FoldScheme):
     """GroupKFold over a grouping of the cells; one fold per group unless ``n_splits`` is recorded."""
@@ -120,15 +138,24 @@ class _GroupScheme(FoldScheme):
         """
         return metadata[self.name].astype(str).to_numpy()
 
+    def unusable(self, metadata: pd.DataFrame) -> str | None:
+        """Fewer than two groups."""
+        n_groups = len(np.unique(self.groups(metadata)))
+        if n_groups < 2:
+            return f"needs at least two {self.name} groups in the training cells, found {n_groups}"
+        return None
+
+    def describe(self, metadata: pd.DataFrame) -> str:
+        """``day folds (3 days)``."""
+        return f"{self.name} folds ({len(np.unique(self.groups(metadata)))} {self.name}s)"
+
     def assign(self, metadata: pd.DataFrame) -> np.ndarray:
         """GroupKFold by :meth:`groups`."""
+        problem = self.unusable(metadata)
+        if problem is not None:
+            raise InputError(f"folds.scheme={self.name}", problem)
         groups = self.groups(metadata)
         n_groups = len(np.unique(groups))
-        if n_groups < 2:
-            raise InputError(
-                f"folds.scheme={self.name}",
-                f"needs at least two {self.name} groups in the training cells, found {n_groups}",
-            )
         wanted = self.n_splits if "n_splits" in self.recorded else n_groups
         fold = np.empty(len(metadata), dtype=np.int64)
         splitter = GroupKFold(n_splits=min(n_groups, wanted))
@@ -142,6 +169,7 @@ class DonorFolds(_GroupScheme):
     """One fold per training donor: validation on a donor the model never saw."""
 
     name = "donor"
+    fallback = ("day", "random")
 
 
 @FOLD_SCHEMES.register("day")
@@ -149,6 +177,7 @@ class DayFolds(_GroupScheme):
     """One fold per training day."""
 
     name = "day"
+    fallback = ("random",)
 
 
 @FOLD_SCHEMES.register("donor_day")
@@ -157,6 +186,7 @@ class DonorDayFolds(_GroupScheme):
 
     name = "donor_day"
     recorded = ("n_splits",)
+    fallback = ("random",)
 
     def groups(self, metadata: pd.DataFrame) -> np.ndarray:
         """``<donor>_<day>`` per cell."""
@@ -169,11 +199,18 @@ class LastDayFolds(FoldScheme):
 
     name = "last_day"
 
+    def unusable(self, metadata: pd.DataFrame) -> str | None:
+        """A single training day."""
+        if metadata["day"].nunique() < 2:
+            return "the training cells hold a single day; choose another scheme"
+        return None
+
     def assign(self, metadata: pd.DataFrame) -> np.ndarray:
         """Fold 0 for the last day's cells, -1 for the others."""
+        problem = self.unusable(metadata)
+        if problem is not None:
+            raise InputError(f"folds.scheme={self.name}", problem)
         day = metadata["day"].to_numpy()
-        if len(np.unique(day)) < 2:
-            raise InputError("folds.scheme=last_day", "the training cells hold a single day; choose another scheme")
         return np.where(day == day.max(), 0, -1).astype(np.int64)
 
 
@@ -184,8 +221,21 @@ class RandomFolds(FoldScheme):
     name = "random"
     recorded = ("n_splits", "seed")
 
+    def unusable(self, metadata: pd.DataFrame) -> str | None:
+        """Fewer cells than folds."""
+        if len(metadata) < self.n_splits:
+            return f"needs at least {self.n_splits} training cells for {self.n_splits} folds, found {len(metadata)}"
+        return None
+
+    def describe(self, metadata: pd.DataFrame) -> str:
+        """``5 random folds (seed 0)``."""
+        return f"{self.n_splits} random folds (seed {self.seed})"
+
     def assign(self, metadata: pd.DataFrame) -> np.ndarray:
         """KFold labels."""
+        problem = self.unusable(metadata)
+        if problem is not None:
+            raise InputError(f"folds.scheme={self.name}", problem)
         n = len(metadata)
         fold = np.empty(n, dtype=np.int64)
         for k, (_, validate) in enumerate(
@@ -195,39 +245,54 @@ class RandomFolds(FoldScheme):
         return fold
 
 
-def assign(metadata: pd.DataFrame, scheme: str, n_splits: int = 5, seed: int = 0) -> np.ndarray:
-    """Fold number of each training cell (rows of ``metadata``) under the registered ``scheme``.
+def choose_scheme(
+    scheme: str, metadata: pd.DataFrame, n_splits: int = 5, seed: int = 0
+) -> tuple[FoldScheme, str | None]:
+    """The scheme that splits the cells: ``scheme`` itself, or the first of its fallbacks that can.
 
     Parameters
     ----------
-    metadata
-        The training cells' metadata, one row per cell.
     scheme
         A name registered in ``FOLD_SCHEMES``.
-    n_splits
-        The number of folds, for ``random`` and ``donor_day``.
-    seed
-        The shuffling seed of ``random``.
+    metadata
+        The training cells' metadata.
+    n_splits, seed
+        Parameters of the schemes that take them.
 
     Returns
     -------
-    numpy.ndarray
-        int64 fold numbers (-1: never validated).
+    tuple of (FoldScheme, str or None)
+        The scheme to apply, and the one-line note that says why it is not ``scheme`` (None when it is).
 
     Raises
     ------
     UnknownName
         When ``scheme`` is not registered.
     InputError
-        When the cells cannot be split under ``scheme``.
+        When neither ``scheme`` nor any of its fallbacks can split the cells.
     """
-    return FOLD_SCHEMES.get(scheme)(n_splits, seed).assign(metadata)
+    asked = FOLD_SCHEMES.get(scheme)(n_splits, seed)
+    problem = asked.unusable(metadata)
+    if problem is None:
+        return asked, None
+    skipped = ""
+    for name in asked.fallback:
+        candidate = FOLD_SCHEMES.get(name)(n_splits, seed)
+        reason = candidate.unusable(metadata)
+        if reason is None:
+            return candidate, f"folds.scheme={scheme}: {problem}{skipped}; using {candidate.describe(metadata)} instead"
+        skipped += f" ({name} folds: {reason})"
+    raise InputError(f"folds.scheme={scheme}", problem + skipped)
 
 
 def load_or_create(
     store: RunStore, task: str, scheme: str, metadata: pd.DataFrame, data_fp: str, n_splits: int = 5, seed: int = 0
 ) -> Folds:
     """The shared fold file of ``task`` and ``scheme``: read it, or write it once.
+
+    When the cells cannot be split by ``scheme`` (one donor, one day), the
+    file holds the folds of its first fallback that can split them, its
+    manifest records which (``applied``), and the choice is logged as a warning.
 
     Parameters
     ----------
@@ -253,31 +318,44 @@ def load_or_create(
         When ``scheme`` is not registered.
     InputError
         When a fold file exists for other data, other cells or other scheme parameters, or is unreadable,
-        or when the cells cannot be split under ``scheme``.
+        or when neither ``scheme`` nor its fallbacks can split the cells.
     """
     path = store.fold_file(task, scheme)
     manifest_path = path.with_suffix(".json")
     cell_ids = metadata["cell_id"].to_numpy().astype(str)
-    folds = FOLD_SCHEMES.get(scheme)(n_splits, seed)
     if path.exists() and manifest_path.exists():  # the manifest lands last: without it the file is unfinished
-        manifest = read_manifest(manifest_path) or {}
-        if manifest.get("data_fingerprint") != data_fp:
-            raise InputError(path, "was made for other data; move it away or use another --oof folder")
-        held = {name: manifest.get(name) for name in folds.recorded}
-        if held != folds.settings():
-            holds = ", ".join(f"{k}={v}" for k, v in held.items())
-            asks = ", ".join(map(str, folds.settings().values()))
-            raise InputError(path, f"holds {holds}; the config asks for {asks}")
-        frame = _read_fold_file(path)
-        if not np.array_equal(frame["cell_id"].to_numpy().astype(str), cell_ids):
-            raise InputError(path, "its cells differ from the training cells of this dataset")
-        return Folds(task, scheme, cell_ids, frame["fold"].to_numpy().astype(np.int64), manifest["fingerprint"])
+        return _read_folds(path, manifest_path, task, scheme, cell_ids, data_fp, n_splits, seed)
+    folds, note = choose_scheme(scheme, metadata, n_splits, seed)
     fold = folds.assign(metadata)
     fingerprint = array_digest(cell_ids.astype(object), fold)
     write_parquet(path, pd.DataFrame({"cell_id": cell_ids, "fold": fold}))
     facts = {"task": task, "scheme": scheme, "n_splits": n_splits, "seed": seed, "data_fingerprint": data_fp}
+    if note is not None:
+        facts["applied"] = {"scheme": folds.name, "note": note}
+        log.warning(note)
     write_manifest(manifest_path, {**facts, "fingerprint": fingerprint})
-    return Folds(task, scheme, cell_ids, fold, fingerprint)
+    return Folds(task, scheme, cell_ids, fold, fingerprint, folds.name if note else None)
+
+
+def _read_folds(path, manifest_path, task, scheme, cell_ids, data_fp, n_splits, seed) -> Folds:
+    """An existing fold file, checked against the data, the scheme's parameters and the cells."""
+    manifest = read_manifest(manifest_path) or {}
+    if manifest.get("data_fingerprint") != data_fp:
+        raise InputError(path, "was made for other data; move it away or use another --oof folder")
+    applied = manifest.get("applied") or {}
+    folds = FOLD_SCHEMES.get(applied.get("scheme", scheme))(n_splits, seed)
+    held = {name: manifest.get(name) for name in folds.recorded}
+    if held != folds.settings():
+        holds = ", ".join(f"{k}={v}" for k, v in held.items())
+        asks = ", ".join(map(str, folds.settings().values()))
+        raise InputError(path, f"holds {holds}; the config asks for {asks}")
+    frame = _read_fold_file(path)
+    if not np.array_equal(frame["cell_id"].to_numpy().astype(str), cell_ids):
+        raise InputError(path, "its cells differ from the training cells of this dataset")
+    if applied:
+        log.warning(applied.get("note", f"folds.scheme={scheme}: using {folds.name} folds"))
+    fold = frame["fold"].to_numpy().astype(np.int64)
+    return Folds(task, scheme, cell_ids, fold, manifest["fingerprint"], applied.get("scheme"))
 
 
 def read_fold_labels(store: RunStore, stored: str) -> np.ndarray:

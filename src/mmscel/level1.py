@@ -11,6 +11,7 @@ seed and the fold.
 
 from __future__ import annotations
 
+import logging
 import resource
 import time
 from collections.abc import Mapping
@@ -27,8 +28,12 @@ from mmscel.data.load import load
 from mmscel.errors import InputError
 from mmscel.features import FeatureSet, build_features
 from mmscel.learners import FitFailed, learner_class, make_learner
+from mmscel.progress import log_file
 from mmscel.store import LAST_DAY, RunRecord, RunStore, data_fingerprint, digest, library_versions
 from mmscel.targets import GeneSVD, TargetSpace
+
+log = logging.getLogger(__name__)
+RUN_LOG = "run.log"  # the run's log file, in its folder
 
 REFIT = "refit"
 SEED_OFFSETS = {LAST_DAY: 1000, REFIT: 2000}  # cv folds use their number
@@ -95,7 +100,14 @@ def _run(config: RunConfig, data_dir, cache_dir, store: RunStore, overwrite: boo
     data_fp = data_fingerprint(config.task, data_dir, cache_dir)
     existing = _existing_run(store, config, config_hash, data_fp, overwrite)
     if existing is not None:
+        log.info(f"{config.task}/{config.name}: an identical run has finished; reused")
         return RunResult(existing, reused=True)
+    with log_file(store.run_dir(config.task, config.name) / RUN_LOG):
+        log.info(f"{config.task}/{config.name}: {config.learner}, config {config_hash[:12]}, data {data_fp[:12]}")
+        return _fit_and_write(config, data_dir, cache_dir, store, started, config_hash, data_fp)
+
+
+def _fit_and_write(config: RunConfig, data_dir, cache_dir, store: RunStore, started: float, config_hash, data_fp):
     inputs = load_inputs(config, data_dir, cache_dir, store)
     space = inputs.target_space(config)
     facts = {"config_hash": config_hash, "data_fingerprint": data_fp, "fold_fingerprint": inputs.folds.fingerprint}
@@ -109,6 +121,7 @@ def _run(config: RunConfig, data_dir, cache_dir, store: RunStore, overwrite: boo
     )
     manifest = _manifest(config, config_hash, store, inputs.features, inputs.folds, space, result, started)
     record = store.write_run(config.task, config.name, {"oof": result.oof, "test": result.test}, manifest)
+    log.info(f"{config.task}/{config.name}: CV {result.cv:.4f}, {manifest['wall_seconds']:.0f} s")
     return RunResult(record, reused=False, cv=result)
 
 
@@ -138,7 +151,7 @@ class Level1Inputs:
 
     def target_space(self, config: RunConfig) -> TargetSpace:
         """The target space ``config`` asks for on these targets (see :meth:`RunConfig.target_space`)."""
-        return config.target_space(self.Y.shape[1], self.gene_svd)
+        return config.target_space(self.Y.shape[1], self.gene_svd, self.metadata)
 
     def plan(self, config: RunConfig) -> list[Split]:
         """The splits ``config`` fits on these folds (see :func:`fold_plan`)."""

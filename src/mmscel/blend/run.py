@@ -9,6 +9,7 @@ best single run is flagged.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,10 +22,15 @@ from mmscel.blend import objective
 from mmscel.blend.inputs import RunOutputs, check_data, load_runs, target_space
 from mmscel.blend.methods import BLEND_METHODS, fit_weights
 from mmscel.config import MAX_SEED, PlainName, describe_validation_error, read_yaml
+from mmscel.data.cache_check import dataset_tasks
 from mmscel.data.load import load
 from mmscel.errors import InputError
 from mmscel.folds import read_fold_labels
+from mmscel.progress import log_file, timed
 from mmscel.store import BlendRecord, RunStore, array_digest, digest
+
+log = logging.getLogger(__name__)
+BLEND_LOG = "blend.log"  # the blend's log lines, in its folder
 
 
 class BlendConfig(pydantic.BaseModel):
@@ -90,8 +96,15 @@ def run_level2(
     started = time.perf_counter()
     config = config if isinstance(config, BlendConfig) else load_blend_config(config)
     store = oof_root if isinstance(oof_root, RunStore) else RunStore(oof_root)
-    tasks = {}
+    with log_file(store.blend_dir(config.name) / BLEND_LOG):
+        return _run_level2(config, data_dir, cache_dir, store, started)
+
+
+def _run_level2(config: BlendConfig, data_dir, cache_dir, store: RunStore, started: float) -> BlendRecord:
+    tasks, held = {}, _tasks_with_data(config, data_dir, cache_dir)
     for task, patterns in config.runs.items():
+        if task not in held:
+            continue
         runs = load_runs(store, task, store.select_runs(task, patterns))
         info, test = _blend_task(config, task, runs, data_dir, cache_dir, store)
         tasks[task] = {
@@ -99,14 +112,30 @@ def run_level2(
             "test_file": store.write_blend_test(config.name, task, test),
             "test_shape": list(test.shape),
         }
+    skipped = [task for task in config.runs if task not in held]
     manifest = {
         "name": config.name,
         "config": config.model_dump(),
         "tasks": tasks,
         "pooled": _pooled(tasks),
         "wall_seconds": round(time.perf_counter() - started, 2),
+        **({"skipped_tasks": skipped} if skipped else {}),
     }
     return store.write_blend(config.name, manifest)
+
+
+def _tasks_with_data(config: BlendConfig, data_dir, cache_dir) -> list[str]:
+    """The config's tasks the dataset holds; each task it lacks is skipped with one logged line.
+
+    A task the dataset holds but no run matches stays an error (in ``select_runs``).
+    """
+    held = [task for task in dataset_tasks(data_dir, cache_dir) if task in config.runs]
+    if not held:
+        raise InputError(f"blend {config.name}", f"{data_dir} holds none of its tasks ({', '.join(config.runs)})")
+    for task in config.runs:
+        if task not in held:
+            log.warning(f"blend {config.name}: skipped {task}: {data_dir} holds no {task} data")
+    return held
 
 
 def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir, cache_dir, store: RunStore):
@@ -116,7 +145,7 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
     space = target_space(store, runs[0].record.target_space)
     basis = space.basis
     validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))
-    stats = _statistics([r.oof[validated] for r in runs], _rows(train.targets, validated), basis)
+    stats = cell_statistics([r.oof[validated] for r in runs], _rows(train.targets, validated), basis)
     options = {
         "n_trials": config.n_trials,
         "seed": config.seed,
@@ -124,7 +153,8 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
         "storage": store.blend_study(config.name, task, _study_key(config, runs, validated)),
         "study_name": f"{config.name}-{task}",
     }
-    weights = fit_weights(config.method, stats, **options)
+    with timed(f"blend {config.name}/{task}: {config.method} weights of {len(runs)} runs on {len(validated)} cells"):
+        weights = fit_weights(config.method, stats, **options)
     singles = {r.name: stats.score(np.eye(len(runs))[i]) for i, r in enumerate(runs)}
     nested = _nested(config, stats, read_fold_labels(store, runs[0].record.manifest["fold_file"]), validated)
     last_day = _last_day(config, runs, train, basis, validated)
@@ -134,6 +164,7 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
         else objective.blend_components([r.test for r in runs], basis, weights)
     )
     best_single = max(singles.values())
+    log.info(f"blend {config.name}/{task}: in-sample {stats.score(weights):.4f}, nested {nested:.4f}")
     info = {
         "runs": [r.name for r in runs],
         "weights": [float(w) for w in weights],
@@ -170,31 +201,62 @@ def _study_key(config: BlendConfig, runs: list[RunOutputs], validated: np.ndarra
     return digest(inputs)
 
 
-def _statistics(predictions, truth, basis):
+def cell_statistics(predictions: list[np.ndarray], truth, basis) -> objective.CellStatistics:
+    """The per-cell statistics level-2 blends with: dense for proteins, in component space for gene-SVD runs.
+
+    Parameters
+    ----------
+    predictions
+        Each run's predictions of the same cells (their prediction space).
+    truth
+        The scored targets of those cells (dense, or CSR genes).
+    basis
+        The runs' target basis (None: they predict the scored targets).
+
+    Returns
+    -------
+    CellStatistics
+    """
     if basis is None:
         return objective.dense_statistics(predictions, np.asarray(truth, dtype=np.float64))
     return objective.component_statistics(predictions, truth, basis)
 
 
-def _nested(config: BlendConfig, stats, fold_labels: np.ndarray, validated: np.ndarray) -> float:
-    """Weights fitted on K-1 folds, scored on the held-out fold; mean over all validated cells."""
-    folds = fold_labels[validated]
+def nested_per_cell(stats: objective.CellStatistics, folds: np.ndarray, method: str, **options) -> np.ndarray | None:
+    """Cross-fitted per-cell scores: each fold's cells scored with weights fitted on the other folds' cells.
+
+    Parameters
+    ----------
+    stats
+        The runs' statistics of the validated cells.
+    folds
+        The fold label of each of those cells (in the order of ``stats``).
+    method
+        A blend method (see :func:`mmscel.blend.methods.fit_weights`).
+    **options
+        The method's options (``n_trials``, ``seed``, ``greedy_steps``).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        One score per cell; None with fewer than two folds (nothing to nest).
+    """
     fold_ids = [f for f in np.unique(folds) if f >= 0]
     if len(fold_ids) < 2:
-        return float("nan")  # one validation fold (last_day scheme): nothing to nest
-    scores = np.empty(len(validated))
+        return None
+    scores = np.empty(len(folds))
     for k in fold_ids:
         held_out, fit_rows = np.flatnonzero(folds == k), np.flatnonzero(folds != k)
-        weights = fit_weights(
-            config.method,
-            stats,
-            fit_rows,
-            n_trials=config.nested_trials,
-            seed=config.seed,
-            greedy_steps=config.greedy_steps,
-        )
+        weights = fit_weights(method, stats, fit_rows, **options)
         scores[held_out] = stats.per_cell(weights, held_out)
-    return float(scores.mean())
+    return scores
+
+
+def _nested(config: BlendConfig, stats, fold_labels: np.ndarray, validated: np.ndarray) -> float:
+    """Weights fitted on K-1 folds, scored on the held-out fold; mean over all validated cells."""
+    options = {"n_trials": config.nested_trials, "seed": config.seed, "greedy_steps": config.greedy_steps}
+    scores = nested_per_cell(stats, fold_labels[validated], config.method, **options)
+    return float("nan") if scores is None else float(scores.mean())  # last_day scheme: one fold, nothing to nest
 
 
 def _last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, validated: np.ndarray) -> float | None:
@@ -204,11 +266,11 @@ def _last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, validat
     day = train.metadata["day"].to_numpy()
     last_rows = np.flatnonzero(day == day.max())
     earlier = validated[day[validated] != day.max()]
-    fit_stats = _statistics([r.oof[earlier] for r in runs], train.targets[earlier], basis)
+    fit_stats = cell_statistics([r.oof[earlier] for r in runs], train.targets[earlier], basis)
     weights = fit_weights(
         config.method, fit_stats, n_trials=config.nested_trials, seed=config.seed, greedy_steps=config.greedy_steps
     )
-    holdout = _statistics([r.last_day for r in runs], train.targets[last_rows], basis)
+    holdout = cell_statistics([r.last_day for r in runs], train.targets[last_rows], basis)
     return holdout.score(weights)
 
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import os
 
-from mmscel.cli import data_commands, pipeline_commands, tune_commands  # noqa: F401 - the commands register on import
+from mmscel.cli import (  # noqa: F401 - the commands register on import
+    data_commands,
+    export_commands,
+    pipeline_commands,
+    report_commands,
+    tune_commands,
+)
 from mmscel.cli.common import app
 
 __all__ = ["app", "main"]

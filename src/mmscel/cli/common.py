@@ -25,6 +25,22 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+
+@app.callback()
+def _verbosity(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-v: debug).")] = 0,
+    quiet: Annotated[int, typer.Option("--quiet", "-q", count=True, help="Warnings and errors only.")] = 0,
+):
+    """mmscel: a competition stack for multimodal single-cell prediction (Kaggle open-problems-multimodal).
+
+    Progress and log lines go to stderr (plain lines when it is not a terminal), results to stdout;
+    each run, blend and tuning study also keeps a log file in its folder.
+    """
+    from mmscel.progress import configure_logging
+
+    configure_logging(verbose - quiet)
+
+
 SHARED_OPTIONS = {  # name -> (type with its option, default)
     "data": (Annotated[Path, typer.Option("--data", help="Competition folder.")], Path("data")),
     "cache": (

@@ -94,6 +94,13 @@ def import_anndata_command(
     test_fraction: Annotated[float, typer.Option(help="Random test fraction when no column split is given.")] = 0.3,
     seed: Annotated[int, typer.Option(help="Seed of the random split and of the scored Multiome entries.")] = 0,
     layer: Annotated[str | None, typer.Option(help="Read values from this layer instead of .X.")] = None,
+    counts: Annotated[
+        str,
+        typer.Option(
+            help="Raw counts: auto (apply the competition's processing to the modalities that hold them), "
+            "normalise (require counts and process them) or keep (import the values as they are)."
+        ),
+    ] = "auto",
     raw: Annotated[bool, typer.Option(help="Also write *_raw.h5 from layers['counts'].")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
 ):
@@ -111,6 +118,7 @@ def import_anndata_command(
         f"{summary['train_cells']:,} train cells, {summary['test_cells']:,} test cells, "
         f"{summary['evaluation_rows']:,} evaluation rows"
     )
+    out.print(summary["values"], highlight=False, soft_wrap=True)
 
 
 @command()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmscel.data import layout
+from mmscel.data.anndata_counts import counts_mode, process_counts
 from mmscel.data.anndata_read import Cells, Sources, peak_name, read_cells, read_test_cells
 from mmscel.data.anndata_split import SplitRule, split_cells
 from mmscel.data.anndata_write import write_dataset, write_truth_json
@@ -42,6 +43,7 @@ def import_anndata(
     test_fraction: float = 0.3,
     seed: int = 0,
     layer: str | None = None,
+    counts: str = "auto",
     raw: bool = False,
     multi_cell_fraction: float = 1.0,
     multi_gene_fraction: float = 1.0,
@@ -73,6 +75,12 @@ def import_anndata(
         Seed of the random split and of the scored Multiome entries.
     layer : str, optional
         Read values from ``layers[layer]`` instead of ``.X``.
+    counts : {'auto', 'normalise', 'keep'}
+        Raw counts (whole non-negative values, some above 1): ``auto`` applies the
+        competition's processing to each modality that holds them (CITEseq RNA and
+        Multiome RNA log1p CP10k, ATAC TF-IDF, proteins CLR per cell),
+        ``normalise`` requires counts in both modalities and processes them,
+        ``keep`` imports the values as they are. The summary's ``values`` says what was done.
     raw : bool
         Also write ``layers['counts']`` as ``*_raw.h5``.
     multi_cell_fraction, multi_gene_fraction : float
@@ -83,7 +91,8 @@ def import_anndata(
     Returns
     -------
     dict
-        Summary: output path, task, sources, split, shapes, cell counts and evaluation rows.
+        Summary: output path, task, sources, split, shapes, cell counts, evaluation rows, and
+        ``values``, one line on the processing of raw counts.
 
     Raises
     ------
@@ -94,9 +103,11 @@ def import_anndata(
     sources = Sources(inputs, targets, mudata, input_mod, target_mod, test_inputs, test_targets)
     rule = SplitRule(split_by, test_values, test_fraction, seed)
     _check_options(sources, rule, multi_cell_fraction, multi_gene_fraction)
+    counts = counts_mode(counts)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
     train, test, described, split = _load(spec.name, sources, rule, layer)
+    train, test, values = process_counts(spec.name, train, test, counts)
     tmp = out_dir.with_name(f".{out_dir.name}.import-{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -112,6 +123,7 @@ def import_anndata(
             cell_fraction=multi_cell_fraction,
             gene_fraction=multi_gene_fraction,
         )
+        summary["values"] = values
         write_truth_json(tmp, spec.name, described, split, seed, summary)
         replace_dir(tmp, out_dir)
     finally:

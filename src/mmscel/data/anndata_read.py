@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ class Block:
         Kaggle-style feature names, in output column order.
     columns : numpy.ndarray or None
         Source column of each output column (None: the same order).
+    transform : callable or None
+        Applied to the dense rows of ``matrix`` in output order (the processing of raw counts).
     """
 
     where: str
@@ -69,6 +72,7 @@ class Block:
     counts: Any | None
     names: np.ndarray
     columns: np.ndarray | None = None
+    transform: Callable[[np.ndarray], np.ndarray] | None = None
 
     def rows(self, positions: np.ndarray, counts: bool = False) -> np.ndarray:
         """Dense float32 rows in output column order.
@@ -89,7 +93,8 @@ class Block:
         block = source[positions]
         block = block.toarray() if sparse.issparse(block) else np.asarray(block)
         block = np.asarray(block, dtype=np.float32)
-        return block if self.columns is None else block[:, self.columns]
+        block = block if self.columns is None else block[:, self.columns]
+        return self.transform(block) if self.transform is not None and not counts else block
 
 
 @dataclasses.dataclass(frozen=True)

@@ -110,7 +110,7 @@ def write_truth_json(out: Path, task_name: str, sources: dict, split: dict, seed
     seed : int
         The import's seed.
     summary : dict
-        What :func:`write_dataset` returned.
+        What :func:`write_dataset` returned, with ``values`` (the processing of raw counts).
     """
     write_json(
         out / layout.TRUTH_DIR / layout.TRUTH_JSON,
@@ -121,6 +121,7 @@ def write_truth_json(out: Path, task_name: str, sources: dict, split: dict, seed
             "sources": sources,
             "split": split,
             "seed": int(seed),
+            "values": summary.get("values"),
             "shapes": summary["shapes"],
             "evaluation_rows": summary["evaluation_rows"],
             "oracle": None,

@@ -3,7 +3,9 @@
 A feature set is keyed by a fingerprint of the data, the feature config and
 the seed: the same inputs give the same folder, which later runs reuse. For
 Multiome the folder also holds the target SVD (:class:`mmscel.targets.GeneSVD`)
-that learners' predictions live in.
+that learners' predictions live in, fitted on the gene targets after the
+config's row transforms (clipping, median normalisation); predictions are
+still scored against the targets as they are.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mmscel.features.blocks import FEATURE_BLOCKS, BlockContext, FeatureBlock, c
 from mmscel.features.config import FEATURE_CONFIGS, CiteFeatures, MultiFeatures
 from mmscel.store import RunStore, data_fingerprint, digest, load_array, read_manifest, save_array, write_manifest
 from mmscel.targets import GeneSVD
+from mmscel.targets.rows import clip_sparse_rows, median_normalize_sparse_rows
 
 FEATURE_VERSION = 1
 
@@ -99,6 +102,7 @@ def build_features(
     del ctx
     if task == "multi":
         targets = load(task, "train", data_dir, cache_dir, check=False, inputs=False).targets
+        prepare_gene_rows(targets, config)
         space = GeneSVD(config.target_svd_components, seed=seed).fit(targets)
         arrays.update(
             target_components=space.components,
@@ -113,6 +117,21 @@ def build_features(
     )
     _save(folder, features, arrays, config, time.perf_counter() - started)
     return _load(folder, read_manifest(folder / "manifest.json"), store)
+
+
+def prepare_gene_rows(targets, config: MultiFeatures) -> None:
+    """Clip and median-normalise the rows of the Multiome targets in place, as ``config`` asks, before their SVD.
+
+    Parameters
+    ----------
+    targets
+        The training cells' gene targets (CSR, writable values).
+    config
+        The Multiome feature config (``target_clip_quantile``, ``target_median_normalize``).
+    """
+    clip_sparse_rows(targets, config.target_clip_quantile)
+    if config.target_median_normalize:
+        median_normalize_sparse_rows(targets)
 
 
 def _save(folder: Path, features: FeatureSet, arrays: dict, config, seconds: float) -> None:

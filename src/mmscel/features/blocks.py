@@ -2,9 +2,10 @@
 
 A task's feature config lists its blocks in column order (``blocks``); each
 block says whether the config turns it on and computes its columns from a
-:class:`BlockContext`. Blocks that change the inputs in place (the input SVD
-applies its transforms without a copy, to stay within memory at full size) run
-after all the others, whatever their column position.
+:class:`BlockContext`. Blocks run by ``stage``, whatever their column position:
+first those that read the inputs as they are, then those that change them in
+place (the input SVD applies its transforms without a copy, to stay within
+memory at full size), then those that read only what earlier blocks handed on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from mmscel.features.batches import batch_means, batch_svd, predicted_cell_types
 from mmscel.features.compute import (
     STAT_NAMES,
     cell_stats,
@@ -28,7 +30,9 @@ from mmscel.features.compute import (
     transform,
     truncated_svd,
 )
+from mmscel.features.impute import imputed_svd
 from mmscel.registry import Registry
+from mmscel.targets import batch_labels
 
 Columns = tuple[list[str], np.ndarray]
 
@@ -37,7 +41,8 @@ Columns = tuple[list[str], np.ndarray]
 class BlockContext:
     """What blocks read: the stacked inputs (train rows, then test rows) and the split's facts.
 
-    ``arrays`` collects side outputs (SVD components, chosen genes) stored beside the features.
+    ``arrays`` collects side outputs (SVD components, chosen genes) stored beside the features;
+    ``handed_on`` holds what a block leaves for later stages (not stored).
     """
 
     inputs: sp.csr_matrix
@@ -46,13 +51,15 @@ class BlockContext:
     config: Any
     seed: int
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    handed_on: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class FeatureBlock(ABC):
     """A group of feature columns."""
 
     name: ClassVar[str]
-    mutates_inputs: ClassVar[bool] = False
+    #: 0: reads the inputs as they are; 1: changes them in place; 2: reads only ``handed_on``
+    stage: ClassVar[int] = 0
     #: the config setting that turns the block on (a flag or a count); None: always on
     switch: ClassVar[str | None] = None
 
@@ -94,18 +101,27 @@ FEATURE_BLOCKS: Registry[type[FeatureBlock]] = Registry("feature block")
 
 @FEATURE_BLOCKS.register("input_svd")
 class InputSVD(FeatureBlock):
-    """Randomized TruncatedSVD of the inputs (after the config's transforms), fitted on train and test."""
+    """Randomized TruncatedSVD of the inputs (after the config's transforms), fitted on train and test.
+
+    With ``impute_components`` (CITEseq), the SVD is that of the inputs with their zeros imputed and
+    their columns centred (:func:`mmscel.features.impute.imputed_svd`).
+    """
 
     name = "input_svd"
-    mutates_inputs = True
+    stage = 1
 
     def compute(self, ctx: BlockContext) -> Columns:
         """``svd_<i>`` columns, centred per (donor, day) group when ``batch_centering``."""
-        steps = getattr(ctx.config, "transforms", [])
-        scores, components = truncated_svd(
-            transform(ctx.inputs, steps, copy=False), ctx.config.svd_components, ctx.seed
-        )
-        if ctx.config.batch_centering:
+        config = ctx.config
+        inputs = transform(ctx.inputs, getattr(config, "transforms", []), copy=False)
+        if getattr(config, "impute_components", 0):
+            scores, components = imputed_svd(
+                inputs, config.svd_components, config.impute_components, config.impute_iterations, ctx.seed
+            )
+        else:
+            scores, components = truncated_svd(inputs, config.svd_components, ctx.seed)
+        ctx.handed_on["input_svd_scores"] = scores
+        if config.batch_centering:
             scores = centre_by_group(scores, ctx.metadata)
         ctx.arrays["input_svd_components"] = components
         return [f"svd_{i}" for i in range(scores.shape[1])], scores
@@ -176,8 +192,46 @@ class DonorSex(FeatureBlock):
         return ["female"], female(ctx.metadata)
 
 
+@FEATURE_BLOCKS.register("batch_svd")
+class BatchSVD(FeatureBlock):
+    """Batch context: an SVD of each (donor, day) batch's median expression, the same row for all its cells."""
+
+    name = "batch_svd"
+    switch = "batch_svd_components"
+
+    def compute(self, ctx: BlockContext) -> Columns:
+        """``batch_svd_<i>`` columns (z-scored over batches)."""
+        batches = batch_labels(ctx.metadata)
+        values = batch_svd(ctx.inputs, batches, ctx.config.batch_svd_components, ctx.seed + 2)
+        return [f"batch_svd_{i}" for i in range(values.shape[1])], values
+
+
+@FEATURE_BLOCKS.register("batch_cell_types")
+class BatchCellTypes(FeatureBlock):
+    """Batch context: each (donor, day) batch's composition in cell types, predicted from the input SVD.
+
+    Test cells have no cell type in the metadata, so every cell's type
+    probabilities come from a classifier fitted on the training cells' known
+    types; a batch's composition is its cells' mean probabilities, made the
+    same way for training and test batches.
+    """
+
+    name = "batch_cell_types"
+    switch = "batch_cell_types"
+    stage = 2
+
+    def compute(self, ctx: BlockContext) -> Columns:
+        """``batch_type:<type>`` columns, one per cell type known in training."""
+        meta = ctx.metadata
+        cell_types = meta["cell_type"] if "cell_type" in meta else pd.Series("", index=meta.index)
+        types, probabilities = predicted_cell_types(
+            ctx.handed_on["input_svd_scores"], cell_types, ctx.train.n_cells, ctx.seed
+        )
+        return [f"batch_type:{t}" for t in types], batch_means(probabilities, batch_labels(ctx.metadata))
+
+
 def compute_blocks(config, ctx: BlockContext) -> list[Columns]:
-    """The enabled blocks of ``config.blocks``, computed (in-place blocks last) and returned in column order.
+    """The enabled blocks of ``config.blocks``, computed stage by stage and returned in column order.
 
     Parameters
     ----------
@@ -199,6 +253,6 @@ def compute_blocks(config, ctx: BlockContext) -> list[Columns]:
     blocks = [FEATURE_BLOCKS.get(name)() for name in config.blocks]
     blocks = [block for block in blocks if block.enabled(config)]
     results: dict[str, Columns] = {}
-    for block in sorted(blocks, key=lambda b: b.mutates_inputs):  # stable: column order otherwise
+    for block in sorted(blocks, key=lambda b: b.stage):  # stable: column order otherwise
         results[block.name] = block.compute(ctx)
     return [results[block.name] for block in blocks if len(results[block.name][0])]

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 
 from mmscel.data import layout
+from mmscel.targets.rows import sparse_row_medians
 
 QUANTILES = (0.25, 0.5, 0.75)
 
@@ -66,7 +67,7 @@ def truncated_svd(matrix: sp.csr_matrix, n_components: int, seed: int) -> tuple[
 
 
 def transform(matrix: sp.csr_matrix, steps: list[str], copy: bool = True) -> sp.csr_matrix:
-    """Binarise, log1p or row-L2-normalise a sparse matrix, in the given order (sparsity kept).
+    """Binarise, log1p, row-L2- or row-median-normalise a sparse matrix, in the given order (sparsity kept).
 
     With ``copy=False`` the values of ``matrix`` are changed in place; a copy
     shares the column indices and row pointer of ``matrix`` (only the values are new).
@@ -77,7 +78,8 @@ def transform(matrix: sp.csr_matrix, steps: list[str], copy: bool = True) -> sp.
         The CSR matrix to transform.
     steps
         ``"binarize"`` (stored values set to 1), ``"log1p"``, ``"l2"`` (each row scaled to unit norm;
-        empty rows stay empty), applied in the order given.
+        empty rows stay empty), ``"row_median"`` (each row divided by the median of its stored values,
+        a row-quantile normalisation), applied in the order given.
     copy
         Work on a copy of the values rather than on ``matrix`` itself.
 
@@ -96,6 +98,8 @@ def transform(matrix: sp.csr_matrix, steps: list[str], copy: bool = True) -> sp.
             out.data[:] = 1.0
         elif step == "log1p":
             np.log1p(out.data, out=out.data)
+        elif step == "row_median":
+            _divide_by_row_medians(out)
         elif step == "l2":
             for start, stop in row_blocks(out):
                 values = out.data[out.indptr[start] : out.indptr[stop]]  # a view: scaled in place
@@ -104,6 +108,18 @@ def transform(matrix: sp.csr_matrix, steps: list[str], copy: bool = True) -> sp.
                 norms = np.sqrt(np.bincount(rows, weights=np.square(values, dtype=np.float64), minlength=stop - start))
                 values *= np.repeat(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32), counts)
     return out
+
+
+def _divide_by_row_medians(matrix: sp.csr_matrix) -> None:
+    for start, stop in row_blocks(matrix):
+        lo, hi = matrix.indptr[start], matrix.indptr[stop]
+        block = sp.csr_matrix(
+            (matrix.data[lo:hi], matrix.indices[lo:hi], matrix.indptr[start : stop + 1] - lo),
+            shape=(stop - start, matrix.shape[1]),
+        )
+        median = sparse_row_medians(block)
+        scale = (1.0 / np.where(median > 0, median, 1.0)).astype(np.float32)  # rows without a positive median kept
+        matrix.data[lo:hi] *= np.repeat(scale, np.diff(block.indptr))
 
 
 def row_blocks(matrix: sp.csr_matrix, max_nnz: int = 2**24):

@@ -1,7 +1,10 @@
 """Feature settings per task (validated by pydantic; unknown keys are refused by name).
 
 ``blocks`` lists the feature blocks of a task in column order; a block whose
-setting turns it off is skipped.
+setting turns it off is skipped. Options listed in ``quiet`` are left out of a
+config's dump while at their default, so that the fingerprint of a config that
+does not use them (and so its cached features) stays what it was before they
+existed.
 """
 
 from __future__ import annotations
@@ -11,14 +14,52 @@ from typing import ClassVar, Literal
 import pydantic
 
 
+def drop_quiet_defaults(model: pydantic.BaseModel, data: dict) -> dict:
+    """Remove from a model's dump the ``quiet`` fields that hold their default.
+
+    Parameters
+    ----------
+    model
+        A model with a ``quiet`` tuple of field names.
+    data
+        Its dump (changed in place).
+
+    Returns
+    -------
+    dict
+        ``data``.
+    """
+    for name in model.quiet:
+        if getattr(model, name) == type(model).model_fields[name].default:
+            data.pop(name, None)
+    return data
+
+
 class _Strict(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    quiet: ClassVar[tuple[str, ...]] = ()
+
+    @pydantic.model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return drop_quiet_defaults(self, handler(self))
+
+
+_BATCH_OPTIONS = ("batch_svd_components", "batch_cell_types")
 
 
 class CiteFeatures(_Strict):
     """Features of the CITEseq inputs."""
 
-    blocks: ClassVar[tuple[str, ...]] = ("input_svd", "selected_genes", "cell_stats", "donor_sex")
+    blocks: ClassVar[tuple[str, ...]] = (
+        "input_svd",
+        "selected_genes",
+        "cell_stats",
+        "donor_sex",
+        "batch_svd",
+        "batch_cell_types",
+    )
+    quiet: ClassVar[tuple[str, ...]] = (*_BATCH_OPTIONS, "impute_components", "impute_iterations")
 
     svd_components: int = pydantic.Field(128, ge=2, le=4096)
     protein_genes: bool = True  # raw columns of genes named after a target protein
@@ -26,6 +67,10 @@ class CiteFeatures(_Strict):
     batch_centering: bool = False  # subtract each (donor, day) group's median
     cell_stats: bool = True
     donor_sex: bool = True
+    batch_svd_components: int = pydantic.Field(0, ge=0, le=64)  # SVD of each batch's median expression; 0: off
+    batch_cell_types: bool = False  # each batch's composition in predicted cell types
+    impute_components: int = pydantic.Field(0, ge=0, le=1024)  # rank of the SVD that fills the zeros; 0: off
+    impute_iterations: int = pydantic.Field(1, ge=1, le=5)  # rounds of that imputation
 
 
 class MultiFeatures(_Strict):
@@ -37,16 +82,25 @@ class MultiFeatures(_Strict):
         "cell_stats",
         "chromosome_ratios",
         "donor_sex",
+        "batch_svd",
+        "batch_cell_types",
     )
+    quiet: ClassVar[tuple[str, ...]] = (*_BATCH_OPTIONS, "target_clip_quantile", "target_median_normalize")
 
     svd_components: int = pydantic.Field(128, ge=2, le=4096)
-    transforms: list[Literal["binarize", "log1p", "l2"]] = []
+    transforms: list[Literal["binarize", "log1p", "l2", "row_median"]] = []
     binary_svd_components: int = pydantic.Field(0, ge=0, le=4096)  # a second SVD on the binarised matrix
     target_svd_components: int = pydantic.Field(128, ge=2, le=4096)
     cell_stats: bool = True
     chromosome_ratios: bool = True
     donor_sex: bool = True
     batch_centering: bool = False
+    batch_svd_components: int = pydantic.Field(0, ge=0, le=64)
+    batch_cell_types: bool = False
+    # the gene targets' rows before the target SVD: clipped to their [q, 1 - q] quantiles (0: off), and
+    # their counts divided by the median of their non-zero counts
+    target_clip_quantile: float = pydantic.Field(0.0, ge=0.0, lt=0.5)
+    target_median_normalize: bool = False
 
 
 FEATURE_CONFIGS: dict[str, type[CiteFeatures] | type[MultiFeatures]] = {"cite": CiteFeatures, "multi": MultiFeatures}

@@ -50,9 +50,10 @@ class SeedBag(BaseLearner):
         if n_members < 1:
             raise ValueError(f"a bag needs at least one member, got {n_members}")
         self.learner_cls = learner_cls
-        self.uses_validation = learner_cls.uses_validation  # a bag early-stops and reads targets as its members
-        self.uses_full_targets = learner_cls.uses_full_targets
         self.members = [learner_cls(params, seed=seed + i * SEED_STRIDE, n_jobs=n_jobs) for i in range(n_members)]
+        # a bag early-stops and reads targets as its members (whose parameters may turn early stopping off)
+        self.uses_validation = self.members[0].uses_validation
+        self.uses_full_targets = self.members[0].uses_full_targets
         self.params, self.seed, self.n_jobs, self.best_iterations = params, seed, n_jobs, None
 
     def clone(self, seed: int | None = None) -> SeedBag:

@@ -8,6 +8,11 @@ The network maps standardised SVD features to the learner's output space
 targets themselves -- the largest single gain of the 1st-place solution.
 ``predict`` still returns the ``k`` coefficients; the runner reconstructs.
 
+Beyond a plain stack of blocks, the network may carry a decoder whose hidden
+states each feed an output head (the heads' outputs averaged), an auxiliary
+MSE/MAE term whose weight fades out, a OneCycle learning rate, and a fixed
+number of epochs instead of early stopping (see :class:`MLPParams`).
+
 Fitting is seeded and deterministic on CPU: the global torch RNG is forked and
 seeded, shuffling uses its own generator, and deterministic algorithms and the
 thread count are set only for the duration of a fit or predict. Training
@@ -20,6 +25,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,18 +36,15 @@ import torch
 import torch.utils.deterministic
 
 from mmscel.learners.base import BaseLearner, FitData, FitFailed, LearnerParams, TargetBasis, as_float32
-from mmscel.learners.mlp_net import (
-    MLPNet,
-    Reconstruction,
-    compute_loss,
-    rows_tensor,
-    torch_session,
-)
+from mmscel.learners.mlp_loss import Objective, batches_per_epoch, fade_weight
+from mmscel.learners.mlp_net import MLPNet, Reconstruction, rows_tensor, torch_session
 from mmscel.metrics import pearson_per_row
 
 MODEL_FILE = "mlp.pt"
 INFO_FILE = "mlp.json"
 PREDICT_BATCH = 4096
+# architecture keys beyond the encoder, with the values of a network without a decoder
+DECODER_DEFAULTS = {"decoder_blocks": 0, "decoder_width": None, "decoder_dropout": None, "heads": 1}
 
 
 class MLPParams(LearnerParams):
@@ -49,9 +53,9 @@ class MLPParams(LearnerParams):
     Parameters
     ----------
     hidden
-        Width of each hidden layer, input side first.
+        Width of each encoder layer, input side first.
     dropout
-        Dropout rate after each hidden activation (0: no dropout layers).
+        Dropout rate after each encoder activation (0: no dropout layers).
     activation
         The hidden layers' activation.
     norm
@@ -72,6 +76,35 @@ class MLPParams(LearnerParams):
         Standardise the features with the training rows' mean and std (kept in the network).
     reconstruct
         With a basis and ``Y_full``: take the loss on ``z @ components + mean`` against ``Y_full``.
+    decoder_blocks
+        Blocks after the encoder, each ``Linear -> norm -> act -> dropout`` (0: none). With one head,
+        blocks of the last encoder width and dropout are the same network as that many more ``hidden`` layers.
+    decoder_width
+        Width of the decoder blocks (None: the last encoder width).
+    decoder_dropout
+        Dropout rate of the decoder blocks (None: ``dropout``).
+    heads
+        Output heads, on the last ``heads`` hidden states (the encoder's output, then each decoder
+        block's); at most ``decoder_blocks + 1``. The loss is the mean of the heads' losses, the
+        prediction the mean of their outputs.
+    aux_loss
+        ``"mse"`` or ``"mae"``: an auxiliary term added to ``loss``, weighted by ``aux_weight`` (``"none"``: no term).
+    aux_weight
+        Weight of the auxiliary term.
+    aux_space
+        Where the auxiliary term is taken: ``"outputs"`` (the learner's targets: the proteins, or the
+        target-SVD coefficients) or ``"targets"`` (the scored targets, reconstructed when ``reconstruct`` applies).
+    aux_fade_after
+        Epochs at full ``aux_weight``; after them the weight fades as ``(1 - t)^2`` to about 0 by the
+        last epoch (None: constant weight).
+    schedule
+        Learning rate over the fit: ``"constant"``, or ``"onecycle"`` (torch's ``OneCycleLR`` peaking at ``lr``,
+        planned over ``epochs`` epochs; AdamW's first beta cycles too).
+    pct_start
+        Share of the one cycle spent raising the rate.
+    early_stopping
+        False: train ``epochs`` epochs on every training row and keep the last weights (no rows are cut
+        for validation; ``patience`` is unused).
     """
 
     hidden: list[Annotated[int, pydantic.Field(ge=1, le=65_536)]] = pydantic.Field(
@@ -88,14 +121,34 @@ class MLPParams(LearnerParams):
     patience: Annotated[int, pydantic.Field(ge=1, le=100_000)] = 8
     standardize_inputs: bool = True
     reconstruct: bool = True
+    decoder_blocks: Annotated[int, pydantic.Field(ge=0, le=64)] = 0
+    decoder_width: Annotated[int, pydantic.Field(ge=1, le=65_536)] | None = None
+    decoder_dropout: float | None = pydantic.Field(None, ge=0, lt=1)
+    heads: Annotated[int, pydantic.Field(ge=1, le=65)] = 1
+    aux_loss: Literal["none", "mse", "mae"] = "none"
+    aux_weight: float = pydantic.Field(1.0, ge=0)
+    aux_space: Literal["outputs", "targets"] = "outputs"
+    aux_fade_after: Annotated[int, pydantic.Field(ge=0, le=100_000)] | None = None
+    schedule: Literal["constant", "onecycle"] = "constant"
+    pct_start: float = pydantic.Field(0.3, gt=0, lt=1)
+    early_stopping: bool = True
+
+    @pydantic.field_validator("heads")
+    @classmethod
+    def _heads_fit_the_decoder(cls, heads: int, info: pydantic.ValidationInfo) -> int:
+        blocks = info.data.get("decoder_blocks")
+        if blocks is not None and heads > blocks + 1:
+            raise ValueError(f"at most decoder_blocks + 1 = {blocks + 1} heads (one per hidden state), got {heads}")
+        return heads
 
 
 class MLPLearner(BaseLearner):
     """Multi-output MLP trained with AdamW on MSE and/or the per-cell correlation loss.
 
-    With ``valid`` given it early-stops on the validation per-cell Pearson
-    (on reconstructed targets when a basis is given), restores the best
-    epoch's weights and sets ``best_iterations = [best_epoch]`` (1-based).
+    With ``valid`` given (and ``early_stopping`` on) it early-stops on the
+    validation per-cell Pearson (on reconstructed targets when a basis is
+    given), restores the best epoch's weights and sets
+    ``best_iterations = [best_epoch]`` (1-based).
     Saved as ``mlp.pt`` (a state dict, loaded with ``weights_only=True``,
     including the input scaling buffers) and ``mlp.json`` (architecture).
     """
@@ -111,8 +164,12 @@ class MLPLearner(BaseLearner):
         "params.loss": {"type": "categorical", "choices": ["mse", "correlation", "mse+correlation"]},
     }
     Params = MLPParams
-    uses_validation = True
+    uses_validation = True  # per instance: False when ``early_stopping`` is off
     uses_full_targets = True  # the in-network reconstruction and the early-stopping score use all genes
+
+    def __init__(self, params: Mapping[str, Any] | LearnerParams | None = None, seed: int = 0, n_jobs: int = 2):
+        super().__init__(params, seed=seed, n_jobs=n_jobs)
+        self.uses_validation = self.params.early_stopping
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> MLPLearner:
         """Train the network (seeded, deterministic), early-stopping on ``valid``'s per-cell Pearson.
@@ -134,7 +191,7 @@ class MLPLearner(BaseLearner):
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predictions of the best epoch's network."""
+        """Predictions of the kept network (the mean of its heads)."""
         X = as_float32(X)
         out = np.empty((len(X), self.arch_["output_dim"]), dtype=np.float32)
         with torch_session(self.seed, self.n_jobs):
@@ -155,6 +212,7 @@ class MLPLearner(BaseLearner):
         """Read a network written by :meth:`save` (``weights_only=True``)."""
         info = json.loads((folder / INFO_FILE).read_text())
         self.arch_ = {key: info[key] for key in ("input_dim", "output_dim", "hidden", "activation", "norm", "dropout")}
+        self.arch_.update({key: info.get(key, default) for key, default in DECODER_DEFAULTS.items()})
         self.best_iterations = info.get("best_iterations")
         self.model_ = self._network()
         self.model_.load_state_dict(torch.load(folder / MODEL_FILE, weights_only=True, map_location="cpu"))
@@ -191,10 +249,12 @@ class MLPLearner(BaseLearner):
             "activation": p.activation,
             "norm": p.norm,
             "dropout": p.dropout,
+            **{key: getattr(p, key) for key in DECODER_DEFAULTS},
         }
         model = self._network()
         with torch.no_grad():
-            model.head.bias.copy_(torch.from_numpy(Y.mean(axis=0)))
+            for head in model.all_heads():
+                head.bias.copy_(torch.from_numpy(Y.mean(axis=0)))
         return model
 
     def _fit_scaling(self, X: torch.Tensor) -> torch.Tensor:
@@ -213,20 +273,30 @@ class MLPLearner(BaseLearner):
 
     def _network(self) -> MLPNet:
         a = self.arch_
-        return MLPNet(a["input_dim"], a["output_dim"], a["hidden"], a["activation"], a["norm"], a["dropout"])
+        decoder = {key: a[key] for key in DECODER_DEFAULTS}
+        return MLPNet(a["input_dim"], a["output_dim"], a["hidden"], a["activation"], a["norm"], a["dropout"], **decoder)
 
     # -- training ---------------------------------------------------------------
 
     def _train(self, Z, Y, Y_full, recon, valid: FitData | None, basis: TargetBasis | None) -> None:
         """Epoch loop on standardised inputs ``Z``, early-stopping on ``valid``; keeps the best weights."""
         p = self.params
+        valid = valid if p.early_stopping else None
         optimizer = torch.optim.AdamW(self.model_.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        generator = torch.Generator().manual_seed(self.seed)
-        Y_t = torch.from_numpy(Y)
+        step = _Step(
+            Z,
+            torch.from_numpy(Y),
+            Y_full,
+            recon,
+            optimizer,
+            self._scheduler(optimizer, len(Z)),
+            torch.Generator().manual_seed(self.seed),
+            Objective(p.loss, p.aux_loss, p.aux_space == "targets"),
+        )
         self.valid_scores_: list[float] = []
         best_score, best_state, best_epoch = -np.inf, None, p.epochs
         for epoch in range(1, p.epochs + 1):
-            self._epoch(Z, Y_t, Y_full, recon, optimizer, generator)
+            self._epoch(step, p.aux_weight * fade_weight(epoch, p.epochs, p.aux_fade_after))
             if valid is None:
                 continue
             score = self._valid_score(valid, basis)
@@ -240,22 +310,30 @@ class MLPLearner(BaseLearner):
         self.best_iterations = [best_epoch] if valid is not None else None
         self.model_.eval()
 
-    def _epoch(self, Z, Y_t, Y_full, recon, optimizer, generator) -> None:
-        """One pass over shuffled mini-batches of the standardised inputs ``Z``."""
+    def _scheduler(self, optimizer, n_rows: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The learning-rate schedule, stepped once a batch (None: a constant rate)."""
+        p = self.params
+        if p.schedule == "constant":
+            return None
+        steps = p.epochs * batches_per_epoch(n_rows, p.batch_size)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=p.lr, total_steps=steps, pct_start=p.pct_start)
+
+    def _epoch(self, step: _Step, aux_weight: float) -> None:
+        """One pass over shuffled mini-batches of the standardised inputs."""
         self.model_.train()
-        order = torch.randperm(len(Z), generator=generator)
+        order = torch.randperm(len(step.Z), generator=step.generator)
         for idx in self._batches(order):
-            pred = self.model_.core(Z.index_select(0, idx))
-            if recon is not None:
-                loss = compute_loss(self.params.loss, recon(pred), rows_tensor(Y_full, idx.numpy()))
-            else:
-                loss = compute_loss(self.params.loss, pred, Y_t.index_select(0, idx))
+            y_full = rows_tensor(step.Y_full, idx.numpy()) if step.recon is not None else None
+            outputs = self.model_.outputs(step.Z.index_select(0, idx))
+            loss = step.objective(outputs, step.recon, step.Y.index_select(0, idx), y_full, aux_weight)
             value = loss.item()
             if not math.isfinite(value):
                 raise FitFailed("lr", f"the MLP's training loss became {value} at lr {self.params.lr}; lower lr")
-            optimizer.zero_grad(set_to_none=True)
+            step.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            step.optimizer.step()
+            if step.scheduler is not None:
+                step.scheduler.step()
 
     def _batches(self, order: torch.Tensor) -> list[torch.Tensor]:
         """Mini-batches of ``order``; a last batch of one row joins the previous one (batch norm)."""
@@ -283,3 +361,17 @@ class MLPLearner(BaseLearner):
         self.model_.eval()
         with torch.no_grad():
             return self.model_(X).numpy().astype(np.float32, copy=False)
+
+
+@dataclass
+class _Step:
+    """What every training step of one fit reads: inputs, targets, optimiser, schedule, objective."""
+
+    Z: torch.Tensor
+    Y: torch.Tensor
+    Y_full: Any
+    recon: Reconstruction | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    generator: torch.Generator
+    objective: Objective

@@ -1,4 +1,4 @@
-"""The torch pieces of the MLP learner: the network, the in-network gene reconstruction, the losses, the session."""
+"""The torch pieces of the MLP learner: the network, the in-network gene reconstruction, the session."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 import torch.utils.deterministic
 from torch import nn
 
@@ -18,34 +17,67 @@ ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 
 
 class MLPNet(nn.Module):
-    """Input standardisation (buffers) followed by ``Linear -> norm -> act -> dropout`` blocks and a Linear head.
+    """Input standardisation (buffers), an encoder and a decoder of blocks, and one or more Linear heads.
+
+    Every block is ``Linear -> norm -> act -> dropout``. The encoder's blocks
+    have the widths ``hidden``; the decoder adds ``decoder_blocks`` blocks of
+    one width. The heads read the last ``heads`` hidden states (the encoder's
+    output, then each decoder block's), deepest last; the network's output is
+    their mean.
 
     Parameters
     ----------
     n_in, n_out
         Input features and outputs.
     hidden
-        Width of each hidden block.
+        Width of each encoder block.
     activation
         A key of ``ACTIVATIONS``.
     norm
         ``"batch"``, ``"layer"`` or ``"none"``.
     dropout
-        Dropout rate of each block (0: no dropout layer).
+        Dropout rate of each encoder block (0: no dropout layer).
+    decoder_blocks
+        Blocks after the encoder.
+    decoder_width
+        Their width (None: the encoder's last width).
+    decoder_dropout
+        Their dropout rate (None: ``dropout``).
+    heads
+        Output heads, at most ``decoder_blocks + 1``.
+
+    Raises
+    ------
+    ValueError
+        When ``heads`` is not between 1 and ``decoder_blocks + 1``.
     """
 
-    def __init__(self, n_in: int, n_out: int, hidden: list[int], activation: str, norm: str, dropout: float):
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        hidden: list[int],
+        activation: str,
+        norm: str,
+        dropout: float,
+        decoder_blocks: int = 0,
+        decoder_width: int | None = None,
+        decoder_dropout: float | None = None,
+        heads: int = 1,
+    ):
         super().__init__()
+        if not 1 <= heads <= decoder_blocks + 1:
+            raise ValueError(f"heads must be between 1 and decoder_blocks + 1 = {decoder_blocks + 1}, got {heads}")
         self.register_buffer("x_mean", torch.zeros(n_in))
         self.register_buffer("x_std", torch.ones(n_in))
-        layers: list[nn.Module] = []
-        width = n_in
-        for size in hidden:
-            layers += [nn.Linear(width, size), *_norm_layer(norm, size), ACTIVATIONS[activation]()]
-            layers += [nn.Dropout(dropout)] if dropout > 0 else []
-            width = size
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, n_out)
+        self.body = nn.Sequential(*_blocks(n_in, hidden, activation, norm, dropout))
+        states = [hidden[-1] if hidden else n_in] + [decoder_width or (hidden[-1] if hidden else n_in)] * decoder_blocks
+        rate = dropout if decoder_dropout is None else decoder_dropout
+        self.decoder = nn.ModuleList(
+            nn.Sequential(*_blocks(states[i], [states[i + 1]], activation, norm, rate)) for i in range(decoder_blocks)
+        )
+        self.head = nn.Linear(states[-1], n_out)
+        self.extra_heads = nn.ModuleList(nn.Linear(width, n_out) for width in states[-heads:-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map raw features to outputs.
@@ -78,7 +110,7 @@ class MLPNet(nn.Module):
         return (x - self.x_mean) / self.x_std
 
     def core(self, z: torch.Tensor) -> torch.Tensor:
-        """Map already standardised features to outputs (the hidden blocks, then the head).
+        """Map already standardised features to outputs: the mean of the heads' outputs.
 
         Parameters
         ----------
@@ -90,7 +122,39 @@ class MLPNet(nn.Module):
         torch.Tensor
             Outputs (rows x n_out).
         """
-        return self.head(self.body(z))
+        outputs = self.outputs(z)
+        return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(dim=0)
+
+    def outputs(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """Every head's outputs for standardised features, deepest head last.
+
+        Parameters
+        ----------
+        z
+            Standardised features (rows x n_in).
+
+        Returns
+        -------
+        list of torch.Tensor
+            One (rows x n_out) tensor per head.
+        """
+        h = self.body(z)
+        states = [h]
+        for block in self.decoder:
+            h = block(h)
+            states.append(h)
+        shallow = states[len(states) - 1 - len(self.extra_heads) : -1]
+        return [head(state) for head, state in zip(self.extra_heads, shallow, strict=True)] + [self.head(h)]
+
+    def all_heads(self) -> list[nn.Linear]:
+        """The output layers, deepest last.
+
+        Returns
+        -------
+        list of torch.nn.Linear
+            The extra heads, then ``head``.
+        """
+        return [*self.extra_heads, self.head]
 
 
 class Reconstruction(nn.Module):
@@ -123,52 +187,20 @@ class Reconstruction(nn.Module):
         return z @ self.components + self.mean
 
 
+def _blocks(width: int, sizes: list[int], activation: str, norm: str, dropout: float) -> list[nn.Module]:
+    """The layers of ``Linear -> norm -> act -> dropout`` blocks from ``width`` inputs through ``sizes``."""
+    layers: list[nn.Module] = []
+    for size in sizes:
+        layers += [nn.Linear(width, size), *_norm_layer(norm, size), ACTIVATIONS[activation]()]
+        layers += [nn.Dropout(dropout)] if dropout > 0 else []
+        width = size
+    return layers
+
+
 def _norm_layer(norm: str, size: int) -> list[nn.Module]:
     if norm == "batch":
         return [nn.BatchNorm1d(size)]
     return [nn.LayerNorm(size)] if norm == "layer" else []
-
-
-def correlation_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """One minus the mean per-row Pearson correlation: the competition metric as a loss.
-
-    Parameters
-    ----------
-    pred, target
-        Predicted and true rows (rows x columns).
-    eps
-        Floor of a centred row's norm, so a constant row contributes 0 instead of NaN.
-
-    Returns
-    -------
-    torch.Tensor
-        A scalar in [0, 2].
-    """
-    p = F.normalize(pred - pred.mean(dim=1, keepdim=True), dim=1, eps=eps)
-    t = F.normalize(target - target.mean(dim=1, keepdim=True), dim=1, eps=eps)
-    return 1.0 - (p * t).sum(dim=1).mean()
-
-
-def compute_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Compute the training loss named by ``kind``.
-
-    Parameters
-    ----------
-    kind
-        ``"mse"``, ``"correlation"`` (:func:`correlation_loss`) or ``"mse+correlation"`` (their sum).
-    pred, target
-        Predicted and true rows.
-
-    Returns
-    -------
-    torch.Tensor
-        The scalar loss.
-    """
-    if kind == "mse":
-        return F.mse_loss(pred, target)
-    if kind == "correlation":
-        return correlation_loss(pred, target)
-    return F.mse_loss(pred, target) + correlation_loss(pred, target)
 
 
 def rows_tensor(Y: np.ndarray | sp.spmatrix, idx: np.ndarray) -> torch.Tensor:

@@ -12,6 +12,10 @@ protein_svd     centred SVD coefficients, fitted per fold   proteins (optionally
 components      leading coefficients of the gene SVD        all coefficients (unfitted ones 0)
 ==============  ==========================================  ======================================
 
+Each space may also centre learner targets per batch (donor x day), fitted on
+each training fold (:mod:`mmscel.targets.batches`), and the protein spaces may
+clip and median-normalise cells first (:mod:`mmscel.targets.rows`).
+
 The metric, the per-cell Pearson, is invariant to a per-cell affine map, so a
 space may z-score cells freely. Every space scores predictions against the
 scored targets in row chunks, so a full-size Multiome matrix is never dense.
@@ -27,6 +31,7 @@ from mmscel.targets.base import (
     mean_profile_score,
     row_chunks,
 )
+from mmscel.targets.batches import BatchCentredGenes, BatchOffsets, batch_labels
 from mmscel.targets.genes import GeneSVD
 from mmscel.targets.proteins import NativeTargets, ProteinSVD
 
@@ -54,9 +59,10 @@ def space_from_manifest(space: dict, resolve) -> TargetSpace:
         out.source = {key: space[key] for key in ("features", "components_file") if key in space}
         return out
     standardize = bool(space.get("standardize_cells", False))
+    rows = {"clip_quantile": space.get("clip_quantile", 0.0), "median_normalize": space.get("median_normalize", False)}
     if space["kind"] == ProteinSVD.kind:
-        return ProteinSVD(space.get("fit_components", 32), standardize, space.get("n_targets"))
-    return NativeTargets(standardize, space.get("n_targets"))
+        return ProteinSVD(space.get("fit_components", 32), standardize, space.get("n_targets"), **rows)
+    return NativeTargets(standardize, space.get("n_targets"), **rows)
 
 
 def blend_key(space: dict) -> tuple:
@@ -80,11 +86,14 @@ def blend_key(space: dict) -> tuple:
 
 __all__ = [
     "ROW_CHUNK",
+    "BatchCentredGenes",
+    "BatchOffsets",
     "GeneSVD",
     "NativeTargets",
     "ProteinSVD",
     "TargetBasis",
     "TargetSpace",
+    "batch_labels",
     "blend_key",
     "matrix_signature",
     "mean_profile_score",

@@ -161,6 +161,42 @@ class TargetSpace(ABC):
         """
         return copy.deepcopy(self)
 
+    def fit_rows(self, Y, rows) -> TargetSpace:
+        """Learn the space from some rows of the scored targets (a fold's training rows).
+
+        Spaces that need to know which rows they see (their batches) override this.
+
+        Parameters
+        ----------
+        Y
+            The scored targets of all rows (dense or CSR).
+        rows
+            The rows to learn from (indices, or a slice).
+
+        Returns
+        -------
+        TargetSpace
+            ``self``, fitted.
+        """
+        return self.fit(Y[rows])
+
+    def transform_rows(self, Y, rows) -> np.ndarray:
+        """Map some rows of the scored targets to learner targets.
+
+        Parameters
+        ----------
+        Y
+            The scored targets of all rows (dense or CSR).
+        rows
+            The rows to map (indices, or a slice).
+
+        Returns
+        -------
+        numpy.ndarray
+            Learner targets of ``rows`` (float32).
+        """
+        return self.transform(Y[rows])
+
     @property
     def basis(self) -> TargetBasis | None:
         """The linear map from predictions to the scored targets (None: predictions are the targets)."""

@@ -117,12 +117,26 @@ class GeneSVD(TargetSpace):
         """How many leading coefficients learners fit."""
         return self.n_components if self.fitted_components is None else self.fitted_components
 
-    def transform(self, Y) -> np.ndarray:
-        """The leading coefficients of ``Y``: those of the fit for the fitted matrix, else a projection."""
+    def coefficients(self, Y) -> np.ndarray:
+        """All coefficients of ``Y``: those of the fit for the fitted matrix, else a projection.
+
+        Parameters
+        ----------
+        Y
+            Rows x genes (dense or CSR).
+
+        Returns
+        -------
+        numpy.ndarray
+            Rows x ``n_components``, float32.
+        """
         if self.embedding is not None and self.signature is not None and matrix_signature(Y) == self.signature:
-            coefficients = self.embedding
-        else:
-            coefficients = np.vstack([np.asarray(part @ self.components.T, np.float32) for _, part in row_chunks(Y)])
+            return self.embedding
+        return np.vstack([np.asarray(part @ self.components.T, np.float32) for _, part in row_chunks(Y)])
+
+    def transform(self, Y) -> np.ndarray:
+        """The leading coefficients of ``Y`` (see :meth:`coefficients`)."""
+        coefficients = self.coefficients(Y)
         return coefficients if self.fitted_components is None else coefficients[:, : self.fitted_components]
 
     def inverse(self, Z: np.ndarray) -> np.ndarray:

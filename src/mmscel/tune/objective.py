@@ -2,13 +2,18 @@
 
 A trial fits exactly what ``mmscel level1`` would fit for the trial's config
 (same features, shared fold file, target space, seeds), in memory: nothing is
-written under ``oof/<task>/``. After every ``cv`` fold the trial reports to
-Optuna (the fold's own score for the Wilcoxon pruner, which pairs folds across
-trials; the running mean for the other pruners) and stops when the pruner says so.
+written under ``oof/<task>/``. It skips what only a submission needs (the test
+rows' predictions and the ``refit`` split), so its CV and last-day scores are
+level-1's. After every ``cv`` fold the trial reports to Optuna (the fold's own
+score for the Wilcoxon pruner, which pairs folds across trials; the running
+mean for the other pruners) and stops when the pruner says so. Under the
+``blend`` objective the fold's score is that of its blend with the task's
+finished runs (see :mod:`mmscel.tune.ensemble`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Callable
@@ -17,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from mmscel.config import RunConfig
-from mmscel.cv import FoldResult
+from mmscel.cv import FoldResult, Split
 from mmscel.level1 import Level1Inputs, fit_cv, last_day_result
 from mmscel.tune.space import sample, with_values
 
-OBJECTIVES = ("cv", "last_day")
+OBJECTIVES = ("cv", "last_day", "blend")
 WORKER_ATTR = "worker"  # user attribute: the host, pid and start time of the process running a trial
 
 
@@ -36,13 +41,18 @@ class FoldReporter:
         Names of the ``cv`` splits, in order (their index is the reported step).
     per_fold
         Report each fold's own score (Wilcoxon) instead of the running mean.
+    fold_value
+        What a fold reports, from its name and predictions (None: the fold's score);
+        the values are kept in the ``blend_fold_scores`` user attribute.
     """
 
-    def __init__(self, trial, cv_folds: list[str], per_fold: bool):
+    def __init__(self, trial, cv_folds: list[str], per_fold: bool, fold_value: Callable | None = None):
         self.trial = trial
         self.steps = {name: step for step, name in enumerate(cv_folds)}
         self.per_fold = per_fold
+        self.fold_value = fold_value
         self.scores: dict[str, float] = {}
+        self.reported: dict[str, float] = {}
 
     def __call__(self, result: FoldResult, results: dict[str, FoldResult]) -> None:
         """Report a finished split; raise :class:`optuna.TrialPruned` when the pruner stops the trial."""
@@ -52,7 +62,12 @@ class FoldReporter:
             return
         self.scores[result.name] = result.score
         self.trial.set_user_attr("fold_scores", dict(self.scores))
-        value = result.score if self.per_fold else float(np.mean(list(self.scores.values())))
+        if self.fold_value is None:
+            self.reported[result.name] = result.score
+        else:
+            self.reported[result.name] = self.fold_value(result.name, result.valid)
+            self.trial.set_user_attr("blend_fold_scores", dict(self.reported))
+        value = self.reported[result.name] if self.per_fold else float(np.mean(list(self.reported.values())))
         self.trial.report(value, self.steps[result.name])
         if self.trial.should_prune():
             self.trial.set_user_attr("pruned_at_fold", result.name)
@@ -69,9 +84,12 @@ class Objective:
     space
         Dotted keys to distributions (see :mod:`mmscel.tune.space`).
     inputs_for
-        Gives the features, targets and folds of a config (cached by the session).
+        Gives the features, targets and folds of a config (cached by the session); its ``where``
+        (data folder, cache, store) names the store whose runs the ``blend`` objective reads.
     objective
-        ``cv`` (mean per-cell Pearson over the validated cells) or ``last_day`` (the last-day holdout).
+        ``cv`` (mean per-cell Pearson over the validated cells), ``last_day`` (the last-day
+        holdout) or ``blend`` (the nested score of the trial's blend with the task's finished
+        runs, see :mod:`mmscel.tune.ensemble`).
     per_fold
         Report fold scores rather than running means (see :class:`FoldReporter`).
     """
@@ -89,19 +107,66 @@ class Objective:
         self.inputs_for = inputs_for
         self.objective = objective
         self.per_fold = per_fold
+        self.ensembles: dict = {}
 
     def __call__(self, trial) -> float:
-        """Run one trial; its fold scores, CV and last-day score are kept as user attributes."""
+        """Run one trial; its fold scores, CV, last-day (and blend) scores are kept as user attributes."""
         trial.set_user_attr(WORKER_ATTR, worker_identity())
         config = trial_config(self.base, sample(trial, self.space))
-        inputs = self.inputs_for(config)
+        inputs = trial_inputs(self.inputs_for(config))
+        space = inputs.target_space(config)
+        ensemble = self._ensemble(trial.study, config, inputs, space) if self.objective == "blend" else None
         cv_folds = [split.name for split in inputs.plan(config) if split.role == "cv"]
-        reporter = FoldReporter(trial, cv_folds, self.per_fold)
-        result = fit_cv(config, inputs, inputs.target_space(config), callbacks=[reporter])
+        reporter = FoldReporter(trial, cv_folds, self.per_fold, ensemble.fold_score if ensemble else None)
+        result = fit_cv(config, inputs, space, callbacks=[reporter])
         last_day = last_day_result(config, result).get("score")
         trial.set_user_attr("cv", result.cv)
         trial.set_user_attr("last_day", last_day)
-        return result.cv if self.objective == "cv" else last_day
+        if ensemble is None:
+            return result.cv if self.objective == "cv" else last_day
+        blend = ensemble.score(result.oof)
+        trial.set_user_attr("blend", blend.nested)
+        trial.set_user_attr("blend_in_sample", blend.in_sample)
+        trial.set_user_attr("blend_weights", blend.weights)
+        return blend.nested
+
+    def _ensemble(self, study, config: RunConfig, inputs: Level1Inputs, space):
+        """The study's runs to blend with, loaded once per target space (refused when they changed)."""
+        from mmscel.targets import blend_key
+        from mmscel.tune.ensemble import RUNS_ATTR, Ensemble
+
+        key = repr(blend_key(space.describe()))
+        if key not in self.ensembles:
+            store = self.inputs_for.where[2]
+            self.ensembles = {key: Ensemble.load(store, config, inputs, space, study.user_attrs[RUNS_ATTR])}
+        return self.ensembles[key]
+
+
+class _TrialInputs(Level1Inputs):
+    """A trial's view of a config's inputs: no test rows, and no ``refit`` split in its plan."""
+
+    def plan(self, config: RunConfig) -> list[Split]:
+        """The config's splits without ``refit`` (which only predicts the test rows)."""
+        return [split for split in super().plan(config) if split.role != "refit"]
+
+
+def trial_inputs(inputs: Level1Inputs) -> Level1Inputs:
+    """What a trial fits on: ``inputs`` without test rows and without a ``refit`` split.
+
+    A trial is scored on the folds alone; every ``cv`` and holdout split keeps
+    its rows and seed, so the trial's scores are those of ``mmscel level1``.
+
+    Parameters
+    ----------
+    inputs
+        A config's inputs (shared with the session's cache; nothing is copied).
+
+    Returns
+    -------
+    Level1Inputs
+    """
+    fields = {field.name: getattr(inputs, field.name) for field in dataclasses.fields(inputs)}
+    return _TrialInputs(**{**fields, "features": dataclasses.replace(inputs.features, test=None)})
 
 
 def trial_config(base: RunConfig, values: dict) -> RunConfig:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from mmscel.fsutil import atomic_path
+
 PLOTS = {
     "optimization_history": "plot_optimization_history",
     "param_importances": "plot_param_importances",
@@ -123,6 +125,7 @@ def write_plots(study, folder: Path) -> list[Path]:
     """
     import optuna.visualization as vis
 
+    Path(folder).mkdir(parents=True, exist_ok=True)
     written = []
     for name, function in PLOTS.items():
         try:
@@ -130,7 +133,8 @@ def write_plots(study, folder: Path) -> list[Path]:
         except (ValueError, RuntimeError, ZeroDivisionError):
             continue
         path = Path(folder) / f"{name}.html"
-        figure.write_html(path, include_plotlyjs="directory")
+        with atomic_path(path) as tmp:  # workers sharing a study may write its plots at the same time
+            figure.write_html(tmp, include_plotlyjs="directory")
         written.append(path)
     return written
 

@@ -1,17 +1,20 @@
 """A tuning session: open (or resume) a study, recover killed trials, run trials, write tuned configs.
 
 The study lives in a journal file under ``oof/tune/<study>/`` (Optuna's
-``JournalStorage``); its name defaults to one derived from the task, the
+``JournalStorage``) or in a database shared by many machines (see
+:mod:`mmscel.tune.storage`); its name defaults to one derived from the task, the
 learner, the objective and the data and fold fingerprints, and a study made
 from other data is refused. Running a session again adds trials to the same
 study. A trial whose process was killed stays RUNNING in a journal (it has no
-heartbeat): each session marks such trials FAIL and hands them to
-:class:`optuna.storages.RetryFailedTrialCallback`, which enqueues their parameters again.
+heartbeat): each session marks such trials FAIL and hands them to Optuna's
+retry callback, which enqueues their parameters again; in a database, the
+workers' heartbeats do the same.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,15 +22,17 @@ from pathlib import Path
 from mmscel.config import RunConfig, read_yaml
 from mmscel.errors import InputError
 from mmscel.level1 import Level1Inputs, as_run_config, load_inputs
+from mmscel.progress import log_file
 from mmscel.store import RunStore, data_fingerprint
-from mmscel.tune.journal import journal_study
 from mmscel.tune.objective import OBJECTIVES, WORKER_ATTR, Objective, worker_alive
+from mmscel.tune.sampler import FirstTrialSeededTPE
 from mmscel.tune.space import search_space
+from mmscel.tune.storage import HEARTBEAT, JOURNAL, StudyStorage, retry_callback
 from mmscel.tune.tuned import write_tuned_configs
 
 PRUNERS = ("wilcoxon", "median", "none")
-JOURNAL = "study.journal"
-MAX_RETRY = 2  # a trial killed this often in a row is not enqueued again
+SESSION_LOG = "session.log"  # every session's log lines, appended in the study's folder
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,6 +64,8 @@ def tune(
     out_config: str | Path | None = None,
     enqueue: tuple[dict, ...] = (),
     plots: bool = True,
+    storage: str | None = None,
+    heartbeat: int = HEARTBEAT,
 ) -> TuneResult:
     """Run ``trials`` more trials of a run config's study and write its best trials as configs.
 
@@ -86,6 +93,11 @@ def tune(
         Dotted-key values to try first (in this order).
     plots
         Write Optuna's plots as HTML files in the study folder.
+    storage
+        A database URL (``postgresql://user:password@host:port/db``) shared by the workers of many
+        machines; None keeps the study in a journal file in its folder.
+    heartbeat
+        Seconds between a database worker's heartbeats (a trial is failed and retried after twice that).
 
     Returns
     -------
@@ -94,7 +106,8 @@ def tune(
     Raises
     ------
     InputError
-        A bad config or space, unprepared data, a study of other data or of another learner.
+        A bad config or space, unprepared data, a study of other data or of another learner, a
+        database that cannot be reached.
     """
     _check_choice("objective", objective, OBJECTIVES)
     _check_choice("pruner", pruner, PRUNERS)
@@ -106,11 +119,17 @@ def tune(
     base = as_run_config(config)
     space = search_space(base, path or "config")
     store = oof_root if isinstance(oof_root, RunStore) else RunStore(oof_root)
+    if heartbeat < 1:
+        raise InputError("--heartbeat", f"must be 1 second or more (got {heartbeat})")
     inputs_for = _InputsCache(data_dir, cache_dir, store)
-    the_study = _open_study(base, inputs_for, study, objective, make_pruner(pruner))
+    where = StudyStorage(storage, store.study_dir, heartbeat)
+    the_study = _open_study(base, inputs_for, where, study, objective, make_pruner(pruner))
     folder = store.study_dir(the_study.study_name)
-    recover_killed(the_study)
-    _run_trials(the_study, base, space, inputs_for, objective, pruner, trials, timeout, enqueue)
+    with log_file(folder / SESSION_LOG):
+        failed = recover_killed(the_study, where.shared)
+        if failed:
+            log.warning(f"study {the_study.study_name}: trials {failed} lost their worker; marked FAIL and retried")
+        _run_trials(the_study, base, space, inputs_for, objective, pruner, trials, timeout, enqueue)
     raw = read_yaml(path) if path is not None else base.model_dump()
     written = write_tuned_configs(the_study, raw, base, path, keep, out_config, folder)
     if plots:
@@ -120,35 +139,49 @@ def tune(
     return TuneResult(the_study, folder, written)
 
 
-def _open_study(base: RunConfig, inputs_for: _InputsCache, name: str | None, objective: str, pruner):
+def _open_study(base: RunConfig, inputs_for: _InputsCache, storage: StudyStorage, name, objective: str, pruner):
     """Open (or create) the study, refusing one of other data, folds, task, learner or objective."""
-    data_dir, cache_dir, store = inputs_for.where
+    data_dir, cache_dir, _ = inputs_for.where
     facts = {"task": base.task, "learner": base.learner, "objective": objective}
     facts["data_fingerprint"] = data_fingerprint(base.task, data_dir, cache_dir)
-    if name is not None and (store.study_dir(name) / JOURNAL).exists():  # before the fold file refuses other data
-        journal = store.study_dir(name) / JOURNAL
-        _check_facts(journal_study(journal, name), facts, journal)
-    facts.update(_fold_facts(base, inputs_for(base), objective))
+    if name is not None and storage.exists(name):  # checked before the fold file refuses other data
+        _check_facts(storage.open(name), facts, _where(storage, name))
+    facts.update(_fold_facts(base, inputs_for, objective))
     name = name or default_study_name(facts)
-    journal = store.study_dir(name) / JOURNAL
-    study = journal_study(journal, name, pruner=pruner)
-    _check_facts(study, facts, journal)
+    study = storage.open(name, pruner=pruner)
+    _check_facts(study, facts, _where(storage, name))
     return study
 
 
-def _run_trials(study, base, space, inputs_for, objective, pruner, trials, timeout, enqueue) -> None:
-    import optuna
+def _where(storage: StudyStorage, name: str):
+    """What an error about study ``name`` names: its journal file or its database."""
+    return storage.describe() if storage.shared else storage.folder_of(name) / JOURNAL
 
+
+def _run_trials(study, base, space, inputs_for, objective, pruner, trials, timeout, enqueue) -> None:
     if trials == 0:
         return
     with _quiet():
-        seed = base.seed + len(study.trials)  # a resumed session does not repeat the first session's draws
-        study.sampler = optuna.samplers.TPESampler(multivariate=True, seed=seed)
+        study.sampler = FirstTrialSeededTPE(base.seed)  # workers, and resumed sessions, draw apart
         for values in enqueue:
             study.enqueue_trial(values)
         per_fold = pruner == "wilcoxon"
         run = Objective(base, space, inputs_for, objective, per_fold)
-        study.optimize(run, n_trials=trials, timeout=timeout, catch=(InputError,))
+        study.optimize(run, n_trials=trials, timeout=timeout, catch=(InputError,), callbacks=[_log_trial])
+
+
+def _log_trial(study, trial) -> None:
+    """One line per finished trial (Optuna's own lines are silenced on the command line)."""
+    value = "" if trial.value is None else f" {trial.value:.4f}"
+    took = trial.duration.total_seconds() if trial.duration is not None else float("nan")
+    best = f"; best {study.best_value:.4f} (trial {study.best_trial.number})" if _has_complete(study) else ""
+    log.info(f"trial {trial.number} {trial.state.name}{value} in {took:.1f} s{best}")
+
+
+def _has_complete(study) -> bool:
+    import optuna
+
+    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
 
 class _InputsCache:
@@ -205,19 +238,26 @@ def default_study_name(facts: dict) -> str:
     return "_".join((*parts, facts["fold_fingerprint"][:8]))
 
 
-def _fold_facts(base: RunConfig, inputs: Level1Inputs, objective: str) -> dict:
+def _fold_facts(base: RunConfig, inputs_for: _InputsCache, objective: str) -> dict:
+    """The study's facts that need the folds (and, for ``blend``, the finished runs of the task)."""
+    inputs = inputs_for(base)
     holdout = base.folds.scheme == "last_day" or any(split.role == "holdout" for split in inputs.plan(base))
     if objective == "last_day" and not holdout:
         raise InputError("--objective", "last_day needs data with more than one day")
-    return {
+    facts = {
         "fold_fingerprint": inputs.folds.fingerprint,
         "fold_scheme": base.folds.scheme,
-        "sampler": {"name": "TPESampler", "multivariate": True, "seed": base.seed},
+        "sampler": {"name": "TPESampler", "multivariate": True, "seed": base.seed, "plus": "first trial number"},
     }
+    if objective == "blend":
+        from mmscel.tune.ensemble import blend_facts
+
+        facts.update(blend_facts(inputs_for.where[2], base, inputs))
+    return facts
 
 
 def _check_facts(study, facts: dict, where: Path) -> None:
-    """Record the facts of a new study; refuse a study of other data, folds, task, learner or objective."""
+    """Record a new study's facts; refuse a study of other data, folds, task, learner, objective or runs to blend."""
     recorded = study.user_attrs
     if not recorded and "fold_fingerprint" in facts:
         for key, value in facts.items():
@@ -229,15 +269,21 @@ def _check_facts(study, facts: dict, where: Path) -> None:
                 key, f"for another {key} ({recorded.get(key)})"
             )
             raise InputError(where, f"study '{study.study_name}' was made {what}; pass another --study")
+    from mmscel.tune.ensemble import check_runs
+
+    check_runs(study, facts, where)
 
 
-def recover_killed(study) -> list[int]:
-    """Mark FAIL the RUNNING trials whose process is gone, and enqueue their parameters again.
+def recover_killed(study, shared: bool = False) -> list[int]:
+    """Mark FAIL the RUNNING trials whose worker is gone, and enqueue their parameters again.
 
     Parameters
     ----------
     study
-        The study (journal storage: its trials have no heartbeat).
+        The study.
+    shared
+        The study lives in a database: its workers' heartbeats tell (for any host), otherwise
+        the pid recorded by each trial tells (for this host; a journal has no heartbeat).
 
     Returns
     -------
@@ -246,8 +292,13 @@ def recover_killed(study) -> list[int]:
     """
     import optuna
 
-    with _quiet():
-        retry = retry_callback()
+    if shared:
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
+        with _quiet():
+            optuna.storages.fail_stale_trials(study)
+        now = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+        return sorted(t.number for t in now if t.number not in before)
+    retry = retry_callback()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = trial.user_attrs.get(WORKER_ATTR)
@@ -256,24 +307,6 @@ def recover_killed(study) -> list[int]:
         retry(study, study.tell(trial.number, state=optuna.trial.TrialState.FAIL))
         failed.append(trial.number)
     return failed
-
-
-def retry_callback():
-    """Optuna's callback that enqueues a failed trial's parameters again (at most ``MAX_RETRY`` times).
-
-    Optuna 4.9 renamed ``RetryFailedTrialCallback`` to ``RetryHeartbeatStaleTrialCallback``; the
-    new name is used where it exists.
-
-    Returns
-    -------
-    callable
-        ``callback(study, failed_trial)``.
-    """
-    import optuna
-
-    storages = optuna.storages
-    retry = getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
-    return retry(max_retry=MAX_RETRY)
 
 
 @contextlib.contextmanager
