@@ -210,3 +210,10 @@ def test_every_command_documents_its_options():
         result = run_cli(command, "--help")
         assert result.returncode == 0 and expected in result.stdout, result.stdout
     assert "--data" not in run_cli("runs", "--help").stdout  # only the shared options a command uses
+
+
+def test_version_is_printed_and_matches_the_package():
+    from importlib.metadata import version
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"mmscel {version('mmscel')}", result.stderr

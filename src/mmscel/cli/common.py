@@ -26,10 +26,21 @@ out = Console()
 err = Console(stderr=True)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from mmscel import __version__
+
+        out.print(f"mmscel {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _verbosity(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-v: debug).")] = 0,
     quiet: Annotated[int, typer.Option("--quiet", "-q", count=True, help="Warnings and errors only.")] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")
+    ] = False,
 ):
     """mmscel: a competition stack for multimodal single-cell prediction (Kaggle open-problems-multimodal).
 
