@@ -1,6 +1,10 @@
 """Tuning: ``mmscel tune`` sessions on the small synthetic competition, and what their tuned configs score.
 
     python bench/tune_bench.py [--section mlp,lgbm,workers,objective] [--trials 40] [--out bench/out]
+    python bench/tune_bench.py --report [--section ...]      # the tables of OUT/tune_bench.json again
+
+The defaults are the issue's full settings (about 7 h on a quiet machine); BENCHMARKS.md (Tuning)
+gives the budgeted commands that were run.
 
 mlp        ``mmscel tune configs/<mlp-task>/mlp.yaml`` (default CITEseq) once per pruner (``--pruners``,
            default wilcoxon, median, none), each a fresh study of ``--trials`` trials (or ``--mlp-timeout``
@@ -25,7 +29,8 @@ objective  ``--objective cv`` against ``--objective blend`` (when this mmscel ha
 Every study, store and config goes under ``OUT/tune/`` (the section's folder is wiped when the section
 starts, so every study is fresh), logs under ``OUT/logs/tune_*``; nothing is written to configs/ or
 oof/. ``--smoke`` runs on the tiny scale with few trials and short timeouts into /tmp/bench_smoke.
-Writes ``OUT/tune_bench.json`` (one section each) and prints markdown tables.
+Writes ``OUT/tune_bench.json`` (one section each; ``--label L`` saves them as ``SECTION:L``, keeping an
+earlier measurement) and prints markdown tables.
 """
 
 from __future__ import annotations
@@ -621,6 +626,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workers-timeout", type=float, default=600, help="seconds per workers session")
     parser.add_argument("--objectives", default=",".join(OBJECTIVES), help="objectives compared (objective)")
     parser.add_argument("--objective-trials", type=int, default=40, help="trials per objective session")
+    parser.add_argument("--label", help="save the sections as SECTION:LABEL (keeps an earlier measurement)")
     parser.add_argument("--report", action="store_true", help="print the tables of OUT/tune_bench.json; run nothing")
     parser.add_argument("--smoke", action="store_true", help="tiny scale, 3 trials, 30 s timeouts, /tmp/bench_smoke")
     add_out_argument(parser)
@@ -657,7 +663,7 @@ def main(argv: list[str]) -> int:
         result = {"scale": args.scale, "loadavg_at_start": os.getloadavg(), "source_at_start": source_state()}
         result.update(run())
         result.update(loadavg_at_end=os.getloadavg(), source_at_end=source_state())
-        path = save_result(args.out, "tune_bench", section, result)
+        path = save_result(args.out, "tune_bench", f"{section}:{args.label}" if args.label else section, result)
         print(f"\n{section}\n\n{REPORTS[section](result)}\n\nwrote {path}", flush=True)
     return 0
 
@@ -669,11 +675,11 @@ def print_reports(out: Path, sections: list[str]) -> int:
     """Print the tables of the saved sections of ``OUT/tune_bench.json``, with their commands and load."""
     path = out / "tune_bench.json"
     saved = json.loads(path.read_text())["sections"] if path.exists() else {}
-    for section in [s for s in sections if s in saved]:
-        entry, result = saved[section], saved[section]["result"]
+    for key in [key for key in saved if key.partition(":")[0] in sections]:
+        entry, result = saved[key], saved[key]["result"]
         load = ", ".join(f"{x:.1f}" for x in result["loadavg_at_start"])
-        print(f"\n{section}: python bench/{entry['command']} ({entry['written']}; load at start {load})\n")
-        print(REPORTS[section](result))
+        print(f"\n{key}: python bench/{entry['command']} ({entry['written']}; load at start {load})\n")
+        print(REPORTS[key.partition(":")[0]](result))
     return 0
 
 
