@@ -95,9 +95,12 @@ def test_every_learner_ships_a_valid_default_space(task):
         assert space and all(key.startswith(("params.", "features.", "targets.")) for key in space)
 
 
-@pytest.mark.parametrize("pruner", ["wilcoxon", "median"])
-def test_a_weak_trial_is_pruned_after_its_first_folds(tiny_prepared, tmp_path, pruner):
-    config = write(tmp_path, "ridge", **RIDGE, folds={"scheme": "random", "n_splits": 6}, tune=ALPHA)
+@pytest.mark.parametrize(
+    ("pruner", "n_splits", "pruned_after"), [("wilcoxon", 6, 4), ("median", 6, 1), ("wilcoxon", 3, 1)]
+)
+def test_a_weak_trial_is_pruned_after_its_first_folds(tiny_prepared, tmp_path, pruner, n_splits, pruned_after):
+    """Wilcoxon's one-sided p first falls below 0.1 at n = 4 folds; on 3 folds the median pruner stands in."""
+    config = write(tmp_path, "ridge", **RIDGE, folds={"scheme": "random", "n_splits": n_splits}, tune=ALPHA)
     good = [{"params.alpha": a} for a in (10.0, 20.0)]
     result = tune(
         config,
@@ -111,10 +114,19 @@ def test_a_weak_trial_is_pruned_after_its_first_folds(tiny_prepared, tmp_path, p
     weak = result.study.trials[2]
     assert [t.state for t in result.study.trials] == [States.COMPLETE, States.COMPLETE, States.PRUNED]
     folds = weak.user_attrs["fold_scores"]
-    assert len(folds) == len(weak.intermediate_values) < 6 and weak.user_attrs["pruned_at_fold"] == list(folds)[-1]
-    assert len(folds) == (4 if pruner == "wilcoxon" else 1)  # Wilcoxon's one-sided p first falls below 0.1 at n = 4
+    assert (
+        len(folds) == len(weak.intermediate_values) < n_splits and weak.user_attrs["pruned_at_fold"] == list(folds)[-1]
+    )
+    assert len(folds) == pruned_after
     assert "last_day" not in weak.user_attrs
     assert sorted(p.name for p in (tmp_path / "oof").iterdir()) == ["features", "folds", "tune"]  # no oof/cite/
+
+
+def test_the_wilcoxon_pruner_is_kept_only_where_it_can_prune():
+    from mmscel.tune.session import pruner_for
+
+    assert [pruner_for("wilcoxon", n) for n in (2, 3, 4, 5)] == ["median", "median", "wilcoxon", "wilcoxon"]
+    assert pruner_for("none", 3) == "none" and pruner_for("median", 6) == "median"
 
 
 def test_resume_adds_trials_and_the_tuned_config_reproduces_its_trial(tiny_prepared, tmp_path):
@@ -197,3 +209,21 @@ def test_a_study_made_from_other_data_is_refused(tiny_prepared, tmp_path):
     assert "study 'shared' was made from other data" in result.stderr
     assert len(load_study(tmp_path / "oof", "shared").trials) == 1
     assert np.isfinite(load_study(tmp_path / "oof", "shared").best_value)
+
+
+def test_facts_are_read_whole_even_before_their_separate_attributes_are_written():
+    """A worker that opens the study while another records its facts sees all of them or none."""
+    import optuna
+
+    from mmscel.errors import InputError
+    from mmscel.tune.objective import FACTS_ATTR, recorded_facts
+    from mmscel.tune.session import _check_facts
+
+    facts = {"task": "cite", "learner": "ridge", "objective": "cv", "data_fingerprint": "a", "fold_fingerprint": "f"}
+    study = optuna.create_study(direction="maximize")
+    assert recorded_facts(study) is None
+    study.set_user_attr(FACTS_ATTR, facts)  # the first write of the recording worker, nothing else yet
+    with pytest.raises(InputError, match="from other data"):
+        _check_facts(study, {**facts, "data_fingerprint": "b"}, "journal")
+    _check_facts(study, dict(facts), "journal")
+    assert recorded_facts(study) == facts and "task" not in study.user_attrs  # not recorded again

@@ -99,11 +99,14 @@ def test_the_value_is_the_nested_blend_score_of_level2(tiny_prepared, oof, tmp_p
     names = [*others, manifest["run"]]
     stats, folds = by_hand(oof, tiny_prepared, task, names)
     nested = np.empty(len(folds))
+    in_fold = []
     for k in np.unique(folds):
         weights = fit_weights("slsqp", stats, np.flatnonzero(folds != k))
         nested[folds == k] = stats.per_cell(weights, np.flatnonzero(folds == k))
-        in_fold = in_sample_fold_score(stats, folds == k)
-        assert trial.intermediate_values[int(k)] == pytest.approx(in_fold, abs=1e-12)
+        in_fold.append(in_sample_fold_score(stats, folds == k))
+        assert trial.user_attrs["blend_fold_scores"][str(k)] == pytest.approx(in_fold[-1], abs=1e-12)
+        # three donor folds: the median pruner, which is told the running mean
+        assert trial.intermediate_values[int(k)] == pytest.approx(np.mean(in_fold), abs=1e-12)
     assert trial.value == nested.mean()
     weights = dict(zip([*others, f"{task}_ridge"], fit_weights("slsqp", stats)))
     assert trial.user_attrs["blend_weights"] == pytest.approx(weights, abs=1e-9)

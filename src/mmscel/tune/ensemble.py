@@ -138,13 +138,15 @@ def describe_change(recorded: dict[str, str], found: dict[str, str]) -> str:
     return "; ".join(f"{what} {', '.join(names)}" for what, names in parts.items() if names)
 
 
-def check_runs(study, facts: dict, where) -> None:
+def check_runs(study, recorded: dict | None, facts: dict, where) -> None:
     """Refuse a study whose recorded runs to blend with are not those of ``facts`` (trials would not compare).
 
     Parameters
     ----------
     study
-        The study, its facts recorded in its user attributes.
+        The study.
+    recorded
+        The facts recorded in the study (None for a study without any).
     facts
         This session's facts (without :data:`RUNS_ATTR` for the other objectives: nothing is checked).
     where
@@ -156,7 +158,7 @@ def check_runs(study, facts: dict, where) -> None:
         One line naming the study and the runs added, removed or rerun.
     """
     found = facts.get(RUNS_ATTR)
-    recorded = study.user_attrs.get(RUNS_ATTR)
+    recorded = (recorded or {}).get(RUNS_ATTR)
     if found is None or recorded is None or found == recorded:
         return
     raise InputError(

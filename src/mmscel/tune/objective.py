@@ -28,6 +28,7 @@ from mmscel.tune.space import sample, with_values
 
 OBJECTIVES = ("cv", "last_day", "blend")
 WORKER_ATTR = "worker"  # user attribute: the host, pid and start time of the process running a trial
+FACTS_ATTR = "facts"  # study attribute: every fact the study was made from, written at once
 
 
 class FoldReporter:
@@ -138,7 +139,7 @@ class Objective:
         key = repr(blend_key(space.describe()))
         if key not in self.ensembles:
             store = self.inputs_for.where[2]
-            self.ensembles = {key: Ensemble.load(store, config, inputs, space, study.user_attrs[RUNS_ATTR])}
+            self.ensembles = {key: Ensemble.load(store, config, inputs, space, recorded_facts(study)[RUNS_ATTR])}
         return self.ensembles[key]
 
 
@@ -246,3 +247,21 @@ def _signal_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def recorded_facts(study) -> dict | None:
+    """The facts a study was made from (task, learner, objective, data, folds, ...), None for a new study.
+
+    Parameters
+    ----------
+    study
+        An Optuna study.
+
+    Returns
+    -------
+    dict or None
+    """
+    attrs = study.user_attrs
+    if FACTS_ATTR in attrs:
+        return attrs[FACTS_ATTR]
+    return attrs if "fold_fingerprint" in attrs else None  # facts kept as separate attributes only

@@ -24,13 +24,14 @@ from mmscel.errors import InputError
 from mmscel.level1 import Level1Inputs, as_run_config, load_inputs
 from mmscel.progress import log_file
 from mmscel.store import RunStore, data_fingerprint
-from mmscel.tune.objective import OBJECTIVES, WORKER_ATTR, Objective, worker_alive
+from mmscel.tune.objective import FACTS_ATTR, OBJECTIVES, WORKER_ATTR, Objective, recorded_facts, worker_alive
 from mmscel.tune.sampler import FirstTrialSeededTPE
 from mmscel.tune.space import search_space
 from mmscel.tune.storage import HEARTBEAT, JOURNAL, StudyStorage, retry_callback
 from mmscel.tune.tuned import write_tuned_configs
 
 PRUNERS = ("wilcoxon", "median", "none")
+WILCOXON_P = 0.1  # the Wilcoxon pruner's p threshold
 SESSION_LOG = "session.log"  # every session's log lines, appended in the study's folder
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ def tune(
     keep
         How many of the best distinct trials become configs.
     pruner
-        ``wilcoxon`` (default), ``median`` or ``none``.
+        ``wilcoxon`` (default; ``median`` with fewer than 4 folds, see :func:`pruner_for`),
+        ``median`` or ``none``.
     out_config
         Where the (first) tuned config goes (default: ``<learner>.tuned.yaml`` beside the config file).
     enqueue
@@ -123,7 +125,7 @@ def tune(
         raise InputError("--heartbeat", f"must be 1 second or more (got {heartbeat})")
     inputs_for = _InputsCache(data_dir, cache_dir, store)
     where = StudyStorage(storage, store.study_dir, heartbeat)
-    the_study = _open_study(base, inputs_for, where, study, objective, make_pruner(pruner))
+    the_study = _open_study(base, inputs_for, where, study, objective)
     folder = store.study_dir(the_study.study_name)
     with log_file(folder / SESSION_LOG):
         failed = recover_killed(the_study, where.shared)
@@ -139,7 +141,7 @@ def tune(
     return TuneResult(the_study, folder, written)
 
 
-def _open_study(base: RunConfig, inputs_for: _InputsCache, storage: StudyStorage, name, objective: str, pruner):
+def _open_study(base: RunConfig, inputs_for: _InputsCache, storage: StudyStorage, name, objective: str):
     """Open (or create) the study, refusing one of other data, folds, task, learner or objective."""
     data_dir, cache_dir, _ = inputs_for.where
     facts = {"task": base.task, "learner": base.learner, "objective": objective}
@@ -148,7 +150,7 @@ def _open_study(base: RunConfig, inputs_for: _InputsCache, storage: StudyStorage
         _check_facts(storage.open(name), facts, _where(storage, name))
     facts.update(_fold_facts(base, inputs_for, objective))
     name = name or default_study_name(facts)
-    study = storage.open(name, pruner=pruner)
+    study = storage.open(name)
     _check_facts(study, facts, _where(storage, name))
     return study
 
@@ -163,10 +165,14 @@ def _run_trials(study, base, space, inputs_for, objective, pruner, trials, timeo
         return
     with _quiet():
         study.sampler = FirstTrialSeededTPE(base.seed)  # workers, and resumed sessions, draw apart
+        folds = _cv_fold_count(base, inputs_for)
+        used = pruner_for(pruner, folds)
+        if used != pruner:
+            log.info(f"the {pruner} pruner cannot prune on {folds} folds (p >= {0.5**folds:g}): {used} prunes instead")
+        study.pruner = make_pruner(used)
         for values in enqueue:
             study.enqueue_trial(values)
-        per_fold = pruner == "wilcoxon"
-        run = Objective(base, space, inputs_for, objective, per_fold)
+        run = Objective(base, space, inputs_for, objective, per_fold=used == "wilcoxon")
         study.optimize(run, n_trials=trials, timeout=timeout, catch=(InputError,), callbacks=[_log_trial])
 
 
@@ -198,6 +204,36 @@ class _InputsCache:
         return self.loaded[key]
 
 
+def _cv_fold_count(base: RunConfig, inputs_for: _InputsCache) -> int:
+    return sum(split.role == "cv" for split in inputs_for(base).plan(base))
+
+
+def pruner_for(name: str, cv_folds: int) -> str:
+    """The pruner a session with ``cv_folds`` folds uses when ``name`` is asked for.
+
+    The Wilcoxon pruner tests whether a trial's fold scores are worse than the
+    best trial's on the same folds (one-sided signed-rank test, exact). With
+    ``n`` folds the smallest p it can reach is ``2**-n`` (every fold worse), so
+    below ``n = 4`` it never falls under ``WILCOXON_P`` and no trial would ever
+    be pruned: the competition's 3 donor folds are such a case, and there the
+    median pruner takes its place.
+
+    Parameters
+    ----------
+    name
+        The pruner asked for (see :func:`make_pruner`).
+    cv_folds
+        The number of ``cv`` folds a trial reports.
+
+    Returns
+    -------
+    str
+    """
+    if name == "wilcoxon" and 0.5**cv_folds > WILCOXON_P:
+        return "median"
+    return name
+
+
 def make_pruner(name: str):
     """The Optuna pruner called ``name``.
 
@@ -216,7 +252,7 @@ def make_pruner(name: str):
     _check_choice("pruner", name, PRUNERS)
     if name == "wilcoxon":
         with _quiet():
-            return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
+            return optuna.pruners.WilcoxonPruner(p_threshold=WILCOXON_P)
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     return optuna.pruners.NopPruner()
@@ -258,11 +294,10 @@ def _fold_facts(base: RunConfig, inputs_for: _InputsCache, objective: str) -> di
 
 def _check_facts(study, facts: dict, where: Path) -> None:
     """Record a new study's facts; refuse a study of other data, folds, task, learner, objective or runs to blend."""
-    recorded = study.user_attrs
-    if not recorded and "fold_fingerprint" in facts:
-        for key, value in facts.items():
-            study.set_user_attr(key, value)
-        return
+    recorded = recorded_facts(study)
+    if recorded is None and "fold_fingerprint" in facts:
+        _record_facts(study, facts)
+        recorded = recorded_facts(study)  # a worker that started at the same moment may have recorded its own
     for key in ("data_fingerprint", "fold_fingerprint", "task", "learner", "objective"):
         if recorded and key in facts and recorded.get(key) != facts[key]:
             what = {"data_fingerprint": "from other data", "fold_fingerprint": "on other folds"}.get(
@@ -271,7 +306,14 @@ def _check_facts(study, facts: dict, where: Path) -> None:
             raise InputError(where, f"study '{study.study_name}' was made {what}; pass another --study")
     from mmscel.tune.ensemble import check_runs
 
-    check_runs(study, facts, where)
+    check_runs(study, recorded, facts, where)
+
+
+def _record_facts(study, facts: dict) -> None:
+    """Keep the facts as one attribute (written at once, so no worker reads half of them), then one by one."""
+    study.set_user_attr(FACTS_ATTR, facts)
+    for key, value in facts.items():
+        study.set_user_attr(key, value)
 
 
 def recover_killed(study, shared: bool = False) -> list[int]:

@@ -13,6 +13,7 @@ worker that starts a trial, which enqueues its parameters again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from mmscel.errors import InputError
 from mmscel.tune.journal import journal_study
@@ -56,7 +57,7 @@ class StudyStorage:
             return (self.folder_of(name) / JOURNAL).exists()
         import optuna
 
-        return name in optuna.study.get_all_study_names(self._backend())
+        return name in optuna.study.get_all_study_names(self._backend)
 
     def open(self, name: str, **create: object):
         """The study ``name`` (created when missing), to maximise.
@@ -79,11 +80,13 @@ class StudyStorage:
         return _connected(
             self.url,
             lambda: optuna.create_study(
-                study_name=name, storage=self._backend(), direction="maximize", load_if_exists=True, **create
+                study_name=name, storage=self._backend, direction="maximize", load_if_exists=True, **create
             ),
         )
 
+    @cached_property
     def _backend(self):
+        """One RDBStorage (one connection pool, one heartbeat thread) for every study this session opens."""
         import warnings
 
         import optuna
