@@ -36,6 +36,7 @@ def sections(out: Path, smoke: bool, peer_repo: str = "DIR") -> dict[str, list[l
             "prepare": [["prepare.py", "--scale", "tiny"]],
             "level1": [["level1_quality.py", "--scale", "tiny", "--learners", "ridge,mlp"]],
             "overhead": [["learner_overhead.py", "--rows", "500", "--repeats", "1", "--only", "ridge", "mlp"]],
+            "dask": [["dask_overhead.py", "--repeats", "1"]],
             "blend": [
                 ["blend_bench.py", "--section", "methods", "--scale", "tiny", "--trials", "30"],
                 ["blend_bench.py", "--section", "component", "--cells", "2000", "--genes", "500", "--components", "16"],
@@ -58,6 +59,7 @@ def sections(out: Path, smoke: bool, peer_repo: str = "DIR") -> dict[str, list[l
             ["learner_overhead.py", "--rows", "4000", "--repeats", "9", "--only", "ridge", "mlp", "--threads", "1"],
             ["learner_overhead.py", "--rows", "20000", "--repeats", "5", "--only", "ridge", "mlp"],
         ],
+        "dask": [["dask_overhead.py", "--repeats", "7"]],
         "blend": [
             ["blend_bench.py", "--section", "methods"],
             ["blend_bench.py", "--section", "component", *full_component, "--density", "0.32", "--basis", "random"],

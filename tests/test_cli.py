@@ -217,3 +217,19 @@ def test_version_is_printed_and_matches_the_package():
 
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"mmscel {version('mmscel')}", result.stderr
+
+
+def test_an_unwritable_path_says_which_options_write_elsewhere():
+    import errno
+
+    from mmscel.cli.common import input_problem
+
+    problem = input_problem(OSError(errno.EROFS, "Read-only file system", "/kaggle/input/x/.cache"))
+    assert problem == (
+        "/kaggle/input/x/.cache: Read-only file system"
+        " (write elsewhere: --cache, --oof or --out name a writable folder)"
+    )
+    assert (
+        input_problem(FileNotFoundError(errno.ENOENT, "No such file or directory", "x"))
+        == "x: No such file or directory"
+    )

@@ -157,3 +157,21 @@ def test_predictions_of_other_data_are_refused_and_nothing_is_written(tiny_prepa
 
 def test_export_is_part_of_the_public_api():
     assert "export" in mmscel.__all__ and mmscel.export.__module__ == "mmscel.h5ad_export"
+
+
+def test_predictions_come_back_as_anndata_in_memory_as_export_writes_them(tiny_prepared, store, tmp_path):
+    where = {"data_dir": tiny_prepared, "oof_root": store}
+    [record] = mmscel.export(tmp_path / "run.h5ad", run="multi/multi_a1", split="oof", **where)
+    in_memory = mmscel.predictions(run="multi/multi_a1", split="oof", **where)
+    written = read(record["file"])
+    np.testing.assert_array_equal(in_memory.X, written.X)
+    pd.testing.assert_frame_equal(in_memory.obs, written.obs)
+    assert list(in_memory.var_names) == list(written.var_names) and in_memory.uns["mmscel"]["name"] == "multi_a1"
+    blend = mmscel.predictions(blend="duo", task="cite", **where)
+    [exported] = mmscel.export(tmp_path / "duo.h5ad", blend="duo", task="cite", **where)
+    np.testing.assert_array_equal(blend.X, read(exported["file"]).X)
+    assert blend.uns["mmscel"]["kind"] == "blend" and blend.n_vars == 140
+    with pytest.raises(InputError, match=r"^blend duo: blends cite and multi; pass task="):
+        mmscel.predictions(blend="duo", **where)
+    with pytest.raises(InputError, match="neither"):
+        mmscel.predictions(**where)

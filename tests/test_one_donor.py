@@ -81,6 +81,42 @@ def test_schemes_without_a_way_out_are_still_refused(tmp_path):
         load_or_create(RunStore(tmp_path), "cite", "donor", cells(["d1"], [2], n=3), "fp")
 
 
+def test_auto_folds_choose_donor_then_day_then_random_and_record_the_choice(tmp_path, caplog):
+    store = RunStore(tmp_path)
+    donors = cells(["d1", "d2", "d3"], [2, 3])
+    with caplog.at_level(logging.INFO, logger="mmscel.folds"):
+        folds = load_or_create(store, "cite", "auto", donors, "fp")
+    assert folds.scheme == "auto" and folds.applied == "donor"
+    assert folds.fingerprint == load_or_create(store, "cite", "donor", donors, "fp").fingerprint  # donor's folds
+    [record] = caplog.records
+    assert record.levelno == logging.INFO and record.getMessage() == "folds.scheme=auto: donor folds (3 donors)"
+    manifest = read_manifest(store.fold_file("cite", "auto").with_suffix(".json"))
+    assert manifest["scheme"] == "auto" and manifest["applied"] == {"scheme": "donor", "note": record.getMessage()}
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mmscel.folds"):
+        folds = load_or_create(store, "multi", "auto", cells(["d1"], [2, 3, 4]), "fp")
+    assert folds.applied == "day" and len(folds.fold_ids) == 3
+    [record] = caplog.records
+    assert record.levelno == logging.INFO
+    assert record.getMessage() == (
+        "folds.scheme=auto: day folds (3 days) "
+        "(donor folds: needs at least two donor groups in the training cells, found 1)"
+    )
+    scheme, note = choose_scheme("auto", cells(["d1"], [5]), n_splits=4, seed=2)
+    assert scheme.name == "random" and note.startswith("folds.scheme=auto: 4 random folds (seed 2) (donor folds:")
+    assert "(day folds: needs at least two day groups" in note
+    with pytest.raises(InputError, match=r"^folds.scheme=auto: no scheme splits the training cells \(donor folds"):
+        choose_scheme("auto", cells(["d1"], [2], n=3))
+    assert mmscel.FOLD_SCHEMES.get("auto")(3, 0).assign(donors).max() == 2  # the registry's class alone: donors
+
+
+def test_auto_is_a_config_setting_and_the_shipped_configs_keep_donor(tmp_path):
+    config = mmscel.load_run_config(ROOT / "configs" / "cite" / "ridge.yaml", ["folds.scheme=auto"])
+    assert config.folds.scheme == "auto"
+    assert mmscel.load_run_config(ROOT / "configs" / "cite" / "ridge.yaml").folds.scheme == "donor"
+
+
 @pytest.fixture(scope="module")
 def one_donor(tmp_path_factory) -> Path:
     """The BMMC CITE starter as a user imports it: train donor s1d1 only (one donor, no day), test donor s1d2."""
@@ -132,3 +168,17 @@ def test_a_blend_of_a_task_with_data_but_no_runs_is_still_an_error(one_donor, tm
     with pytest.raises(InputError, match=r"no finished cite run matches \['cite_\*'\]"):
         mmscel.run_level2(ROOT / "configs" / "blend.yaml", one_donor, oof_root=tmp_path / "oof")
     assert not list((tmp_path / "oof").glob("blend/*/manifest.json"))
+
+
+@pytest.mark.realdata
+@needs_real
+def test_a_shipped_config_set_to_auto_runs_on_one_donor(one_donor, tmp_path):
+    oof = tmp_path / "oof"
+    config = ROOT / "configs" / "cite" / "ridge.yaml"
+    result = run_cli("level1", config, "--set", "folds.scheme=auto", "--data", one_donor, "--oof", oof)
+    assert result.returncode == 0, result.stderr
+    assert "folds.scheme=auto: 5 random folds (seed 0) (donor folds: needs at least two donor" in result.stderr
+    assert "WARNING" not in result.stderr  # the choice of auto is information
+    assert RunStore(oof).run("cite", "cite_ridge").fold_scheme == "auto"
+    applied = read_manifest(oof / "folds" / "cite_auto.json")["applied"]
+    assert applied["scheme"] == "random" and "(day folds: needs at least two day groups" in applied["note"]

@@ -2,6 +2,7 @@
 
 import logging
 
+import pytest
 import yaml
 
 from conftest import run_cli
@@ -56,3 +57,90 @@ def test_a_tuning_session_logs_each_trial_in_its_folder(tiny_prepared, tmp_path)
     assert "trial 1 COMPLETE" in result.stderr
     log = (oof / "tune" / "s" / "session.log").read_text()
     assert "trial 0 COMPLETE" in log and "trial 1 COMPLETE" in log and "best 0." in log
+
+
+class _Kept(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_a_log_file_gets_debug_lines_without_passing_them_to_the_users_handlers(tmp_path, monkeypatch):
+    logger, root, kept = logging.getLogger("mmscel"), logging.getLogger(), _Kept()
+    monkeypatch.setattr(logger, "level", logging.NOTSET)  # as in a script: mmscel's logger left alone
+    monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(root, "level", logging.INFO)  # logging.basicConfig(level=logging.INFO)
+    root.addHandler(kept)
+    own = logging.getLogger("mmscel.test_own_level")
+    monkeypatch.setattr(own, "level", logging.DEBUG)  # a logger the user asked for details of
+    try:
+        with progress.log_file(tmp_path / "run.log"):
+            logging.getLogger("mmscel.test").debug("detail for the file")
+            logging.getLogger("mmscel.test").info("a step")
+            own.debug("asked for")
+        logging.getLogger("mmscel.test").debug("after the block")
+    finally:
+        root.removeHandler(kept)
+    assert [r.getMessage() for r in kept.records] == ["a step", "asked for"]
+    text = (tmp_path / "run.log").read_text()
+    assert "detail for the file" in text and "a step" in text and "after the block" not in text
+    assert logger.level == logging.NOTSET and logger.propagate and logger.handlers == []
+
+
+def test_a_log_file_keeps_a_consoles_level_and_nests(tmp_path, monkeypatch):
+    logger, console = logging.getLogger("mmscel"), _Kept()
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    monkeypatch.setattr(logger, "propagate", False)  # as configure_logging leaves it
+    monkeypatch.setattr(logger, "handlers", [console])
+    with progress.log_file(tmp_path / "outer.log"), progress.log_file(tmp_path / "inner.log"):
+        logger.debug("detail")
+        logger.info("step")
+    assert [r.getMessage() for r in console.records] == ["step"]
+    assert "detail" in (tmp_path / "inner.log").read_text() and "detail" in (tmp_path / "outer.log").read_text()
+    assert logger.level == logging.INFO and console.level == logging.NOTSET and logger.handlers == [console]
+
+
+def test_steps_told_by_a_callback_and_steps_inside_steps(caplog, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
+    with caplog.at_level(logging.INFO, logger="mmscel"), progress.steps("rounds", 4) as advance:
+        advance()
+        advance(3)
+    assert [r.getMessage().split(",")[0] for r in caplog.records] == ["rounds: 1/4 (25%)", "rounds: 4/4 (100%)"]
+    screen = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=screen, force_terminal=True, width=80))
+    for _ in progress.track(range(2), "folds"):  # rich shows one live display: the inner step is a line of it
+        assert list(progress.track(range(3), "epochs")) == [0, 1, 2]
+        with progress.steps("rounds", 2) as advance:
+            advance(2)
+    assert progress._live == [] and "epochs" in screen.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "label"),
+    [
+        ("mlp", {"hidden": [8], "epochs": 3, "early_stopping": False}, "mlp epochs: 3/3"),
+        ("xgb", {"n_estimators": 5}, "xgb rounds: 5/5"),
+        ("lgbm", {"n_estimators": 5, "min_data_in_leaf": 5}, "lgbm rounds: 5/5"),
+        ("catboost", {"iterations": 5, "loss": "RMSE"}, "catboost rounds: 5/5"),
+    ],
+)
+def test_learners_say_how_far_their_epochs_and_rounds_are(caplog, monkeypatch, name, params, label):
+    from mmscel.learners import learner_class
+    from test_learners_gbdt import make_data
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
+    train, _, _ = make_data()
+    with caplog.at_level(logging.INFO, logger="mmscel.progress"):
+        learner_class(name)(params, seed=0, n_jobs=1).fit(train)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith(label) for line in lines), lines
+    if name in ("lgbm", "catboost"):  # one model per output
+        assert any(line.startswith(f"{name} {'boosters' if name == 'lgbm' else 'models'}: 3/3") for line in lines)

@@ -156,3 +156,21 @@ def test_blend_weights_and_the_latest_study(store):
     assert study.study_name == "report_ridge" and len(study.trials) == 5
     with pytest.raises(InputError, match="no tuning study nope"):
         tuning_study("nope", oof_root=store)
+
+
+def test_a_study_is_read_without_writing_and_a_damaged_one_is_named(store, tmp_path):
+    from mmscel.tune.journal import journal_study
+
+    folder = RunStore(store).study_dir("report_ridge")
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    study = journal_study(folder / "study.journal", None, read_only=True)  # None: the journal's study
+    assert study.study_name == "report_ridge" and len(study.trials) == 5
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before  # no lock, no write
+    damaged = tmp_path / "tune" / "broken" / "study.journal"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_text('{"op_code": 0\nnot json\n')
+    with pytest.raises(InputError, match=r"study.journal: damaged Optuna journal \(JSONDecodeError\)"):
+        tuning_study("broken", oof_root=tmp_path)
+    with pytest.raises(InputError, match="no Optuna journal here"):
+        journal_study(tmp_path / "none.journal", "x", read_only=True)
+    assert not (tmp_path / "none.journal").exists()

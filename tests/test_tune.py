@@ -227,3 +227,23 @@ def test_facts_are_read_whole_even_before_their_separate_attributes_are_written(
         _check_facts(study, {**facts, "data_fingerprint": "b"}, "journal")
     _check_facts(study, dict(facts), "journal")
     assert recorded_facts(study) == facts and "task" not in study.user_attrs  # not recorded again
+
+
+def test_a_study_holds_trials_of_one_setting_of_the_keys_it_does_not_search(tiny_prepared, tmp_path):
+    oof = tmp_path / "oof"
+    config = write(tmp_path, "ridge", **RIDGE, tune=ALPHA)
+    first = tune(config, tiny_prepared, oof_root=oof, trials=0, plots=False).name
+    assert (
+        tune(
+            write(tmp_path, "ridge", **{**RIDGE, "params": {"alpha": 3.0}}, tune=ALPHA),
+            tiny_prepared,
+            oof_root=oof,
+            trials=0,
+            plots=False,
+        ).name
+        == first
+    )  # the searched key's value does not count
+    other = write(tmp_path, "ridge", **{**RIDGE, "params": {"alpha": 10.0, "standardize": False}}, tune=ALPHA)
+    assert tune(other, tiny_prepared, oof_root=oof, trials=0, plots=False).name != first
+    with pytest.raises(InputError, match="with other fixed settings"):
+        tune(other, tiny_prepared, oof_root=oof, trials=0, study=first, plots=False)

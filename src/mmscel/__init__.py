@@ -45,6 +45,8 @@ _API = {
     "leaderboard": "mmscel.api:leaderboard",
     "load_oof": "mmscel.api:load_oof",
     "export": "mmscel.h5ad_export:export",
+    "import_anndata": "mmscel.api:import_anndata",
+    "predictions": "mmscel.api:predictions",
     "tune": "mmscel.tune.session:tune",
     "report": "mmscel.reporting.page:report",
 }

@@ -269,3 +269,95 @@ def tuning_study(name: str | None = None, oof_root: RunStore | str | Path = "oof
     from mmscel.reporting.scores import load_study
 
     return load_study(as_store(oof_root), name)
+
+
+def import_anndata(data, out_dir: str | Path, task: str, *, test=None, **options) -> dict:
+    """Import AnnData or MuData, objects in memory or files, as a competition-layout folder.
+
+    Parameters
+    ----------
+    data
+        A :class:`mudata.MuData` (or ``.h5mu`` path) holding both modalities, or a pair
+        ``(inputs, targets)`` of :class:`anndata.AnnData` objects (or ``.h5ad`` paths) of the same cells.
+        Objects are read as they are and never modified.
+    out_dir
+        The folder to write (then ``mmscel.api`` functions and the command line take it as ``data_dir``).
+    task
+        ``"cite"`` or ``"multi"``.
+    test
+        A pair ``(inputs, targets)`` of separate test cells (default: split ``data``, see ``options``).
+    **options
+        The keywords of :func:`mmscel.data.anndata_import.import_anndata`: ``split_by``, ``test_values``,
+        ``test_fraction``, ``seed``, ``layer``, ``counts``, ``input_mod``, ``target_mod``, ``overwrite``, ...
+
+    Returns
+    -------
+    dict
+        The import's summary (output folder, shapes, split, what was done to raw counts).
+
+    Raises
+    ------
+    InputError
+        One line naming the argument or file at fault; ``out_dir`` is then left as it was.
+    """
+    from mmscel.data.anndata_import import import_anndata as importer
+
+    if isinstance(data, tuple | list):
+        sources = dict(zip(("inputs", "targets"), _pair(data, "data")))
+    else:
+        sources = {"mudata": data}
+    if test is not None:
+        sources.update(zip(("test_inputs", "test_targets"), _pair(test, "test")))
+    return importer(out_dir, task, **sources, **options)
+
+
+def _pair(value, name: str) -> tuple:
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise InputError(name, "expected a pair (inputs, targets) of AnnData objects or .h5ad paths")
+    return tuple(value)
+
+
+def predictions(
+    *,
+    run: str | None = None,
+    blend: str | None = None,
+    task: str | None = None,
+    split: str = "test",
+    data_dir="data",
+    cache_dir=None,
+    oof_root: RunStore | str | Path = "oof",
+):
+    """A run's or a blend's predictions as an AnnData in memory (what ``mmscel export`` writes to a file).
+
+    Parameters
+    ----------
+    run
+        A level-1 run as ``TASK/RUN`` (``"cite/cite_lgbm"``).
+    blend
+        A blend's name, instead of ``run``; its values are the blend as submitted.
+    task
+        The task of a blend (needed when it blends both).
+    split
+        ``"test"``, or ``"oof"``: the out-of-fold predictions of the training cells (NaN where never validated).
+    data_dir, cache_dir
+        The prepared competition folder the predictions were made from.
+    oof_root
+        The store (or its root folder).
+
+    Returns
+    -------
+    anndata.AnnData
+        Cells x targets (Multiome: every gene, dense), the cells' metadata in ``obs``, what made the
+        predictions in ``uns['mmscel']``.
+
+    Raises
+    ------
+    InputError
+        An unknown run or blend, a bad split, or predictions made from other data.
+    """
+    from mmscel.h5ad_export import to_anndata
+
+    store = as_store(oof_root)
+    return to_anndata(
+        run=run, blend=blend, task=task, split=split, data_dir=data_dir, cache_dir=cache_dir, oof_root=store
+    )

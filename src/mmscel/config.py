@@ -7,12 +7,14 @@ registries, so a newly registered one is accepted without touching this file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
 import yaml
 
+from mmscel.config_overrides import apply_overrides, blame_overrides
 from mmscel.errors import InputError
 from mmscel.features.config import FEATURE_CONFIGS, CiteFeatures, MultiFeatures, drop_quiet_defaults
 from mmscel.folds import FOLD_SCHEMES
@@ -69,6 +71,12 @@ class Targets(_Strict):
         return drop_quiet_defaults(self, handler(self))
 
 
+class Compute(_Strict):
+    """Where the run's folds are fitted; it never changes the results, so it is not part of the run's hash."""
+
+    dask: str | None = None  # a dask.distributed scheduler, e.g. tcp://10.0.0.5:8786 (see `mmscel level1 --dask`)
+
+
 class RunConfig(_Strict):
     """One level-1 run: a learner on a task, its features, folds and targets."""
 
@@ -88,6 +96,7 @@ class RunConfig(_Strict):
     seeds: int = pydantic.Field(1, ge=1, le=1000)  # seed bagging: copies of the learner per fold, predictions averaged
     # the search space of `mmscel tune` ('params.<key>': distribution); never part of a run, its dump or its hash
     tune: dict[str, Distribution] | None = pydantic.Field(None, exclude=True)
+    compute: Compute | None = pydantic.Field(None, exclude=True)
 
     def feature_config(self) -> CiteFeatures | MultiFeatures:
         """The validated feature config of this run's task.
@@ -231,13 +240,15 @@ def default_name(path: Path) -> str:
     return f"{path.parent.name}_{path.stem}" if path.parent.name in FEATURE_CONFIGS else path.stem
 
 
-def load_run_config(path: str | Path) -> RunConfig:
+def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """Read and validate a run config.
 
     Parameters
     ----------
     path
         The config's YAML file; without a ``name`` key the run is named by :func:`default_name`.
+    overrides
+        ``KEY=VALUE`` settings applied over the file (see :func:`apply_overrides`), validated with it.
 
     Returns
     -------
@@ -250,9 +261,10 @@ def load_run_config(path: str | Path) -> RunConfig:
         One line naming the file and the first problem (unknown key with the allowed ones, bad value).
     """
     path = Path(path)
-    raw = read_yaml(path)
+    raw = apply_overrides(read_yaml(path), overrides)
     raw.setdefault("name", default_name(path))
-    return validate_run_config(raw, path)
+    with blame_overrides(overrides):
+        return validate_run_config(raw, path)
 
 
 def validate_run_config(raw: dict, where: str | Path = "config") -> RunConfig:
@@ -314,7 +326,7 @@ def describe_validation_error(exc: pydantic.ValidationError, raw: dict) -> str:
     if error["type"] == "extra_forbidden":
         model = _model_for(title, raw)
         if title == "RunConfig" and len(loc) > 1:
-            model = {"folds": Folds, "targets": Targets}.get(loc[0], model)
+            model = {"folds": Folds, "targets": Targets, "compute": Compute}.get(loc[0], model)
         allowed = ", ".join(model.model_fields) if model else "see the docs"
         return f"unknown key '{key}' (allowed: {allowed})"
     message = error["msg"].removeprefix("Value error, ")

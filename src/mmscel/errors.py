@@ -19,3 +19,7 @@ class InputError(Exception):
         self.where = str(where)
         self.problem = problem
         super().__init__(f"{self.where}: {problem}")
+
+    def __reduce__(self):
+        # rebuilt from both fields, so that an error raised in another process (a Dask worker) arrives whole
+        return type(self), (self.where, self.problem)

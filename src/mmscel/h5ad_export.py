@@ -83,16 +83,9 @@ def export(
     InputError
         A malformed or unknown run or blend, a bad split or output path, or predictions made from other data.
     """
-    if split not in SPLITS:
-        raise InputError("split", f"{split!r} is not one of {', '.join(SPLITS)}")
-    if (run is None) == (blend is None):
-        raise InputError("export", "give either a run (TASK/RUN) or a blend, not both or neither")
     out = None if out is None else _check_out(Path(out))
     store = oof_root if isinstance(oof_root, RunStore) else RunStore(oof_root)
-    if run is not None:
-        found = [run_predictions(store, run, split, data_dir, cache_dir)]
-    else:
-        found = _blend_predictions(store, blend, task, split, out, data_dir, cache_dir)
+    found = _predictions(store, run, blend, task, split, out, data_dir, cache_dir)
     written = []
     for predictions in found:
         path = out or _default_path(store, predictions, blend)
@@ -100,6 +93,69 @@ def export(
         source = {"blend" if blend else "run": predictions.about["name"]}
         written.append({"file": str(path), "task": predictions.task, "split": split, "shape": shape, **source})
     return written
+
+
+def to_anndata(
+    *,
+    run: str | None = None,
+    blend: str | None = None,
+    task: str | None = None,
+    split: str = "test",
+    data_dir: str | Path = "data",
+    cache_dir: str | Path | None = None,
+    oof_root: RunStore | str | Path = "oof",
+):
+    """A run's or a blend's predictions as an AnnData in memory, as :func:`export` writes them.
+
+    ``X`` is dense float32 cells x targets: for Multiome, every gene of every cell
+    (about 10 GB for the full test set); :func:`export` writes it in row chunks instead.
+
+    Parameters
+    ----------
+    run, blend, split, data_dir, cache_dir, oof_root
+        As in :func:`export`.
+    task : {'cite', 'multi'}, optional
+        The task of a blend (needed when it blends both).
+
+    Returns
+    -------
+    anndata.AnnData
+        ``obs`` the cells' metadata (and ``fold``, ``predicted`` for ``oof``), ``var`` the target
+        names, ``uns['mmscel']`` what made the predictions.
+
+    Raises
+    ------
+    InputError
+        As :func:`export`.
+    """
+    import anndata
+
+    store = oof_root if isinstance(oof_root, RunStore) else RunStore(oof_root)
+    if blend is not None and task is None and len(store.blend(blend).tasks) > 1:
+        raise InputError(f"blend {blend}", f"blends {' and '.join(store.blend(blend).tasks)}; pass task=")
+    [predictions] = _predictions(store, run, blend, task, split, None, data_dir, cache_dir)
+    obs, var = _obs(predictions, data_dir, cache_dir, store), _var(predictions.task, data_dir, cache_dir)
+    _check_rows(predictions, obs, data_dir)
+    X = predictions.space.reconstruct(predictions.values).astype(np.float32)
+    return anndata.AnnData(X=X, obs=obs, var=var, uns={"mmscel": _uns(predictions)})
+
+
+def _predictions(store: RunStore, run, blend, task, split: str, out, data_dir, cache_dir) -> list[Predictions]:
+    if split not in SPLITS:
+        raise InputError("split", f"{split!r} is not one of {', '.join(SPLITS)}")
+    if (run is None) == (blend is None):
+        raise InputError("export", "give either a run (TASK/RUN) or a blend, not both or neither")
+    if run is not None:
+        return [run_predictions(store, run, split, data_dir, cache_dir)]
+    return _blend_predictions(store, blend, task, split, out, data_dir, cache_dir)
+
+
+def _check_rows(predictions: Predictions, obs: pd.DataFrame, data_dir) -> None:
+    if len(predictions.values) != len(obs):
+        what = f"{predictions.about['kind']} {predictions.about['name']}"
+        raise InputError(
+            what, f"holds {len(predictions.values)} {predictions.split} rows for {len(obs)} cells of {data_dir}"
+        )
 
 
 def _check_out(path: Path) -> Path:
@@ -218,9 +274,7 @@ def write_h5ad(
 
     obs, var = _obs(predictions, data_dir, cache_dir, store), _var(predictions.task, data_dir, cache_dir)
     values, space = predictions.values, predictions.space
-    if len(values) != len(obs):
-        what = f"{predictions.about['kind']} {predictions.about['name']}"
-        raise InputError(what, f"holds {len(values)} {predictions.split} rows for {len(obs)} cells of {data_dir}")
+    _check_rows(predictions, obs, data_dir)
     with atomic_path(path, durable=True) as tmp:
         with h5py.File(tmp, "w") as handle:
             handle.attrs["encoding-type"], handle.attrs["encoding-version"] = "anndata", "0.1.0"

@@ -1,4 +1,4 @@
-"""Progress of long steps (chunks, SVDs, folds, epochs, trials, rows) and the log files of runs.
+"""Progress of long steps (chunks, SVDs, folds, epochs, boosting rounds, trials, rows) and the log files of runs.
 
 Progress shows where the user looks: a bar on a terminal (rich), a bar in
 Jupyter (tqdm's notebook bar when ipywidgets is there, its text bar otherwise),
@@ -16,7 +16,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -53,39 +53,91 @@ def track(items: Iterable[T], description: str, total: int | None = None, enable
         yield from items
         return
     size = total if total is not None else len(items)  # type: ignore[arg-type]
-    if console.is_jupyter:
-        yield from _notebook_bar(items, description, size)
-    elif console.is_terminal:
-        yield from _terminal_bar(items, description, size)
-    else:
-        yield from _plain_lines(items, description, size)
-
-
-def _terminal_bar(items, description: str, size: int):
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task_id = progress.add_task(description, total=size)
+    with steps(description, size) as advance:
         for item in items:
             yield item
-            progress.advance(task_id)
+            advance()
 
 
-def _notebook_bar(items, description: str, size: int):
+@contextlib.contextmanager
+def steps(description: str, total: int, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """Show how far a step is whose loop is not ours: a library's training rounds, told by its callback.
+
+    A step inside another (epochs inside a fold) is one more line of the same
+    terminal display, one more bar in Jupyter, and its own plain lines when piped.
+
+    Parameters
+    ----------
+    description
+        The step's label.
+    total
+        Number of steps.
+    enabled
+        False shows nothing.
+
+    Yields
+    ------
+    callable
+        ``advance(n=1)``: ``n`` more steps done.
+    """
+    if not enabled:
+        yield lambda n=1: None
+    elif console.is_jupyter:
+        with _notebook_bar(description, total) as advance:
+            yield advance
+    elif console.is_terminal:
+        with _terminal_bar(description, total) as advance:
+            yield advance
+    else:
+        yield _PlainLines(description, total).advance
+
+
+_live: list[Progress] = []  # the terminal's display while a step shows; the steps inside it add lines to it
+
+
+@contextlib.contextmanager
+def _terminal_bar(description: str, size: int):
+    if _live:  # rich shows one live display at a time
+        progress = _live[-1]
+        task_id = progress.add_task(description, total=size)
+        try:
+            yield lambda n=1: progress.advance(task_id, n)
+        finally:
+            progress.remove_task(task_id)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        _live.append(progress)
+        try:
+            task_id = progress.add_task(description, total=size)
+            yield lambda n=1: progress.advance(task_id, n)
+        finally:
+            _live.pop()
+
+
+@contextlib.contextmanager
+def _notebook_bar(description: str, size: int):
     from tqdm.auto import tqdm
 
-    yield from tqdm(items, desc=description, total=size, leave=False)
+    with tqdm(desc=description, total=size, leave=False) as bar:
+        yield bar.update
 
 
-def _plain_lines(items, description: str, size: int):
-    started = last = time.monotonic()
-    done, said = 0, False
-    for item in items:
-        yield item
-        done += 1
+class _PlainLines:
+    """Plain progress lines, at most one every ``PLAIN_EVERY`` seconds and one at the end of a step that spoke."""
+
+    def __init__(self, description: str, size: int):
+        self.description, self.size = description, size
+        self.started = self.last = time.monotonic()
+        self.done, self.said = 0, False
+
+    def advance(self, n: int = 1) -> None:
+        """``n`` more steps done."""
+        self.done += n
         now = time.monotonic()
-        if now - last >= PLAIN_EVERY or (said and done == size):  # a step shorter than PLAIN_EVERY stays silent
-            log.info(progress_line(description, done, size, now - started))
-            last, said = now, True
+        if now - self.last >= PLAIN_EVERY or (self.said and self.done == self.size):  # short steps stay silent
+            log.info(progress_line(self.description, self.done, self.size, now - self.started))
+            self.last, self.said = now, True
 
 
 def progress_line(description: str, done: int, size: int, elapsed: float) -> str:
@@ -160,6 +212,10 @@ def configure_logging(verbosity: int = 0) -> None:
 def log_file(path: str | Path):
     """Append everything the ``mmscel`` logger says (DEBUG and up) to ``path`` while the block runs.
 
+    The logger is lowered to DEBUG for the file only: its other handlers keep the level they
+    had, and the records it passes on to the root logger's handlers (in a notebook or a script
+    that configured logging) are the ones it passed on before.
+
     Parameters
     ----------
     path
@@ -171,16 +227,60 @@ def log_file(path: str | Path):
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.DEBUG)
-    previous = logger.level
-    if logger.getEffectiveLevel() > logging.DEBUG:
-        for other in logger.handlers:  # the console keeps its level; the file gets every detail
-            if other.level == logging.NOTSET:
-                other.setLevel(logger.getEffectiveLevel())
-        logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
+    with _lowered(logger):
+        logger.addHandler(handler)
+        try:
+            yield path
+        finally:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+@contextlib.contextmanager
+def _lowered(logger: logging.Logger):
+    """``logger`` at DEBUG, its handlers and its propagation held at the level it had."""
+    before = logger.getEffectiveLevel()
+    if before <= logging.DEBUG:
+        yield
+        return
+    level, propagate = logger.level, logger.propagate
+    unset = [other for other in logger.handlers if other.level == logging.NOTSET]
+    for other in unset:
+        other.setLevel(before)
+    forward = _Propagate(logger, before) if propagate else None
+    logger.setLevel(logging.DEBUG)
+    if forward is not None:
+        logger.propagate = False
+        logger.addHandler(forward)
     try:
-        yield path
+        yield
     finally:
-        logger.removeHandler(handler)
-        handler.close()
-        logger.setLevel(previous)
+        if forward is not None:
+            logger.removeHandler(forward)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        for other in unset:
+            other.setLevel(logging.NOTSET)
+
+
+class _Propagate(logging.Handler):
+    """Pass records on to the parent's handlers as propagation did at the logger's former level.
+
+    A record of a child logger that has a level of its own was made whatever the
+    ``mmscel`` logger's level, so it is passed on at any level, as before.
+    """
+
+    def __init__(self, logger: logging.Logger, level: int):
+        super().__init__()
+        self.logger, self.former = logger, level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= self.former or self._own_level(record.name):
+            self.logger.parent.handle(record)
+
+    def _own_level(self, name: str) -> bool:
+        while name != self.logger.name and "." in name:
+            if logging.getLogger(name).level != logging.NOTSET:
+                return True
+            name = name.rpartition(".")[0]
+        return False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,6 +22,7 @@ from mmscel.blend import objective
 from mmscel.blend.inputs import RunOutputs, check_data, load_runs, target_space
 from mmscel.blend.methods import BLEND_METHODS, fit_weights
 from mmscel.config import MAX_SEED, PlainName, describe_validation_error, read_yaml
+from mmscel.config_overrides import apply_overrides, blame_overrides
 from mmscel.data.cache_check import dataset_tasks
 from mmscel.data.load import load
 from mmscel.errors import InputError
@@ -47,23 +48,35 @@ class BlendConfig(pydantic.BaseModel):
     seed: int = pydantic.Field(0, ge=0, le=MAX_SEED)
 
 
-def load_blend_config(path: str | Path | Mapping) -> BlendConfig:
+def load_blend_config(path: str | Path | Mapping, overrides: Sequence[str] = ()) -> BlendConfig:
     """Read and validate a blend config from a YAML file or a mapping of its keys.
+
+    Parameters
+    ----------
+    path
+        The YAML file, or a mapping of the config's keys.
+    overrides
+        ``KEY=VALUE`` settings applied over it (see :func:`mmscel.config.apply_overrides`).
+
+    Returns
+    -------
+    BlendConfig
 
     Raises
     ------
     InputError
-        One line naming the file (or ``config``) and the first problem.
+        One line naming the file (``config``, or the ``--set`` setting at fault) and the first problem.
     """
-    raw = dict(path) if isinstance(path, Mapping) else read_yaml(path)
+    raw = apply_overrides(dict(path) if isinstance(path, Mapping) else read_yaml(path), overrides)
     path = "config" if isinstance(path, Mapping) else path
-    try:
-        return BlendConfig(**raw)
-    except pydantic.ValidationError as exc:
-        message = describe_validation_error(exc, raw)
-        if "unknown key" in message:
-            message = message.split(" (allowed")[0] + f" (allowed: {', '.join(BlendConfig.model_fields)})"
-        raise InputError(path, message) from None
+    with blame_overrides(overrides):
+        try:
+            return BlendConfig(**raw)
+        except pydantic.ValidationError as exc:
+            message = describe_validation_error(exc, raw)
+            if "unknown key" in message:
+                message = message.split(" (allowed")[0] + f" (allowed: {', '.join(BlendConfig.model_fields)})"
+            raise InputError(path, message) from None
 
 
 def run_level2(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import os
@@ -60,6 +61,17 @@ SHARED_OPTIONS = {  # name -> (type with its option, default)
     ),
     "oof": (Annotated[Path, typer.Option("--oof", help="Root of everything runs produce.")], Path("oof")),
 }
+
+#: ``--set KEY=VALUE`` of the commands that read a config (see :func:`mmscel.config.apply_overrides`)
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a config key, e.g. --set params.alpha=10 --set folds.scheme=random (dotted key, YAML "
+        "value; repeatable). The result is another config: give its run another name with --set name=...",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -138,7 +150,9 @@ def input_problem(exc: Exception) -> str | None:
     if isinstance(exc, InputError):
         return str(exc)
     if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
+        unwritable = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+        hint = " (write elsewhere: --cache, --oof or --out name a writable folder)" if unwritable else ""
+        return f"{exc.filename}: {exc.strerror or type(exc).__name__}{hint}"
     return None
 
 

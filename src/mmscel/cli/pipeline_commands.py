@@ -8,7 +8,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from mmscel.cli.common import DEFAULTS, Where, command, fmt, new_table, out
+from mmscel.cli.common import DEFAULTS, SetOption, Where, command, fmt, new_table, out
 
 
 @command()
@@ -18,12 +18,29 @@ def level1(
     ],
     where: Where = DEFAULTS,
     overwrite: Annotated[bool, typer.Option(help="Replace a run of the same name made with another config.")] = False,
+    overrides: SetOption = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="Fit the folds on a dask.distributed cluster, e.g. tcp://10.0.0.5:8786 (default: $MMSCEL_DASK, "
+            "else the configs' compute.dask; none: here). Its workers must see DATA, CACHE and OOF at the same paths.",
+        ),
+    ] = None,
 ):
     """Fit base learners on the shared folds; write OOF and test predictions under OOF/<task>/<run>/."""
     from mmscel.config import load_run_config
+    from mmscel.distributed import dask_address, run_level1_dask
     from mmscel.level1 import run_level1
 
-    for config in [load_run_config(path) for path in configs]:  # every config is checked before the first fit
+    checked = [load_run_config(path, overrides or ()) for path in configs]  # all checked before the first fit
+    address = dask_address(dask, checked)
+    if address is not None:
+        for result in run_level1_dask(checked, address, where.data, where.cache, where.oof, overwrite=overwrite):
+            _print_run(result)
+        return
+    for config in checked:
         _print_run(run_level1(config, where.data, where.cache, where.oof, overwrite=overwrite))
 
 
@@ -85,11 +102,12 @@ def runs(
 def level2(
     config: Annotated[Path, typer.Argument(help="Blend config, e.g. configs/blend.yaml.")],
     where: Where = DEFAULTS,
+    overrides: SetOption = None,
 ):
     """Blend level-1 runs per task (Optuna, greedy, SLSQP or stacking) with an honest nested score."""
-    from mmscel.blend.run import run_level2
+    from mmscel.blend.run import load_blend_config, run_level2
 
-    blend = run_level2(config, where.data, where.cache, where.oof)
+    blend = run_level2(load_blend_config(config, overrides or ()), where.data, where.cache, where.oof)
     columns = ("task", "runs and weights", "in-sample", "nested", "last day", "best single")
     table = new_table(f"blend '{blend.name}' ({blend.method})", columns, left=("task", "runs and weights"))
     for task, info in blend.tasks.items():

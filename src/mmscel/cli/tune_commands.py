@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mmscel.cli.common import DEFAULTS, Where, command, out
+from mmscel.cli.common import DEFAULTS, SetOption, Where, command, out
 
 
 @command()
@@ -32,14 +32,23 @@ def tune(
         ),
     ] = None,
     heartbeat: Annotated[int, typer.Option(help="Seconds between a database worker's heartbeats.")] = 60,
+    overrides: SetOption = None,
 ):
-    """Tune a run config with Optuna on the shared folds; write <learner>.tuned.yaml beside it."""
+    """Tune a run config with Optuna on the shared folds; write <learner>.tuned.yaml beside it.
+
+    With --set, the tuned configs (the file's keys, the overrides and the trial's values) go to the
+    study's folder unless --out-config says where.
+    """
     from mmscel.tune.report import best_lines, trials_table
     from mmscel.tune.session import tune as run_session
     from mmscel.tune.storage import redacted
 
     options = {"study": study, "objective": objective, "keep": keep, "pruner": pruner, "out_config": out_config}
     options.update(storage=storage, heartbeat=heartbeat)
+    if overrides:
+        from mmscel.config import load_run_config
+
+        config = load_run_config(config, overrides)
     result = run_session(
         config, where.data, where.cache, where.oof, trials=0 if report else trials, timeout=timeout, **options
     )

@@ -1,4 +1,4 @@
-"""Import AnnData ``.h5ad`` / MuData ``.h5mu`` files as a competition-layout folder.
+"""Import AnnData ``.h5ad`` / MuData ``.h5mu`` files (or such objects in memory) as a competition-layout folder.
 
 The result looks like the Kaggle competition (and the synthetic generator) for
 one task. Everything is written into a temporary folder beside ``out_dir``
@@ -17,7 +17,8 @@ from typing import Any
 
 from mmscel.data import layout
 from mmscel.data.anndata_counts import counts_mode, process_counts
-from mmscel.data.anndata_read import Cells, Sources, peak_name, read_cells, read_test_cells
+from mmscel.data.anndata_read import Cells, peak_name, read_cells, read_test_cells
+from mmscel.data.anndata_sources import Sources, describe
 from mmscel.data.anndata_split import SplitRule, split_cells
 from mmscel.data.anndata_write import write_dataset, write_truth_json
 from mmscel.data.error_text import shown
@@ -31,13 +32,13 @@ def import_anndata(
     out_dir: str | Path,
     task: str,
     *,
-    inputs: str | Path | None = None,
-    targets: str | Path | None = None,
-    mudata: str | Path | None = None,
+    inputs: str | Path | Any = None,
+    targets: str | Path | Any = None,
+    mudata: str | Path | Any = None,
     input_mod: str | None = None,
     target_mod: str | None = None,
-    test_inputs: str | Path | None = None,
-    test_targets: str | Path | None = None,
+    test_inputs: str | Path | Any = None,
+    test_targets: str | Path | Any = None,
     split_by: str | None = None,
     test_values: Sequence[Any] | None = None,
     test_fraction: float = 0.3,
@@ -49,7 +50,7 @@ def import_anndata(
     multi_gene_fraction: float = 1.0,
     overwrite: bool = False,
 ) -> dict:
-    """Build a competition-layout folder for ``task`` from AnnData or MuData files.
+    """Build a competition-layout folder for ``task`` from AnnData or MuData files or objects.
 
     Parameters
     ----------
@@ -57,14 +58,14 @@ def import_anndata(
         The folder to write; it must be empty unless ``overwrite``.
     task : {'cite', 'multi'}
         The task the files stand for.
-    inputs, targets : str or pathlib.Path, optional
-        Paired ``.h5ad`` files holding the same cells.
-    mudata : str or pathlib.Path, optional
-        One ``.h5mu`` file instead of ``inputs`` + ``targets``.
+    inputs, targets : str or pathlib.Path or anndata.AnnData, optional
+        Paired ``.h5ad`` files (or AnnData objects in memory, read and never modified) holding the same cells.
+    mudata : str or pathlib.Path or mudata.MuData, optional
+        One ``.h5mu`` file (or MuData object) instead of ``inputs`` + ``targets``.
     input_mod, target_mod : str, optional
         Modalities of ``mudata`` (defaults: cite 'rna' -> 'prot' or 'adt', multi 'atac' -> 'rna').
-    test_inputs, test_targets : str or pathlib.Path, optional
-        Separate paired ``.h5ad`` test files (with ``inputs`` + ``targets``).
+    test_inputs, test_targets : str or pathlib.Path or anndata.AnnData, optional
+        Separate paired ``.h5ad`` test files or objects (with ``inputs`` + ``targets``).
     split_by : str, optional
         Without test files: the obs column whose ``test_values`` go to test.
     test_values : sequence, optional
@@ -178,6 +179,7 @@ def _load(task_name: str, sources: Sources, rule: SplitRule, layer: str | None) 
         is_test, split = split_cells(cells, rule)
         return cells.take(~is_test), cells.take(is_test), described, split
     test = read_test_cells(task_name, sources, layer, cells)
-    described.update(test_inputs=str(sources.test_inputs), test_targets=str(sources.test_targets))
-    split = {"method": "files", "test_inputs": str(sources.test_inputs), "test_targets": str(sources.test_targets)}
+    named = {key: describe(getattr(sources, key), key) for key in ("test_inputs", "test_targets")}
+    described.update(named)
+    split = {"method": "files", **named}
     return cells, test, described, split

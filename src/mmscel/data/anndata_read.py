@@ -7,44 +7,18 @@ inputs peaks ``chr1:100-200`` and Multiome targets Ensembl ids.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from mmscel.data.error_text import one_line, shown
+from mmscel.data.anndata_sources import Sources, describe, open_anndata, open_mudata
+from mmscel.data.error_text import shown
 from mmscel.errors import InputError
 
 DEFAULT_MODS = {"cite": ("rna", ("prot", "adt")), "multi": ("atac", ("rna",))}
-
-
-@dataclasses.dataclass(frozen=True)
-class Sources:
-    """The files an import reads.
-
-    Attributes
-    ----------
-    inputs, targets : str or pathlib.Path or None
-        Paired ``.h5ad`` files holding the same cells.
-    mudata : str or pathlib.Path or None
-        One ``.h5mu`` file instead of ``inputs`` + ``targets``.
-    input_mod, target_mod : str or None
-        Modalities of ``mudata`` (defaults per task in ``DEFAULT_MODS``).
-    test_inputs, test_targets : str or pathlib.Path or None
-        Separate paired ``.h5ad`` test files.
-    """
-
-    inputs: str | Path | None = None
-    targets: str | Path | None = None
-    mudata: str | Path | None = None
-    input_mod: str | None = None
-    target_mod: str | None = None
-    test_inputs: str | Path | None = None
-    test_targets: str | Path | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +157,7 @@ def read_cells(task_name: str, sources: Sources, layer: str | None) -> tuple[Cel
     if sources.mudata is not None:
         return _load_mudata(task_name, sources.mudata, sources.input_mod, sources.target_mod, layer)
     cells = _load_pair(task_name, sources.inputs, sources.targets, layer)
-    return cells, {"inputs": str(sources.inputs), "targets": str(sources.targets)}
+    return cells, {"inputs": describe(sources.inputs, "inputs"), "targets": describe(sources.targets, "targets")}
 
 
 def read_test_cells(task_name: str, sources: Sources, layer: str | None, train: Cells) -> Cells:
@@ -211,9 +185,9 @@ def read_test_cells(task_name: str, sources: Sources, layer: str | None, train: 
         As :func:`read_cells`, or if the features differ from training or a
         test cell id is also a training cell id.
     """
-    test = _load_pair(task_name, sources.test_inputs, sources.test_targets, layer)
+    test = _load_pair(task_name, sources.test_inputs, sources.test_targets, layer, "test_")
     test = _align_features(train, test)
-    _check_disjoint(train, test, sources.test_inputs)
+    _check_disjoint(train, test, describe(sources.test_inputs, "test_inputs"))
     return test
 
 
@@ -233,42 +207,17 @@ def peak_name(name: str) -> str:
     return name if ":" in name else name.replace("-", ":", 1)
 
 
-def _read_h5ad(path) -> Any:
-    import anndata
-
-    return _read_file(path, anndata.read_h5ad, "AnnData .h5ad")
-
-
-def _read_h5mu(path) -> Any:
-    import mudata
-
-    return _read_file(path, mudata.read_h5mu, "MuData .h5mu")
-
-
-def _read_file(path, reader, kind: str) -> Any:
-    """Read with ``reader``; a missing or corrupt file becomes a one-line InputError."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return reader(path)
-    except Exception as exc:  # h5py, anndata and mudata report corruption in many ways
-        raise InputError(path, f"cannot read as {kind} (corrupt or another format?): {one_line(exc)}") from None
-
-
-def _load_pair(task_name: str, inputs, targets, layer) -> Cells:
-    """Read paired ``inputs`` / ``targets`` .h5ad files as aligned cells."""
-    adata_in, adata_tg = _read_h5ad(inputs), _read_h5ad(targets)
-    block_in = _block(adata_in, str(inputs), task_name, "inputs", layer)
-    block_tg = _block(adata_tg, str(targets), task_name, "targets", layer)
+def _load_pair(task_name: str, inputs, targets, layer, prefix: str = "") -> Cells:
+    """Read paired ``inputs`` / ``targets`` (.h5ad files or AnnData objects) as aligned cells."""
+    adata_in, adata_tg = open_anndata(inputs, f"{prefix}inputs"), open_anndata(targets, f"{prefix}targets")
+    block_in = _block(adata_in, describe(inputs, f"{prefix}inputs"), task_name, "inputs", layer)
+    block_tg = _block(adata_tg, describe(targets, f"{prefix}targets"), task_name, "targets", layer)
     return _pair(adata_in, adata_tg, block_in, block_tg, extra_obs=())
 
 
-def _load_mudata(task_name: str, path, input_mod, target_mod, layer) -> tuple[Cells, dict]:
-    """Read the two modalities of a .h5mu file as aligned cells."""
-    mdata = _read_h5mu(path)
+def _load_mudata(task_name: str, source, input_mod, target_mod, layer) -> tuple[Cells, dict]:
+    """Read the two modalities of a .h5mu file (or a MuData object) as aligned cells."""
+    mdata, path = open_mudata(source), describe(source, "mudata")
     available = list(mdata.mod)
     default_in, default_tg = DEFAULT_MODS[task_name]
     input_mod = _pick_mod(path, available, [input_mod] if input_mod else [default_in])
@@ -277,7 +226,7 @@ def _load_mudata(task_name: str, path, input_mod, target_mod, layer) -> tuple[Ce
     block_in = _block(adata_in, f"{path}:{input_mod}", task_name, "inputs", layer)
     block_tg = _block(adata_tg, f"{path}:{target_mod}", task_name, "targets", layer)
     cells = _pair(adata_in, adata_tg, block_in, block_tg, extra_obs=(mdata.obs,))
-    return cells, {"mudata": str(path), "input_mod": input_mod, "target_mod": target_mod}
+    return cells, {"mudata": path, "input_mod": input_mod, "target_mod": target_mod}
 
 
 def _pick_mod(path, available: list[str], wanted: list[str]) -> str:

@@ -15,6 +15,7 @@ import pydantic
 
 from mmscel.learners.base import FitData, LearnerParams, TargetBasis, as_float32, targets_2d
 from mmscel.learners.gbdt import GBDTLearner, LearningRate, Patience, Penalty, Rounds, load_models, save_models
+from mmscel.progress import steps, track
 
 
 class CatBoostParams(LearnerParams):
@@ -87,7 +88,7 @@ class CatBoostLearner(GBDTLearner):
         # (quantisation of the same X is deterministic, so every output sees the same borders).
         targets = [slice(None)] if self.params.loss == "MultiRMSE" else range(Y.shape[1])
         self.models_ = []
-        for cols in targets:
+        for cols in track(targets, "catboost models", total=len(targets)):
             eval_pool = None if valid is None else cb.Pool(X_valid, label=Y_valid[:, cols])
             self.models_.append(self._fit_one(cb.Pool(X, label=Y[:, cols]), eval_pool))
         self.best_iterations = [int(m.tree_count_) for m in self.models_]
@@ -95,10 +96,12 @@ class CatBoostLearner(GBDTLearner):
 
     def _fit_one(self, pool: cb.Pool, eval_pool: cb.Pool | None) -> cb.CatBoostRegressor:
         model = cb.CatBoostRegressor(**self.booster_params())
-        if eval_pool is None:
-            return model.fit(pool)
-        stopping = self.params.early_stopping_rounds or None
-        return model.fit(pool, eval_set=eval_pool, use_best_model=stopping is not None, early_stopping_rounds=stopping)
+        options = {}
+        if eval_pool is not None:
+            stopping = self.params.early_stopping_rounds or None
+            options.update(eval_set=eval_pool, use_best_model=stopping is not None, early_stopping_rounds=stopping)
+        with steps("catboost rounds", self.params.iterations) as advance:
+            return model.fit(pool, callbacks=[_Rounds(advance)], **options)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions of the fitted model(s)."""
@@ -122,3 +125,15 @@ class CatBoostLearner(GBDTLearner):
     def _load_one(self, path: Path) -> cb.CatBoostRegressor:
         model = cb.CatBoostRegressor(thread_count=self.n_jobs)
         return model.load_model(str(path), format="cbm")
+
+
+class _Rounds:
+    """Counts the boosting rounds for the progress display (a CatBoost callback)."""
+
+    def __init__(self, advance):
+        self.advance = advance
+
+    def after_iteration(self, info) -> bool:
+        """One more round; True: go on."""
+        self.advance()
+        return True

@@ -11,6 +11,7 @@ import pydantic
 
 from mmscel.learners.base import FitData, TargetBasis, as_float32
 from mmscel.learners.gbdt import Bins, Fraction, GBDTLearner, GBDTParams, Patience, Penalty, load_models, save_models
+from mmscel.progress import steps, track
 
 
 class LGBMParams(GBDTParams):
@@ -94,7 +95,7 @@ class LGBMLearner(GBDTLearner):
             ).construct()
         self.boosters_: list[lgb.Booster] = []
         self.best_iterations = []
-        for j in range(len(labels)):
+        for j in track(range(len(labels)), "lgbm boosters"):
             train_set.set_label(labels[j])
             if valid_set is not None:
                 valid_set.set_label(valid_labels[j])
@@ -107,14 +108,15 @@ class LGBMLearner(GBDTLearner):
         callbacks = []
         if valid_set is not None and self.params.early_stopping_rounds > 0:
             callbacks.append(lgb.early_stopping(self.params.early_stopping_rounds, verbose=False))
-        return lgb.train(
-            params,
-            train_set,
-            num_boost_round=self.params.n_estimators,
-            valid_sets=[valid_set] if valid_set is not None else None,
-            valid_names=["valid"] if valid_set is not None else None,
-            callbacks=callbacks,
-        )
+        with steps("lgbm rounds", self.params.n_estimators) as advance:
+            return lgb.train(
+                params,
+                train_set,
+                num_boost_round=self.params.n_estimators,
+                valid_sets=[valid_set] if valid_set is not None else None,
+                valid_names=["valid"] if valid_set is not None else None,
+                callbacks=[*callbacks, lambda env: advance()],
+            )
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions of every booster at its best iteration."""

@@ -39,6 +39,7 @@ from mmscel.learners.base import BaseLearner, FitData, FitFailed, LearnerParams,
 from mmscel.learners.mlp_loss import Objective, batches_per_epoch, fade_weight
 from mmscel.learners.mlp_net import MLPNet, Reconstruction, rows_tensor, torch_session
 from mmscel.metrics import pearson_per_row
+from mmscel.progress import track
 
 MODEL_FILE = "mlp.pt"
 INFO_FILE = "mlp.json"
@@ -295,7 +296,7 @@ class MLPLearner(BaseLearner):
         )
         self.valid_scores_: list[float] = []
         best_score, best_state, best_epoch = -np.inf, None, p.epochs
-        for epoch in range(1, p.epochs + 1):
+        for epoch in track(range(1, p.epochs + 1), "mlp epochs"):
             self._epoch(step, p.aux_weight * fade_weight(epoch, p.epochs, p.aux_fade_after))
             if valid is None:
                 continue

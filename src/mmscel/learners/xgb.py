@@ -12,6 +12,7 @@ import xgboost as xgb
 
 from mmscel.learners.base import FitData, TargetBasis, as_float32, targets_2d
 from mmscel.learners.gbdt import Bins, Fraction, GBDTLearner, GBDTParams, Patience, Penalty
+from mmscel.progress import steps
 
 MODEL_FILE = "xgb.ubj"
 INDEX_FILE = "xgb.json"
@@ -97,14 +98,16 @@ class XGBLearner(GBDTLearner):
             )
             evals = [(dvalid, "valid")]
             stopping = self.params.early_stopping_rounds or None
-        self.booster_ = xgb.train(
-            self.booster_params(),
-            dtrain,
-            num_boost_round=self.params.n_estimators,
-            evals=evals,
-            early_stopping_rounds=stopping,
-            verbose_eval=False,
-        )
+        with steps("xgb rounds", self.params.n_estimators) as advance:
+            self.booster_ = xgb.train(
+                self.booster_params(),
+                dtrain,
+                num_boost_round=self.params.n_estimators,
+                evals=evals,
+                early_stopping_rounds=stopping,
+                verbose_eval=False,
+                callbacks=[_Rounds(advance)],
+            )
         # best_iteration is 0-based and only set by early stopping; keep a round count
         best = self.booster_.best_iteration + 1 if stopping else self.booster_.num_boosted_rounds()
         self.best_iterations = [int(best)]
@@ -131,3 +134,16 @@ class XGBLearner(GBDTLearner):
         self.booster_.load_model(str(folder / index["model"]))
         self.best_iterations = [int(n) for n in index["best_iterations"]]
         return self
+
+
+class _Rounds(xgb.callback.TrainingCallback):
+    """Counts the boosting rounds for the progress display."""
+
+    def __init__(self, advance):
+        super().__init__()
+        self.advance = advance
+
+    def after_iteration(self, model, epoch: int, evals_log) -> bool:
+        """One more round; never asks to stop."""
+        self.advance()
+        return False

@@ -296,23 +296,13 @@ def load_study(store: RunStore, name: str | None = None):
     InputError
         When there is no such study, or its journal is damaged.
     """
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
+    from mmscel.tune.journal import journal_study
     from mmscel.tune.storage import JOURNAL
 
     journals = [store.study_dir(name) / JOURNAL] if name else study_journals(store)
     if not journals or not journals[-1].exists():
         raise InputError(store.root / "tune", f"no tuning study {name or ''}".rstrip() + " here (run mmscel tune)")
-    path = journals[-1]
-    try:
-        storage = JournalStorage(JournalFileBackend(str(path.resolve())))
-        names = optuna.get_all_study_names(storage)
-        chosen = path.parent.name if path.parent.name in names else names[0]
-        return optuna.load_study(study_name=chosen, storage=storage)
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise InputError(path, f"damaged Optuna journal ({type(exc).__name__})") from None
+    return journal_study(journals[-1], journals[-1].parent.name, read_only=True)
 
 
 def fold_table(store: RunStore, task: str) -> pd.DataFrame:

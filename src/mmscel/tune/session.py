@@ -24,6 +24,7 @@ from mmscel.errors import InputError
 from mmscel.level1 import Level1Inputs, as_run_config, load_inputs
 from mmscel.progress import log_file
 from mmscel.store import RunStore, data_fingerprint
+from mmscel.store.io import digest
 from mmscel.tune.objective import FACTS_ATTR, OBJECTIVES, WORKER_ATTR, Objective, recorded_facts, worker_alive
 from mmscel.tune.sampler import FirstTrialSeededTPE
 from mmscel.tune.space import search_space
@@ -125,7 +126,7 @@ def tune(
         raise InputError("--heartbeat", f"must be 1 second or more (got {heartbeat})")
     inputs_for = _InputsCache(data_dir, cache_dir, store)
     where = StudyStorage(storage, store.study_dir, heartbeat)
-    the_study = _open_study(base, inputs_for, where, study, objective)
+    the_study = _open_study(base, space, inputs_for, where, study, objective)
     folder = store.study_dir(the_study.study_name)
     with log_file(folder / SESSION_LOG):
         failed = recover_killed(the_study, where.shared)
@@ -141,10 +142,11 @@ def tune(
     return TuneResult(the_study, folder, written)
 
 
-def _open_study(base: RunConfig, inputs_for: _InputsCache, storage: StudyStorage, name, objective: str):
-    """Open (or create) the study, refusing one of other data, folds, task, learner or objective."""
+def _open_study(base: RunConfig, space: dict, inputs_for: _InputsCache, storage: StudyStorage, name, objective: str):
+    """Open (or create) the study, refusing one of other data, folds, task, learner, settings or objective."""
     data_dir, cache_dir, _ = inputs_for.where
     facts = {"task": base.task, "learner": base.learner, "objective": objective}
+    facts["config_fingerprint"] = config_fingerprint(base, space)
     facts["data_fingerprint"] = data_fingerprint(base.task, data_dir, cache_dir)
     if name is not None and storage.exists(name):  # checked before the fold file refuses other data
         _check_facts(storage.open(name), facts, _where(storage, name))
@@ -259,7 +261,7 @@ def make_pruner(name: str):
 
 
 def default_study_name(facts: dict) -> str:
-    """``<task>_<learner>_<objective>_<data fingerprint>_<fold fingerprint>`` (8 characters of each).
+    """``<task>_<learner>_<objective>_<data>_<folds>_<config>``: 8 characters of each fingerprint.
 
     Parameters
     ----------
@@ -271,7 +273,29 @@ def default_study_name(facts: dict) -> str:
     str
     """
     parts = (facts["task"], facts["learner"], facts["objective"], facts["data_fingerprint"][:8])
-    return "_".join((*parts, facts["fold_fingerprint"][:8]))
+    return "_".join((*parts, facts["fold_fingerprint"][:8], facts["config_fingerprint"][:8]))
+
+
+def config_fingerprint(base: RunConfig, space: dict) -> str:
+    """The digest of what a study's trials share: the config without its name and the keys searched.
+
+    Parameters
+    ----------
+    base
+        The run config the space is searched around.
+    space
+        Dotted keys to distributions.
+
+    Returns
+    -------
+    str
+    """
+    fixed = base.hashed()
+    fixed.pop("name", None)
+    for key in space:
+        section, _, field = key.partition(".")
+        fixed.get(section, {}).pop(field, None)
+    return digest(fixed)
 
 
 def _fold_facts(base: RunConfig, inputs_for: _InputsCache, objective: str) -> dict:
@@ -298,11 +322,13 @@ def _check_facts(study, facts: dict, where: Path) -> None:
     if recorded is None and "fold_fingerprint" in facts:
         _record_facts(study, facts)
         recorded = recorded_facts(study)  # a worker that started at the same moment may have recorded its own
-    for key in ("data_fingerprint", "fold_fingerprint", "task", "learner", "objective"):
+    for key in ("data_fingerprint", "fold_fingerprint", "task", "learner", "objective", "config_fingerprint"):
         if recorded and key in facts and recorded.get(key) != facts[key]:
-            what = {"data_fingerprint": "from other data", "fold_fingerprint": "on other folds"}.get(
-                key, f"for another {key} ({recorded.get(key)})"
-            )
+            what = {
+                "data_fingerprint": "from other data",
+                "fold_fingerprint": "on other folds",
+                "config_fingerprint": "with other fixed settings (the config's keys outside the search space)",
+            }.get(key, f"for another {key} ({recorded.get(key)})")
             raise InputError(where, f"study '{study.study_name}' was made {what}; pass another --study")
     from mmscel.tune.ensemble import check_runs
 
