@@ -29,6 +29,7 @@ MIB = 2**20
 MATRICES = {  # the competition's full matrices: rows, columns, stored values
     "multi_inputs": (161_877, 228_942, 902_000_000),
     "cite_inputs": (119_651, 22_050, 504_000_000),
+    "multi_targets": (105_942, 23_418, 795_000_000),  # the target SVD's matrix (64 components in the features)
 }
 GROUPS = 16
 

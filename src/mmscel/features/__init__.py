@@ -24,7 +24,7 @@ from mmscel.store import RunStore, data_fingerprint, digest, load_array, read_ma
 from mmscel.targets import GeneSVD
 from mmscel.targets.rows import clip_sparse_rows, median_normalize_sparse_rows
 
-FEATURE_VERSION = 2  # 2: the input SVDs by mmscel.features.randomized_svd, not scikit-learn's
+FEATURE_VERSION = 3  # the input and target SVDs by mmscel.features.randomized_svd
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The Multiome gene space compressed by a TruncatedSVD of the training targets."""
+"""The Multiome gene space compressed by a truncated SVD of the training targets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import copy
 from typing import Any
 
 import numpy as np
-from sklearn.decomposition import TruncatedSVD
 
 from mmscel.metrics import pearson_per_row
 from mmscel.targets.base import ROW_CHUNK, TargetBasis, TargetSpace, matrix_signature, row_chunks
@@ -70,9 +69,12 @@ class GeneSVD(TargetSpace):
         return space
 
     def fit(self, Y) -> GeneSVD:
-        """Randomized TruncatedSVD of the scored targets."""
+        """Randomized truncated SVD of the scored targets, its products on all cores (as the input SVDs)."""
+        from mmscel.features.randomized_svd import RandomizedSVD  # features import this module
+
         rank = max(1, min(self.n_components, min(Y.shape) - 1))
-        svd = TruncatedSVD(n_components=rank, algorithm="randomized", random_state=self.seed)
+        description = f"target SVD {rank} of {Y.shape[0]:,} x {Y.shape[1]:,}: power iterations"
+        svd = RandomizedSVD(rank, random_state=self.seed, description=description)
         self.embedding = svd.fit_transform(Y).astype(np.float32)
         self.components = svd.components_.astype(np.float32)
         self.n_components, self.signature = rank, matrix_signature(Y)
