@@ -99,21 +99,19 @@ def measure(mode: str, configs, data: Path, store: Path, address: str | None, wo
     from mmscel.distributed import run_level1_dask
     from mmscel.level1 import run_level1
 
-    started = time.perf_counter()
-    if address is None:
-        results = [run_level1(config, data, oof_root=store) for config in configs]
-    else:
-        results = run_level1_dask(configs, address, data, oof_root=store)
-    wall = time.perf_counter() - started
+    def run_all():
+        started = time.perf_counter()
+        if address is None:
+            results = [run_level1(config, data, oof_root=store) for config in configs]
+        else:
+            results = run_level1_dask(configs, address, data, oof_root=store)
+        return results, time.perf_counter() - started
+
+    results, wall = run_all()
     fits = [fold["seconds"] for result in results for fold in result.manifest["folds"].values()]
     for result in results:  # unfinished runs whose folds are all done
         (result.run_dir / "manifest.json").unlink()
-    started = time.perf_counter()
-    if address is None:
-        again = [run_level1(config, data, oof_root=store) for config in configs]
-    else:
-        again = run_level1_dask(configs, address, data, oof_root=store)
-    fixed = time.perf_counter() - started
+    again, fixed = run_all()
     assert all(not result.reused for result in again)
     return {
         "mode": mode,

@@ -80,6 +80,12 @@ class FoldScheme(ABC):
         """Why the cells of ``metadata`` cannot be split by this scheme (None: they can)."""
         return None
 
+    def require_usable(self, metadata: pd.DataFrame) -> None:
+        """Raise the one-line :class:`InputError` of :meth:`unusable` when the cells cannot be split."""
+        problem = self.unusable(metadata)
+        if problem is not None:
+            raise InputError(f"folds.scheme={self.name}", problem)
+
     def describe(self, metadata: pd.DataFrame) -> str:
         """The scheme in a few words (``day folds (3 days)``), for the line that announces a fallback."""
         return f"{self.name} folds"
@@ -116,9 +122,7 @@ class _GroupScheme(FoldScheme):
 
     def assign(self, metadata: pd.DataFrame) -> np.ndarray:
         """GroupKFold by :meth:`groups`."""
-        problem = self.unusable(metadata)
-        if problem is not None:
-            raise InputError(f"folds.scheme={self.name}", problem)
+        self.require_usable(metadata)
         groups = self.groups(metadata)
         n_groups = len(np.unique(groups))
         wanted = self.n_splits if "n_splits" in self.recorded else n_groups
@@ -172,9 +176,7 @@ class LastDayFolds(FoldScheme):
 
     def assign(self, metadata: pd.DataFrame) -> np.ndarray:
         """Fold 0 for the last day's cells, -1 for the others."""
-        problem = self.unusable(metadata)
-        if problem is not None:
-            raise InputError(f"folds.scheme={self.name}", problem)
+        self.require_usable(metadata)
         day = metadata["day"].to_numpy()
         return np.where(day == day.max(), 0, -1).astype(np.int64)
 
@@ -198,9 +200,7 @@ class RandomFolds(FoldScheme):
 
     def assign(self, metadata: pd.DataFrame) -> np.ndarray:
         """KFold labels."""
-        problem = self.unusable(metadata)
-        if problem is not None:
-            raise InputError(f"folds.scheme={self.name}", problem)
+        self.require_usable(metadata)
         n = len(metadata)
         fold = np.empty(n, dtype=np.int64)
         for k, (_, validate) in enumerate(

@@ -23,8 +23,7 @@ from mmscel.config import RunConfig, read_yaml
 from mmscel.errors import InputError
 from mmscel.level1 import Level1Inputs, as_run_config, load_inputs
 from mmscel.progress import log_file
-from mmscel.store import RunStore, data_fingerprint
-from mmscel.store.io import digest
+from mmscel.store import RunStore, data_fingerprint, digest
 from mmscel.tune.objective import FACTS_ATTR, OBJECTIVES, WORKER_ATTR, Objective, recorded_facts, worker_alive
 from mmscel.tune.sampler import FirstTrialSeededTPE
 from mmscel.tune.space import search_space
