@@ -92,7 +92,7 @@ def test_level1_is_cross_validate_with_files_on_top(tiny_prepared, tmp_path):
     run = mmscel.run_level1(config, tiny_prepared, oof_root=tmp_path / "oof")
     features = mmscel.build_features("cite", FEATURES["cite"], tiny_prepared, store=tmp_path / "oof")
     train = mmscel.load("cite", "train", tiny_prepared, inputs=False)
-    labels = run.record.store.fold_file("cite", "donor")
+    labels = run.record.store.fold_file("cite", "auto")
     import pandas as pd
 
     folds = pd.read_parquet(labels)["fold"].to_numpy()

@@ -160,6 +160,12 @@ def test_folds_on_dask_match_a_local_run_and_are_done_once(tiny_prepared, tmp_pa
     assert result.returncode == 0, result.stderr
     for task, run in runs:
         assert_identical(tmp_path / "local" / task / run, tmp_path / "dask" / task / run)
+    log = (tmp_path / "dask" / "multi" / "lgbm" / "run.log").read_text()
+    folds = json.loads((tmp_path / "dask" / "multi" / "lgbm" / "manifest.json").read_text())["folds"]
+    for fold in folds:  # the workers' lines land in the run's log beside the driver's
+        assert f"multi/lgbm fold {fold}: on the worker " in log
+    assert f"multi/lgbm: {len(folds)} folds to fit on the cluster" in log
+    assert "multi/multi_ridge" not in log and "cite/ridge_refit" not in log
 
     # every fold checkpointed but the run unfinished: nothing is sent, the run is assembled from the checkpoints
     run_dir = tmp_path / "dask" / "multi" / "lgbm"
@@ -265,4 +271,5 @@ def test_a_worker_refuses_a_fold_of_other_data_or_another_config(tiny_prepared, 
         fit_fold(*args)
     with pytest.raises(InputError, match="reads the config otherwise"):
         fit_fold(args[0], {**facts, "config_hash": "0" * 64}, *args[2:])
-    assert not [path for path in (tmp_path / "oof").rglob("*") if path.is_file()]  # no checkpoint, no marker left
+    left = [path for path in (tmp_path / "oof").rglob("*") if path.is_file()]
+    assert left == [tmp_path / "oof" / "cite" / "ridge" / "run.log"]  # no checkpoint, no marker: the log says who tried

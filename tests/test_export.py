@@ -68,7 +68,7 @@ def test_multiome_out_of_fold_genes_are_reconstructed_in_row_chunks(tiny_prepare
     genes = mmscel.load_oof("multi", "multi_a100", store, tiny_prepared)
     np.testing.assert_allclose(adata.X, genes.to_numpy(), rtol=1e-5, atol=1e-5)
     assert list(adata.var_names) == list(genes.columns) and list(adata.obs_names) == list(genes.index)
-    folds = pd.read_parquet(store / "folds" / "multi_donor.parquet")
+    folds = pd.read_parquet(store / "folds" / "multi_auto.parquet")
     np.testing.assert_array_equal(adata.obs["fold"].to_numpy(), folds["fold"].to_numpy())
     assert adata.obs["predicted"].all() and adata.obs["donor"].nunique() == 3
     predictions = run_predictions(RunStore(store), "multi/multi_a100", "oof", tiny_prepared)

@@ -74,7 +74,7 @@ def test_fold_files_are_shared_across_runs(tiny_prepared, tmp_path):
         tiny_prepared,
         oof_root=oof,
     )
-    fold_file = oof / "folds" / "cite_donor.parquet"
+    fold_file = oof / "folds" / "cite_auto.parquet"
     stamp = fold_file.stat().st_mtime_ns
     second = run_level1(
         write_config(tmp_path, "b", task="cite", learner="ridge", params={"alpha": 1.0}, features=FEATURES["cite"]),

@@ -111,10 +111,15 @@ def test_auto_folds_choose_donor_then_day_then_random_and_record_the_choice(tmp_
     assert mmscel.FOLD_SCHEMES.get("auto")(3, 0).assign(donors).max() == 2  # the registry's class alone: donors
 
 
-def test_auto_is_a_config_setting_and_the_shipped_configs_keep_donor(tmp_path):
-    config = mmscel.load_run_config(ROOT / "configs" / "cite" / "ridge.yaml", ["folds.scheme=auto"])
-    assert config.folds.scheme == "auto"
-    assert mmscel.load_run_config(ROOT / "configs" / "cite" / "ridge.yaml").folds.scheme == "donor"
+def test_auto_is_the_default_and_the_shipped_setting(tmp_path):
+    for config in sorted((ROOT / "configs").glob("*/*.yaml")):
+        if config.parent.name in ("cite", "multi"):
+            assert mmscel.load_run_config(config).folds.scheme == "auto", config
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(yaml.safe_dump({"task": "cite", "learner": "ridge"}))
+    assert mmscel.load_run_config(bare).folds.scheme == "auto"
+    donor = mmscel.load_run_config(ROOT / "configs" / "cite" / "ridge.yaml", ["folds.scheme=donor"])
+    assert donor.folds.scheme == "donor"
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +140,11 @@ def test_the_shipped_configs_blend_submit_and_export_on_one_donor_of_one_task(on
     oof = tmp_path / "oof"
     for learner in FITTED:  # the shipped files, unchanged
         run = mmscel.run_level1(ROOT / "configs" / "cite" / f"{learner}.yaml", one_donor, oof_root=oof).record
-        assert run.fold_scheme == "donor" and run.cv > run.cv_mean_profile + 0.1 and run.last_day is None
-    applied = json.loads((oof / "folds" / "cite_donor.json").read_text())["applied"]
-    assert applied["scheme"] == "random" and "using 5 random folds (seed 0) instead" in applied["note"]
+        assert run.fold_scheme == "auto" and run.cv > run.cv_mean_profile + 0.1 and run.last_day is None
+    applied = json.loads((oof / "folds" / "cite_auto.json").read_text())["applied"]
+    assert applied["scheme"] == "random" and "folds.scheme=auto: 5 random folds (seed 0)" in applied["note"]
     for other in ("lgbm", "xgb", "catboost"):  # the same fold scheme: they take the same path
-        assert mmscel.load_run_config(ROOT / "configs" / "cite" / f"{other}.yaml").folds.scheme == "donor"
+        assert mmscel.load_run_config(ROOT / "configs" / "cite" / f"{other}.yaml").folds.scheme == "auto"
 
     level2 = run_cli("level2", ROOT / "configs" / "blend.yaml", "--data", one_donor, "--oof", oof)
     assert level2.returncode == 0, level2.stderr
@@ -172,13 +177,12 @@ def test_a_blend_of_a_task_with_data_but_no_runs_is_still_an_error(one_donor, tm
 
 @pytest.mark.realdata
 @needs_real
-def test_a_shipped_config_set_to_auto_runs_on_one_donor(one_donor, tmp_path):
+def test_donor_folds_asked_for_on_one_donor_fall_back_with_a_warning(one_donor, tmp_path):
     oof = tmp_path / "oof"
     config = ROOT / "configs" / "cite" / "ridge.yaml"
-    result = run_cli("level1", config, "--set", "folds.scheme=auto", "--data", one_donor, "--oof", oof)
+    result = run_cli("level1", config, "--set", "folds.scheme=donor", "--data", one_donor, "--oof", oof)
     assert result.returncode == 0, result.stderr
-    assert "folds.scheme=auto: 5 random folds (seed 0) (donor folds: needs at least two donor" in result.stderr
-    assert "WARNING" not in result.stderr  # the choice of auto is information
-    assert RunStore(oof).run("cite", "cite_ridge").fold_scheme == "auto"
-    applied = read_manifest(oof / "folds" / "cite_auto.json")["applied"]
-    assert applied["scheme"] == "random" and "(day folds: needs at least two day groups" in applied["note"]
+    assert "WARNING" in result.stderr and "folds.scheme=donor: needs at least two donor groups" in result.stderr
+    assert RunStore(oof).run("cite", "cite_ridge").fold_scheme == "donor"
+    applied = read_manifest(oof / "folds" / "cite_donor.json")["applied"]
+    assert applied["scheme"] == "random" and "using 5 random folds (seed 0) instead" in applied["note"]

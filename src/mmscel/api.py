@@ -288,7 +288,8 @@ def import_anndata(data, out_dir: str | Path, task: str, *, test=None, **options
         A pair ``(inputs, targets)`` of separate test cells (default: split ``data``, see ``options``).
     **options
         The keywords of :func:`mmscel.data.anndata_import.import_anndata`: ``split_by``, ``test_values``,
-        ``test_fraction``, ``seed``, ``layer``, ``counts``, ``input_mod``, ``target_mod``, ``overwrite``, ...
+        ``test_fraction``, ``seed``, ``layer``, ``counts``, ``normalize``, ``proteins`` ('clr' or 'dsb'),
+        ``atac`` ('tfidf' or 'binary'), ``input_mod``, ``target_mod``, ``overwrite``, ...
 
     Returns
     -------

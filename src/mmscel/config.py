@@ -7,6 +7,7 @@ registries, so a newly registered one is accepted without touching this file.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -46,7 +47,7 @@ SchemeName = Annotated[str, pydantic.AfterValidator(FOLD_SCHEMES.validator())]
 class Folds(_Strict):
     """Which shared fold file the run uses."""
 
-    scheme: SchemeName = "donor"
+    scheme: SchemeName = "auto"
     n_splits: int = pydantic.Field(5, ge=2, le=1000)  # for 'random' and 'donor_day' (group schemes: one per group)
     seed: int = pydantic.Field(0, ge=0, le=MAX_SEED)
 
@@ -69,6 +70,16 @@ class Targets(_Strict):
     @pydantic.model_serializer(mode="wrap")
     def _dump(self, handler):
         return drop_quiet_defaults(self, handler(self))
+
+
+def _mlflow_installed(value: str) -> str:
+    if importlib.util.find_spec("mlflow") is None:
+        raise ValueError("mlflow is not installed: pip install 'mmscel[mlflow]'")
+    return value
+
+
+#: ``tracking: mlflow`` logs a run, blend or tuning trial to MLflow (:mod:`mmscel.tracking`); never hashed
+Tracking = Annotated[Literal["mlflow"], pydantic.AfterValidator(_mlflow_installed)]
 
 
 class Compute(_Strict):
@@ -97,6 +108,7 @@ class RunConfig(_Strict):
     # the search space of `mmscel tune` ('params.<key>': distribution); never part of a run, its dump or its hash
     tune: dict[str, Distribution] | None = pydantic.Field(None, exclude=True)
     compute: Compute | None = pydantic.Field(None, exclude=True)
+    tracking: Tracking | None = pydantic.Field(None, exclude=True)
 
     def feature_config(self) -> CiteFeatures | MultiFeatures:
         """The validated feature config of this run's task.

@@ -300,8 +300,11 @@ def fit_split(
     ------
     FitFailed
         When the fit cannot succeed with the learner's parameters.
+    InputError
+        When the learner's ``params.device`` is a GPU this machine lacks.
     """
     started = time.perf_counter()
+    learner.check_device()
     seed = learner.seed + split.seed_offset
     fold_learner = learner.clone(seed=seed)
     fit_rows, stop_rows = early_stopping_split(split.train, validation_fraction, seed, fold_learner.uses_validation)

@@ -36,8 +36,9 @@ from mmscel.cv import fit_split
 from mmscel.errors import InputError
 from mmscel.fsutil import sweep_temporaries
 from mmscel.learners import FitFailed, make_learner
-from mmscel.level1 import RunResult, _existing_run, _run, as_run_config, load_inputs
-from mmscel.progress import track
+from mmscel.level1 import RUN_LOG, RunResult, as_run_config, check_run, finish_run, start_run
+from mmscel.level1_inputs import load_inputs
+from mmscel.progress import log_file, track
 from mmscel.store import RunStore, data_fingerprint, digest
 
 log = logging.getLogger(__name__)
@@ -164,25 +165,19 @@ def run_level1_dask(
     client = connect(address, timeout)
     try:
         with contextlib.ExitStack() as locks:
-            reused: dict[int, RunResult] = {}
+            planned = []
             futures = []
-            for index, config in enumerate(configs):
+            for config in configs:
                 locks.enter_context(store.run_lock(config.task, config.name))
                 found, pending, facts = _prepare(config, data_dir, cache_dir, store, overwrite)
-                if found is not None:
-                    reused[index] = found
+                planned.append((config, found, facts))
                 for fold in pending:
                     paths = (str(data_dir), None if cache_dir is None else str(cache_dir), str(store.root.resolve()))
                     key = f"mmscel-fold-{config.task}-{config.name}-{fold}-{uuid.uuid4().hex[:12]}"
                     args = (config.model_dump(mode="json"), facts, fold, *paths, thread_pools())
                     futures.append(client.submit(fit_fold, *args, key=key, pure=False, retries=RETRIES))
             _wait(client, futures, address)
-            for config in configs:  # what workers killed in the middle of a fold left
-                sweep_temporaries(store.run_dir(config.task, config.name))
-            return [
-                reused.get(index) or _run(config, data_dir, cache_dir, store, False, started)
-                for index, config in enumerate(configs)
-            ]
+            return [found or _assemble(c, data_dir, cache_dir, store, facts, started) for c, found, facts in planned]
     finally:
         client.close()
 
@@ -198,19 +193,26 @@ def _refuse_duplicates(configs: list[RunConfig]) -> None:
 
 def _prepare(config: RunConfig, data_dir, cache_dir, store: RunStore, overwrite: bool):
     """The finished identical run (reused), or None, the folds to fit and the facts the run is marked started with."""
-    config_hash = digest(config.hashed())
-    data_fp = data_fingerprint(config.task, data_dir, cache_dir)
-    existing = _existing_run(store, config, config_hash, data_fp, overwrite)
-    if existing is not None:
-        log.info(f"{config.task}/{config.name}: an identical run has finished; reused")
-        return RunResult(existing, reused=True), [], {}
-    inputs = load_inputs(config, data_dir, cache_dir, store)  # the features land in the cache the workers read
-    facts = {"config_hash": config_hash, "data_fingerprint": data_fp, "fold_fingerprint": inputs.folds.fingerprint}
-    store.mark_started(config.task, config.name, facts)
-    checkpoints = store.checkpoints(config.task, config.name)
-    pending = [split.name for split in inputs.plan(config) if not checkpoints.fold(split.name).done]
-    log.info(f"{config.task}/{config.name}: {len(pending)} folds to fit on the cluster")
+    found, facts = check_run(config, data_dir, cache_dir, store, overwrite)
+    if found is not None:
+        return found, [], facts
+    with log_file(store.run_dir(config.task, config.name) / RUN_LOG):
+        inputs = start_run(config, data_dir, cache_dir, store, facts)  # the features land in the cache workers read
+        checkpoints = store.checkpoints(config.task, config.name)
+        pending = [split.name for split in inputs.plan(config) if not checkpoints.fold(split.name).done]
+        log.info(f"{config.task}/{config.name}: {len(pending)} folds to fit on the cluster")
     return None, pending, facts
+
+
+def _assemble(config: RunConfig, data_dir, cache_dir, store: RunStore, facts: dict, started: float) -> RunResult:
+    """The run written from its fold checkpoints with the local code (bit-identical to a local run).
+
+    The inputs are loaded again rather than kept from :func:`_prepare`: the driver then holds one
+    run's inputs at a time, however many runs it sends to the cluster.
+    """
+    sweep_temporaries(store.run_dir(config.task, config.name))  # what workers killed in a fold left
+    with log_file(store.run_dir(config.task, config.name) / RUN_LOG):
+        return finish_run(config, load_inputs(config, data_dir, cache_dir, store), store, facts, started)
 
 
 def _wait(client, futures: list, address: str) -> None:
@@ -279,7 +281,8 @@ def fit_fold(
     running = checkpoint.folder / f".running.{os.getpid()}.tmp"  # who fits the fold; swept once that process is gone
     running.write_text(f"{worker}\n")
     try:
-        with threadpool_limits(limits=threads):
+        with log_file(store.run_dir(config.task, config.name) / RUN_LOG, this_thread=True), threadpool_limits(threads):
+            log.info(f"{config.task}/{config.name} fold {fold}: on the worker {worker}")
             inputs, space, learner_targets = _run_inputs(config, facts, data_dir, cache_dir, store, threads)
             split = {split.name: split for split in inputs.plan(config)}[fold]
             learner = make_learner(config.learner, config.learner_params(), config.seed, config.n_jobs, config.seeds)

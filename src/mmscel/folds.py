@@ -63,7 +63,7 @@ def load_or_create(
     When the cells cannot be split by ``scheme`` (one donor, one day), the
     file holds the folds of its first fallback that can split them, its
     manifest records which (``applied``), and the choice is logged as a warning;
-    ``auto`` records and logs (as information) the scheme it chose.
+    ``auto`` records the scheme it chose and logs it as information when it writes the file.
 
     Parameters
     ----------
@@ -124,14 +124,17 @@ def _read_folds(path, manifest_path, task, scheme, cell_ids, data_fp, n_splits, 
     if not np.array_equal(frame["cell_id"].to_numpy().astype(str), cell_ids):
         raise InputError(path, "its cells differ from the training cells of this dataset")
     if applied:
-        log.log(_level(scheme), applied.get("note", f"folds.scheme={scheme}: using {folds.name} folds"))
+        log.log(_level(scheme, again=True), applied.get("note", f"folds.scheme={scheme}: using {folds.name} folds"))
     fold = frame["fold"].to_numpy().astype(np.int64)
     return Folds(task, scheme, cell_ids, fold, manifest["fingerprint"], applied.get("scheme"))
 
 
-def _level(scheme: str) -> int:
-    """How loud the scheme applied is said: a fallback warns, the choice of ``auto`` informs."""
-    return logging.INFO if FOLD_SCHEMES.get(scheme).chooses else logging.WARNING
+def _level(scheme: str, again: bool = False) -> int:
+    """How loud the scheme applied is said: a fallback warns each time; the choice of ``auto`` informs
+    when the fold file is made, and is a debug line when it is read back (its manifest records it)."""
+    if not FOLD_SCHEMES.get(scheme).chooses:
+        return logging.WARNING
+    return logging.DEBUG if again else logging.INFO
 
 
 def read_fold_labels(store: RunStore, stored: str) -> np.ndarray:

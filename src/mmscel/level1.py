@@ -18,25 +18,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from mmscel import folds as folds_module
+from mmscel import tracking
 from mmscel.config import RunConfig, load_run_config, validate_run_config
-from mmscel.cv import CVResult, Split, cross_validate
-from mmscel.data.load import load
+from mmscel.cv import CVResult, cross_validate
 from mmscel.errors import InputError
-from mmscel.features import FeatureSet, build_features
+from mmscel.features import FeatureSet
 from mmscel.learners import FitFailed, learner_class, make_learner
+from mmscel.level1_inputs import Level1Inputs, load_inputs
 from mmscel.progress import log_file
 from mmscel.store import LAST_DAY, RunRecord, RunStore, data_fingerprint, digest, library_versions
-from mmscel.targets import GeneSVD, TargetSpace
+from mmscel.targets import TargetSpace
 
 log = logging.getLogger(__name__)
 RUN_LOG = "run.log"  # the run's log file, in its folder
-
-REFIT = "refit"
-SEED_OFFSETS = {LAST_DAY: 1000, REFIT: 2000}  # cv folds use their number
 
 
 @dataclass
@@ -86,32 +80,112 @@ def run_level1(
     Raises
     ------
     InputError
-        Bad config, unprepared data, a clashing run without ``overwrite``, or a fit that cannot succeed.
+        Bad config, unprepared data, a clashing run without ``overwrite``, a fit that cannot succeed,
+        or a ``params.device`` this machine lacks (refused before anything is written).
     """
     started = time.perf_counter()
     config = as_run_config(config)
+    make_learner(config.learner, config.learner_params()).check_device(f"{config.name}: params.device")
     store = oof_root if isinstance(oof_root, RunStore) else RunStore(oof_root)
     with store.run_lock(config.task, config.name):  # a second process of the same run waits, then reuses it
         return _run(config, data_dir, cache_dir, store, overwrite, started)
 
 
 def _run(config: RunConfig, data_dir, cache_dir, store: RunStore, overwrite: bool, started: float) -> RunResult:
-    config_hash = digest(config.hashed())
-    data_fp = data_fingerprint(config.task, data_dir, cache_dir)
-    existing = _existing_run(store, config, config_hash, data_fp, overwrite)
-    if existing is not None:
-        log.info(f"{config.task}/{config.name}: an identical run has finished; reused")
-        return RunResult(existing, reused=True)
+    found, facts = check_run(config, data_dir, cache_dir, store, overwrite)
+    if found is not None:
+        return found
     with log_file(store.run_dir(config.task, config.name) / RUN_LOG):
-        log.info(f"{config.task}/{config.name}: {config.learner}, config {config_hash[:12]}, data {data_fp[:12]}")
-        return _fit_and_write(config, data_dir, cache_dir, store, started, config_hash, data_fp)
+        log.info(
+            f"{config.task}/{config.name}: {config.learner}, config {facts['config_hash'][:12]}, data "
+            f"{facts['data_fingerprint'][:12]}"
+        )
+        inputs = start_run(config, data_dir, cache_dir, store, facts)
+        return finish_run(config, inputs, store, facts, started)
 
 
-def _fit_and_write(config: RunConfig, data_dir, cache_dir, store: RunStore, started: float, config_hash, data_fp):
+def check_run(
+    config: RunConfig, data_dir, cache_dir, store: RunStore, overwrite: bool
+) -> tuple[RunResult | None, dict]:
+    """The finished identical run to reuse, or the facts a new (or resumed) run is recorded with.
+
+    Parameters
+    ----------
+    config
+        The run config.
+    data_dir, cache_dir
+        The prepared competition folder and its cache.
+    store
+        The store; a run of the same name made otherwise is removed when ``overwrite`` is set.
+    overwrite
+        Replace a run of the same name made with another config or from other data.
+
+    Returns
+    -------
+    tuple of (RunResult or None, dict)
+        The reused run (or None), and ``{"config_hash", "data_fingerprint"}``.
+
+    Raises
+    ------
+    InputError
+        A run of the same name made with another config or from other data, without ``overwrite``.
+    """
+    facts = {
+        "config_hash": digest(config.hashed()),
+        "data_fingerprint": data_fingerprint(config.task, data_dir, cache_dir),
+    }
+    existing = _existing_run(store, config, facts["config_hash"], facts["data_fingerprint"], overwrite)
+    if existing is None:
+        return None, facts
+    log.info(f"{config.task}/{config.name}: an identical run has finished; reused")
+    return RunResult(existing, reused=True), facts
+
+
+def start_run(config: RunConfig, data_dir, cache_dir, store: RunStore, facts: dict) -> Level1Inputs:
+    """Load the run's inputs (building its features into the cache) and record the run as started.
+
+    Parameters
+    ----------
+    config
+        The run config.
+    data_dir, cache_dir
+        The prepared competition folder and its cache.
+    store
+        The store.
+    facts
+        :func:`check_run`'s facts; the fold file's fingerprint is added to them.
+
+    Returns
+    -------
+    Level1Inputs
+    """
     inputs = load_inputs(config, data_dir, cache_dir, store)
-    space = inputs.target_space(config)
-    facts = {"config_hash": config_hash, "data_fingerprint": data_fp, "fold_fingerprint": inputs.folds.fingerprint}
+    facts["fold_fingerprint"] = inputs.folds.fingerprint
     store.mark_started(config.task, config.name, facts)
+    return inputs
+
+
+def finish_run(config: RunConfig, inputs: Level1Inputs, store: RunStore, facts: dict, started: float) -> RunResult:
+    """Fit the run's unfinished folds (finished ones are read from their checkpoints) and write the run.
+
+    Parameters
+    ----------
+    config
+        The run config.
+    inputs
+        Its inputs (:func:`start_run`).
+    store
+        The store.
+    facts
+        The facts the run was started with.
+    started
+        ``time.perf_counter()`` when the run began (its wall time goes into the manifest).
+
+    Returns
+    -------
+    RunResult
+    """
+    space = inputs.target_space(config)
     result = fit_cv(
         config,
         inputs,
@@ -119,78 +193,11 @@ def _fit_and_write(config: RunConfig, data_dir, cache_dir, store: RunStore, star
         checkpoints=store.checkpoints(config.task, config.name),
         progress=f"{config.task}/{config.name} folds",
     )
-    manifest = _manifest(config, config_hash, store, inputs.features, inputs.folds, space, result, started)
+    manifest = _manifest(config, facts["config_hash"], store, inputs.features, inputs.folds, space, result, started)
     record = store.write_run(config.task, config.name, {"oof": result.oof, "test": result.test}, manifest)
     log.info(f"{config.task}/{config.name}: CV {result.cv:.4f}, {manifest['wall_seconds']:.0f} s")
+    tracking.log_level1(record, config.tracking == "mlflow")  # --mlflow / MMSCEL_MLFLOW; a failure only warns
     return RunResult(record, reused=False, cv=result)
-
-
-@dataclass
-class Level1Inputs:
-    """What a run's cross-validation reads: features, training metadata and targets, the shared folds.
-
-    Attributes
-    ----------
-    features
-        The run's feature set (train and test rows).
-    metadata
-        The training cells' metadata, in the order of the features.
-    Y
-        The scored targets of the training cells (dense proteins or CSR genes).
-    folds
-        The shared fold assignment of the run's scheme.
-    gene_svd
-        The Multiome gene SVD fitted on ``Y`` (None for CITEseq).
-    """
-
-    features: FeatureSet
-    metadata: pd.DataFrame
-    Y: object
-    folds: folds_module.Folds
-    gene_svd: GeneSVD | None
-
-    def target_space(self, config: RunConfig) -> TargetSpace:
-        """The target space ``config`` asks for on these targets (see :meth:`RunConfig.target_space`)."""
-        return config.target_space(self.Y.shape[1], self.gene_svd, self.metadata)
-
-    def plan(self, config: RunConfig) -> list[Split]:
-        """The splits ``config`` fits on these folds (see :func:`fold_plan`)."""
-        return fold_plan(config, self.folds, self.metadata["day"].to_numpy())
-
-
-def load_inputs(config: RunConfig, data_dir, cache_dir, store: RunStore) -> Level1Inputs:
-    """Build (or read from the cache) the run's features, and load its targets and the shared folds.
-
-    Parameters
-    ----------
-    config
-        The run config (task, features, seed, folds).
-    data_dir, cache_dir
-        The prepared competition folder and its cache.
-    store
-        The store holding the feature cache and the fold files.
-
-    Returns
-    -------
-    Level1Inputs
-
-    Raises
-    ------
-    InputError
-        Unprepared data, or a fold file whose cells are not in the order of the features.
-    """
-    features = build_features(config.task, config.feature_config(), data_dir, cache_dir, store, seed=config.seed)
-    train = load(config.task, "train", data_dir, cache_dir, check=False, inputs=False)
-    metadata = train.metadata
-    scheme = config.folds
-    folds = folds_module.load_or_create(
-        store, config.task, scheme.scheme, metadata, features.data_fingerprint, scheme.n_splits, scheme.seed
-    )
-    if not np.array_equal(folds.cell_ids, features.train_ids.astype(str)):
-        raise InputError(store.fold_file(config.task, scheme.scheme), "cells are not in the order of the features")
-    Y = train.targets if config.task == "multi" else np.asarray(train.targets, dtype=np.float32)
-    gene_svd = features.target_space.fitted_on(Y) if features.target_space is not None else None
-    return Level1Inputs(features, metadata, Y, folds, gene_svd)
 
 
 def fit_cv(config: RunConfig, inputs: Level1Inputs, space: TargetSpace, **options) -> CVResult:
@@ -258,35 +265,6 @@ def as_run_config(config: RunConfig | Mapping | str | Path) -> RunConfig:
         raw.setdefault("name", f"{raw.get('task')}_{raw.get('learner')}")
         return validate_run_config(raw)
     return load_run_config(config)
-
-
-def fold_plan(config: RunConfig, folds: folds_module.Folds, day: np.ndarray) -> list[Split]:
-    """The run's splits: the scheme's folds, the last-day holdout, and a refit on all rows when asked.
-
-    Parameters
-    ----------
-    config
-        The run config (its scheme and ``test_predictions``).
-    folds
-        The shared fold assignment.
-    day
-        The day of each training cell.
-
-    Returns
-    -------
-    list of Split
-        ``cv`` splits named by fold number, then ``last_day`` (a holdout) and ``refit`` where they apply.
-    """
-    refit = config.test_predictions == "refit"
-    plan = [Split(str(k), *folds.split(k), seed_offset=k, predict_test=not refit) for k in folds.fold_ids]
-    if config.folds.scheme != "last_day" and len(np.unique(day)) > 1:  # imported data may hold one day
-        last = day == day.max()
-        rows = (np.flatnonzero(~last), np.flatnonzero(last))
-        plan.append(Split(LAST_DAY, *rows, role="holdout", seed_offset=SEED_OFFSETS[LAST_DAY], predict_test=False))
-    if refit:
-        rows = (np.arange(len(day)), np.zeros(0, dtype=np.int64))
-        plan.append(Split(REFIT, *rows, role="refit", seed_offset=SEED_OFFSETS[REFIT]))
-    return plan
 
 
 def _existing_run(store: RunStore, config: RunConfig, config_hash: str, data_fp: str, overwrite: bool):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -209,7 +210,7 @@ def configure_logging(verbosity: int = 0) -> None:
 
 
 @contextlib.contextmanager
-def log_file(path: str | Path):
+def log_file(path: str | Path, this_thread: bool = False):
     """Append everything the ``mmscel`` logger says (DEBUG and up) to ``path`` while the block runs.
 
     The logger is lowered to DEBUG for the file only: its other handlers keep the level they
@@ -220,6 +221,8 @@ def log_file(path: str | Path):
     ----------
     path
         The log file (its folder is created).
+    this_thread
+        Only what this thread says (a Dask worker fits several runs' folds in threads at once).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +230,9 @@ def log_file(path: str | Path):
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.DEBUG)
+    if this_thread:
+        ident = threading.get_ident()
+        handler.addFilter(lambda record: record.thread == ident)
     with _lowered(logger):
         logger.addHandler(handler)
         try:

@@ -18,10 +18,11 @@ from typing import Annotated, Literal
 import numpy as np
 import pydantic
 
+from mmscel import tracking
 from mmscel.blend import objective
 from mmscel.blend.inputs import RunOutputs, check_data, load_runs, target_space
 from mmscel.blend.methods import BLEND_METHODS, fit_weights
-from mmscel.config import MAX_SEED, PlainName, describe_validation_error, read_yaml
+from mmscel.config import MAX_SEED, PlainName, Tracking, describe_validation_error, read_yaml
 from mmscel.config_overrides import apply_overrides, blame_overrides
 from mmscel.data.cache_check import dataset_tasks
 from mmscel.data.load import load
@@ -46,6 +47,7 @@ class BlendConfig(pydantic.BaseModel):
     nested_trials: int = pydantic.Field(60, ge=1, le=1_000_000)  # optuna trials per nested fold
     greedy_steps: int = pydantic.Field(25, ge=1, le=100_000)
     seed: int = pydantic.Field(0, ge=0, le=MAX_SEED)
+    tracking: Tracking | None = pydantic.Field(None, exclude=True)  # log the blend to MLflow; never hashed
 
 
 def load_blend_config(path: str | Path | Mapping, overrides: Sequence[str] = ()) -> BlendConfig:
@@ -110,7 +112,9 @@ def run_level2(
     config = config if isinstance(config, BlendConfig) else load_blend_config(config)
     store = oof_root if isinstance(oof_root, RunStore) else RunStore(oof_root)
     with log_file(store.blend_dir(config.name) / BLEND_LOG):
-        return _run_level2(config, data_dir, cache_dir, store, started)
+        record = _run_level2(config, data_dir, cache_dir, store, started)
+        tracking.log_blend(record, store, config.tracking == "mlflow")  # --mlflow / MMSCEL_MLFLOW; a failure only warns
+    return record
 
 
 def _run_level2(config: BlendConfig, data_dir, cache_dir, store: RunStore, started: float) -> BlendRecord:

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mmscel.errors import InputError
@@ -74,6 +75,20 @@ SetOption = Annotated[
 ]
 
 
+#: ``--mlflow`` and ``--mlflow-uri`` of the commands that log to MLflow (see :mod:`mmscel.tracking`)
+MlflowOption = Annotated[
+    bool,
+    typer.Option(
+        "--mlflow",
+        help="Log to MLflow's tracking store OOF/mlflow/mlflow.db (default: on when $MMSCEL_MLFLOW is 1 or a URI).",
+    ),
+]
+MlflowUriOption = Annotated[
+    str | None,
+    typer.Option("--mlflow-uri", metavar="URI", help="Log to this MLflow tracking URI instead (implies --mlflow)."),
+]
+
+
 @dataclass(frozen=True)
 class Where:
     """The folders a command works on: the competition data, its prepared cache, the store."""
@@ -130,11 +145,12 @@ def cli_errors(command):
         except Exception as exc:
             problem = input_problem(exc)
             if problem is not None:
-                err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(problem)}", markup=True, highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             if os.environ.get("MMSCEL_DEBUG"):
                 traceback.print_exc()
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+            problem = escape(f"{type(exc).__name__}: {exc}")
+            err.print(f"[bold red]internal error:[/] {problem}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper

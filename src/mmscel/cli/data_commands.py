@@ -101,6 +101,18 @@ def import_anndata_command(
             "normalise (require counts and process them) or keep (import the values as they are)."
         ),
     ] = "auto",
+    normalize: Annotated[
+        bool,
+        typer.Option(
+            "--normalize", help="Apply the competition's processing to raw counts (shorthand for --counts normalise)."
+        ),
+    ] = False,
+    proteins: Annotated[
+        str, typer.Option(help="Protein counts: clr (per cell) or dsb (without empty droplets, fitted on all cells).")
+    ] = "clr",
+    atac: Annotated[
+        str, typer.Option(help="ATAC counts: tfidf (the competition's) or binary (peaks > 0 -> 1).")
+    ] = "tfidf",
     raw: Annotated[bool, typer.Option(help="Also write *_raw.h5 from layers['counts'].")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
 ):

@@ -8,7 +8,17 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from mmscel.cli.common import DEFAULTS, SetOption, Where, command, fmt, new_table, out
+from mmscel.cli.common import (
+    DEFAULTS,
+    MlflowOption,
+    MlflowUriOption,
+    SetOption,
+    Where,
+    command,
+    fmt,
+    new_table,
+    out,
+)
 
 
 @command()
@@ -28,20 +38,24 @@ def level1(
             "else the configs' compute.dask; none: here). Its workers must see DATA, CACHE and OOF at the same paths.",
         ),
     ] = None,
+    mlflow: MlflowOption = False,
+    mlflow_uri: MlflowUriOption = None,
 ):
     """Fit base learners on the shared folds; write OOF and test predictions under OOF/<task>/<run>/."""
+    from mmscel import tracking
     from mmscel.config import load_run_config
     from mmscel.distributed import dask_address, run_level1_dask
     from mmscel.level1 import run_level1
 
     checked = [load_run_config(path, overrides or ()) for path in configs]  # all checked before the first fit
     address = dask_address(dask, checked)
-    if address is not None:
-        for result in run_level1_dask(checked, address, where.data, where.cache, where.oof, overwrite=overwrite):
-            _print_run(result)
-        return
-    for config in checked:
-        _print_run(run_level1(config, where.data, where.cache, where.oof, overwrite=overwrite))
+    with tracking.enabled(mlflow, mlflow_uri):
+        if address is not None:
+            for result in run_level1_dask(checked, address, where.data, where.cache, where.oof, overwrite=overwrite):
+                _print_run(result)
+            return
+        for config in checked:
+            _print_run(run_level1(config, where.data, where.cache, where.oof, overwrite=overwrite))
 
 
 def _print_run(result) -> None:
@@ -103,11 +117,16 @@ def level2(
     config: Annotated[Path, typer.Argument(help="Blend config, e.g. configs/blend.yaml.")],
     where: Where = DEFAULTS,
     overrides: SetOption = None,
+    mlflow: MlflowOption = False,
+    mlflow_uri: MlflowUriOption = None,
 ):
     """Blend level-1 runs per task (Optuna, greedy, SLSQP or stacking) with an honest nested score."""
+    from mmscel import tracking
     from mmscel.blend.run import load_blend_config, run_level2
 
-    blend = run_level2(load_blend_config(config, overrides or ()), where.data, where.cache, where.oof)
+    blend_config = load_blend_config(config, overrides or ())
+    with tracking.enabled(mlflow, mlflow_uri):
+        blend = run_level2(blend_config, where.data, where.cache, where.oof)
     columns = ("task", "runs and weights", "in-sample", "nested", "last day", "best single")
     table = new_table(f"blend '{blend.name}' ({blend.method})", columns, left=("task", "runs and weights"))
     for task, info in blend.tasks.items():

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mmscel.cli.common import DEFAULTS, SetOption, Where, command, out
+from mmscel.cli.common import DEFAULTS, MlflowOption, MlflowUriOption, SetOption, Where, command, out
 
 
 @command()
@@ -33,12 +33,15 @@ def tune(
     ] = None,
     heartbeat: Annotated[int, typer.Option(help="Seconds between a database worker's heartbeats.")] = 60,
     overrides: SetOption = None,
+    mlflow: MlflowOption = False,
+    mlflow_uri: MlflowUriOption = None,
 ):
     """Tune a run config with Optuna on the shared folds; write <learner>.tuned.yaml beside it.
 
     With --set, the tuned configs (the file's keys, the overrides and the trial's values) go to the
     study's folder unless --out-config says where.
     """
+    from mmscel import tracking
     from mmscel.tune.report import best_lines, trials_table
     from mmscel.tune.session import tune as run_session
     from mmscel.tune.storage import redacted
@@ -49,9 +52,10 @@ def tune(
         from mmscel.config import load_run_config
 
         config = load_run_config(config, overrides)
-    result = run_session(
-        config, where.data, where.cache, where.oof, trials=0 if report else trials, timeout=timeout, **options
-    )
+    with tracking.enabled(mlflow, mlflow_uri):
+        result = run_session(
+            config, where.data, where.cache, where.oof, trials=0 if report else trials, timeout=timeout, **options
+        )
     out.print(trials_table(result.study))
     for line in best_lines(result.study):
         out.print(line, highlight=False)

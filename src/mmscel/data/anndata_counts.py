@@ -4,8 +4,10 @@ The competition ships processed values, never counts: CITEseq RNA and
 Multiome RNA library-size normalised to 10,000 per cell and log1p
 transformed, ATAC peaks as TF-IDF (``log1p(count / cell total * idf *
 10,000)``, the inverse document frequency over all cells), proteins dsb
-normalised. dsb needs the empty droplets, which an AnnData does not hold, so
-protein counts get the centred log-ratio per cell (CLR) instead.
+normalised. Proteins get CLR per cell (``clr``, the default) or dsb without
+empty droplets (``dsb``, :mod:`mmscel.data.dsb`: an AnnData holds no empty
+droplets); ATAC peaks TF-IDF (``tfidf``, the default) or 0/1 (``binary``, as
+the 2021 NeurIPS benchmark ships them).
 
 A matrix *looks like counts* when every value is a whole non-negative number
 and some value exceeds 1 (a 0/1 matrix is taken as binarised, not counts).
@@ -14,17 +16,23 @@ and some value exceeds 1 (a 0/1 matrix is taken as binarised, not counts).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 
 import numpy as np
 from scipy import sparse
 
 from mmscel.data.anndata_read import Block, Cells
+from mmscel.data.dsb import dsb
 from mmscel.data.error_text import shown
 from mmscel.data.h5_format import rows_per_chunk
 from mmscel.errors import InputError
 
+log = logging.getLogger(__name__)
+
 COUNTS_MODES = ("auto", "normalise", "keep")
+PROTEIN_METHODS = ("clr", "dsb")
+ATAC_METHODS = ("tfidf", "binary")
 SCALE = 1e4  # the competition's library size: counts per 10,000
 
 
@@ -36,12 +44,16 @@ class Processing:
     ----------
     name : str
         What the user is told was done.
-    make : callable
-        Column sums of the counts over all cells -> the row transform (dense float32 rows in, out).
+    make : callable or None
+        Column sums of the counts over all cells and the number of cells -> the row
+        transform (dense float32 rows in, out), applied in row chunks.
+    whole : callable or None
+        Instead of ``make``: all cells' counts (cells x features, dense) -> their values at once.
     """
 
     name: str
-    make: Callable[[np.ndarray, int], Callable[[np.ndarray], np.ndarray]]
+    make: Callable[[np.ndarray, int], Callable[[np.ndarray], np.ndarray]] | None = None
+    whole: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def log1p_cp10k(rows: np.ndarray) -> np.ndarray:
@@ -78,6 +90,22 @@ def clr(rows: np.ndarray) -> np.ndarray:
     return np.log1p(rows / centre).astype(np.float32)
 
 
+def binarise(rows: np.ndarray) -> np.ndarray:
+    """Peaks with a count become 1, the others stay 0 (the 2021 NeurIPS benchmark's ATAC values).
+
+    Parameters
+    ----------
+    rows : numpy.ndarray
+        Cells x peaks counts.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 zeros and ones, non-zero exactly where the counts are.
+    """
+    return (rows > 0).astype(np.float32)
+
+
 def tf_idf(idf: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """The TF-IDF ``log1p(count / cell total * idf * 10,000)`` of the competition's ATAC inputs.
 
@@ -103,12 +131,45 @@ def _idf(column_sums: np.ndarray, n_cells: int) -> Callable[[np.ndarray], np.nda
     return tf_idf(n_cells / np.where(column_sums > 0, column_sums, 1.0))
 
 
-PROCESSING = {
-    ("cite", "inputs"): Processing("log1p CP10k (the competition's CITEseq RNA)", lambda s, n: log1p_cp10k),
-    ("cite", "targets"): Processing("CLR per cell (the competition's dsb needs empty droplets)", lambda s, n: clr),
-    ("multi", "inputs"): Processing("TF-IDF (the competition's ATAC)", _idf),
-    ("multi", "targets"): Processing("log1p CP10k (the competition's Multiome RNA)", lambda s, n: log1p_cp10k),
+RNA = {
+    "cite": Processing("log1p CP10k (the competition's CITEseq RNA)", make=lambda s, n: log1p_cp10k),
+    "multi": Processing("log1p CP10k (the competition's Multiome RNA)", make=lambda s, n: log1p_cp10k),
 }
+PROTEINS = {
+    "clr": Processing("CLR per cell (--proteins clr)", make=lambda s, n: clr),
+    "dsb": Processing("dsb without empty droplets, as dsb's ModelNegativeADTnorm (--proteins dsb)", whole=dsb),
+}
+ATAC = {
+    "tfidf": Processing("TF-IDF (the competition's ATAC; --atac tfidf)", make=_idf),
+    "binary": Processing(
+        "binarised, peaks > 0 -> 1 (the 2021 benchmark's ATAC; --atac binary)", make=lambda s, n: binarise
+    ),
+}
+
+
+def processing_for(task: str, role: str, proteins: str = "clr", atac: str = "tfidf") -> Processing:
+    """The processing of one modality's raw counts.
+
+    Parameters
+    ----------
+    task : {'cite', 'multi'}
+        The task.
+    role : {'inputs', 'targets'}
+        The modality's role: CITEseq RNA -> proteins, Multiome ATAC -> RNA.
+    proteins : {'clr', 'dsb'}
+        The processing of CITEseq protein counts.
+    atac : {'tfidf', 'binary'}
+        The processing of Multiome ATAC counts.
+
+    Returns
+    -------
+    Processing
+    """
+    if (task, role) == ("cite", "targets"):
+        return PROTEINS[proteins]
+    if (task, role) == ("multi", "inputs"):
+        return ATAC[atac]
+    return RNA[task]
 
 
 @dataclasses.dataclass
@@ -121,7 +182,9 @@ class _Scan:
     offender: str = ""
 
 
-def process_counts(task: str, train: Cells, test: Cells, mode: str = "auto") -> tuple[Cells, Cells, str]:
+def process_counts(
+    task: str, train: Cells, test: Cells, mode: str = "auto", *, proteins: str = "clr", atac: str = "tfidf"
+) -> tuple[Cells, Cells, str]:
     """Apply the competition's processing to the modalities that hold raw counts.
 
     Parameters
@@ -133,7 +196,11 @@ def process_counts(task: str, train: Cells, test: Cells, mode: str = "auto") -> 
     mode : {'auto', 'normalise', 'keep'}
         ``auto`` processes the modalities that look like counts; ``normalise``
         processes both and refuses values that are not counts; ``keep`` imports
-        the values as they are.
+        the values as they are (and warns when they are counts).
+    proteins : {'clr', 'dsb'}
+        CITEseq protein counts: CLR per cell, or dsb without empty droplets (fitted on all cells at once).
+    atac : {'tfidf', 'binary'}
+        Multiome ATAC counts: TF-IDF, or peaks > 0 -> 1.
 
     Returns
     -------
@@ -143,10 +210,11 @@ def process_counts(task: str, train: Cells, test: Cells, mode: str = "auto") -> 
     Raises
     ------
     InputError
-        For an unknown mode; with ``normalise``, values that are not counts; train and
+        For an unknown mode or method; with ``normalise``, values that are not counts; train and
         test values of which only one side holds counts.
     """
     mode = counts_mode(mode)
+    proteins, atac = methods(proteins, atac)
     done, found = [], []
     for role in ("inputs", "targets"):
         blocks = _blocks(train, test, role)
@@ -160,21 +228,29 @@ def process_counts(task: str, train: Cells, test: Cells, mode: str = "auto") -> 
             continue
         if not all(counts):
             raise _not_counts(blocks, scans, mixed=True)
-        sums = np.sum([s.column_sums for s in scans], axis=0)
-        processing = PROCESSING[(task, role)]
-        transform = processing.make(sums, len(train.ids) + len(test.ids))
-        train, test = _with_transform(train, test, role, transform)
+        processing = processing_for(task, role, proteins, atac)
+        if processing.whole is not None:
+            train, test = _with_values(train, test, role, processing.whole)
+        else:
+            sums = np.sum([s.column_sums for s in scans], axis=0)
+            transform = processing.make(sums, len(train.ids) + len(test.ids))
+            train, test = _with_transform(train, test, role, transform)
         done.append(f"{role}: raw counts -> {processing.name}")
+    if found and not done:
+        held = " and ".join(found)
+        log.warning(f"the {held} hold raw counts, imported unprocessed (--counts keep); {_NORMALISE}")
     return train, test, _summary(done, found)
 
 
-def counts_mode(mode: str) -> str:
+def counts_mode(mode: str, normalize: bool = False) -> str:
     """``mode`` checked (``normalize`` is taken for ``normalise``).
 
     Parameters
     ----------
     mode : str
         One of ``COUNTS_MODES``.
+    normalize : bool
+        The ``--normalize`` flag: ``normalise`` whatever ``mode`` says, unless it says ``keep``.
 
     Returns
     -------
@@ -183,12 +259,42 @@ def counts_mode(mode: str) -> str:
     Raises
     ------
     InputError
-        For any other value.
+        For any other value, or ``normalize`` with ``keep``.
     """
     mode = "normalise" if mode == "normalize" else mode
     if mode not in COUNTS_MODES:
         raise InputError("counts", f"{shown(mode)} is not one of {', '.join(COUNTS_MODES)}")
-    return mode
+    if normalize and mode == "keep":
+        raise InputError("--normalize", "contradicts --counts keep: give one of the two")
+    return "normalise" if normalize else mode
+
+
+def methods(proteins: str, atac: str) -> tuple[str, str]:
+    """The protein and ATAC processing methods, checked.
+
+    Parameters
+    ----------
+    proteins : str
+        One of ``PROTEIN_METHODS``.
+    atac : str
+        One of ``ATAC_METHODS``.
+
+    Returns
+    -------
+    tuple of (str, str)
+
+    Raises
+    ------
+    InputError
+        For any other value.
+    """
+    for key, value, allowed in (("proteins", proteins, PROTEIN_METHODS), ("atac", atac, ATAC_METHODS)):
+        if value not in allowed:
+            raise InputError(key, f"{shown(value)} is not one of {', '.join(allowed)}")
+    return proteins, atac
+
+
+_NORMALISE = "--normalize or --counts normalise processes them"
 
 
 def _summary(done: list[str], found: list[str]) -> str:
@@ -196,7 +302,7 @@ def _summary(done: list[str], found: list[str]) -> str:
         return "values: " + "; ".join(done) + "; --counts keep imports them as they are"
     if found:
         held = " and ".join(found)
-        return f"values: kept as they are; the {held} hold raw counts (--counts normalise processes them)"
+        return f"values: kept as they are; the {held} hold raw counts ({_NORMALISE})"
     return "values: imported as they are (no raw counts found)"
 
 
@@ -247,6 +353,25 @@ def _not_counts(blocks, scans: list[_Scan], mixed: bool = False) -> InputError:
         return InputError(where, f"holds no raw counts ({scans[index].offender}) but {other} does; import both alike")
     fix = "read the counts with --layer counts, or pass --counts auto or keep"
     return InputError(where, f"--counts normalise needs raw counts, found {scans[index].offender}; {fix}")
+
+
+def _with_values(train: Cells, test: Cells, role: str, method) -> tuple[Cells, Cells]:
+    """Blocks of ``role`` whose values are ``method`` of all the cells' counts, fitted at once.
+
+    Each new matrix keeps the source's rows and columns (so that ``columns`` and
+    ``counts`` still apply); rows the import does not read stay zero.
+    """
+    blocks = _blocks(train, test, role)
+    parts = [block.rows(rows) for block, rows in blocks]
+    values = method(np.concatenate(parts))
+    replaced, start = [], 0
+    for (block, rows), part in zip(blocks, parts, strict=True):
+        matrix = np.zeros((block.matrix.shape[0], len(block.names)), dtype=np.float32)
+        source_order = slice(None) if block.columns is None else np.argsort(block.columns)
+        matrix[rows] = values[start : start + len(part)][:, source_order]
+        replaced.append(dataclasses.replace(block, matrix=matrix))
+        start += len(part)
+    return dataclasses.replace(train, **{role: replaced[0]}), dataclasses.replace(test, **{role: replaced[-1]})
 
 
 def _with_transform(train: Cells, test: Cells, role: str, transform) -> tuple[Cells, Cells]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmscel.data import layout
-from mmscel.data.anndata_counts import counts_mode, process_counts
+from mmscel.data.anndata_counts import counts_mode, methods, process_counts
 from mmscel.data.anndata_read import Cells, peak_name, read_cells, read_test_cells
 from mmscel.data.anndata_sources import Sources, describe
 from mmscel.data.anndata_split import SplitRule, split_cells
@@ -45,6 +45,9 @@ def import_anndata(
     seed: int = 0,
     layer: str | None = None,
     counts: str = "auto",
+    normalize: bool = False,
+    proteins: str = "clr",
+    atac: str = "tfidf",
     raw: bool = False,
     multi_cell_fraction: float = 1.0,
     multi_gene_fraction: float = 1.0,
@@ -79,9 +82,17 @@ def import_anndata(
     counts : {'auto', 'normalise', 'keep'}
         Raw counts (whole non-negative values, some above 1): ``auto`` applies the
         competition's processing to each modality that holds them (CITEseq RNA and
-        Multiome RNA log1p CP10k, ATAC TF-IDF, proteins CLR per cell),
+        Multiome RNA log1p CP10k, ATAC as ``atac``, proteins as ``proteins``),
         ``normalise`` requires counts in both modalities and processes them,
-        ``keep`` imports the values as they are. The summary's ``values`` says what was done.
+        ``keep`` imports the values as they are (and warns when they are counts).
+        The summary's ``values`` (also in ``truth/truth.json``) says what was done.
+    normalize : bool
+        Shorthand for ``counts='normalise'`` (the ``--normalize`` flag); with ``counts='keep'`` an error.
+    proteins : {'clr', 'dsb'}
+        CITEseq protein counts: CLR per cell, or dsb without empty droplets
+        (:func:`mmscel.data.dsb.dsb`, fitted on train and test cells at once).
+    atac : {'tfidf', 'binary'}
+        Multiome ATAC counts: the competition's TF-IDF, or peaks > 0 -> 1 (the 2021 NeurIPS benchmark's values).
     raw : bool
         Also write ``layers['counts']`` as ``*_raw.h5``.
     multi_cell_fraction, multi_gene_fraction : float
@@ -104,11 +115,12 @@ def import_anndata(
     sources = Sources(inputs, targets, mudata, input_mod, target_mod, test_inputs, test_targets)
     rule = SplitRule(split_by, test_values, test_fraction, seed)
     _check_options(sources, rule, multi_cell_fraction, multi_gene_fraction)
-    counts = counts_mode(counts)
+    counts = counts_mode(counts, normalize)
+    proteins, atac = methods(proteins, atac)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
     train, test, described, split = _load(spec.name, sources, rule, layer)
-    train, test, values = process_counts(spec.name, train, test, counts)
+    train, test, values = process_counts(spec.name, train, test, counts, proteins=proteins, atac=atac)
     tmp = out_dir.with_name(f".{out_dir.name}.import-{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -26,6 +26,7 @@ import numpy as np
 import pydantic
 import scipy.sparse as sp
 
+from mmscel.errors import InputError
 from mmscel.targets import TargetBasis
 
 
@@ -52,6 +53,19 @@ class LearnerParams(pydantic.BaseModel):
             Every field but the ``own_fields``, in declaration order.
         """
         return self.model_dump(exclude=set(self.own_fields))
+
+    @classmethod
+    def cuda_problem(cls) -> str | None:
+        """Why this machine cannot fit with these parameters on a CUDA GPU.
+
+        Parameters models with a ``device`` field ask their library; the others fit on the CPU only.
+
+        Returns
+        -------
+        str or None
+            A one-line reason, or None when it can.
+        """
+        return "this learner fits on the CPU only"
 
 
 @dataclass
@@ -106,7 +120,8 @@ class BaseLearner(ABC):
     ``library`` names the distribution whose version a run's manifest records,
     ``quick_params`` small settings for a fit in seconds on the tiny data
     (smoke runs and the tests), ``tune_space`` the search space ``mmscel tune`` uses when a config
-    has no ``tune:`` block.
+    has no ``tune:`` block. Learners that can fit on a GPU take ``params.device`` (see
+    :mod:`mmscel.learners.device`).
 
     Parameters
     ----------
@@ -223,6 +238,30 @@ class BaseLearner(ABC):
         BaseLearner
             ``self``, ready to predict.
         """
+
+    def check_device(self, where: str = "params.device") -> None:
+        """Refuse a ``params.device`` this machine cannot fit on, before anything is fitted or written.
+
+        Learners without a ``device`` parameter fit on the CPU and pass. ``device`` is part of the
+        parameters and so of a run's hash: a GPU fit is never taken for a CPU one.
+
+        Parameters
+        ----------
+        where
+            What the error names (``"<run>: params.device"``).
+
+        Raises
+        ------
+        InputError
+            One line: ``cuda`` is asked, and why this machine cannot give it
+            (see :meth:`LearnerParams.cuda_problem`).
+        """
+        device = getattr(self.params, "device", "cpu")
+        if device == "cpu":
+            return
+        problem = self.params.cuda_problem()
+        if problem is not None:
+            raise InputError(where, f"{device} asked, but {problem}; fit where a GPU is, or set params.device=cpu")
 
     def fit_info(self) -> dict[str, Any]:
         """Facts about the fit worth a manifest line.

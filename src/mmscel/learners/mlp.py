@@ -1,4 +1,4 @@
-"""A multi-output MLP (PyTorch, CPU) with a per-cell correlation loss.
+"""A multi-output MLP (PyTorch, CPU or a CUDA GPU) with a per-cell correlation loss.
 
 The network maps standardised SVD features to the learner's output space
 (proteins, or the coefficients of a target SVD). When the runner passes a
@@ -15,7 +15,9 @@ number of epochs instead of early stopping (see :class:`MLPParams`).
 
 Fitting is seeded and deterministic on CPU: the global torch RNG is forked and
 seeded, shuffling uses its own generator, and deterministic algorithms and the
-thread count are set only for the duration of a fit or predict. Training
+thread count are set only for the duration of a fit or predict. With
+``device: cuda`` the network, inputs and batches live on the GPU (the batch
+order is the CPU's); predictions come back as CPU float32 arrays. Training
 inputs are standardised once per fit (not per batch), with the same float32
 operations the network applies at prediction time.
 """
@@ -36,6 +38,7 @@ import torch
 import torch.utils.deterministic
 
 from mmscel.learners.base import BaseLearner, FitData, FitFailed, LearnerParams, TargetBasis, as_float32
+from mmscel.learners.device import Device, torch_cuda_problem
 from mmscel.learners.mlp_loss import Objective, batches_per_epoch, fade_weight
 from mmscel.learners.mlp_net import MLPNet, Reconstruction, rows_tensor, torch_session
 from mmscel.metrics import pearson_per_row
@@ -106,6 +109,8 @@ class MLPParams(LearnerParams):
     early_stopping
         False: train ``epochs`` epochs on every training row and keep the last weights (no rows are cut
         for validation; ``patience`` is unused).
+    device
+        ``cpu``, or ``cuda``: fit on a CUDA GPU. Part of the run's hash, as GPU fits differ from CPU fits.
     """
 
     hidden: list[Annotated[int, pydantic.Field(ge=1, le=65_536)]] = pydantic.Field(
@@ -133,6 +138,7 @@ class MLPParams(LearnerParams):
     schedule: Literal["constant", "onecycle"] = "constant"
     pct_start: float = pydantic.Field(0.3, gt=0, lt=1)
     early_stopping: bool = True
+    device: Device = "cpu"
 
     @pydantic.field_validator("heads")
     @classmethod
@@ -141,6 +147,11 @@ class MLPParams(LearnerParams):
         if blocks is not None and heads > blocks + 1:
             raise ValueError(f"at most decoder_blocks + 1 = {blocks + 1} heads (one per hidden state), got {heads}")
         return heads
+
+    @classmethod
+    def cuda_problem(cls) -> str | None:
+        """Why torch cannot fit on a CUDA GPU here (None: it can)."""
+        return torch_cuda_problem()
 
 
 class MLPLearner(BaseLearner):
@@ -185,9 +196,12 @@ class MLPLearner(BaseLearner):
         X = torch.from_numpy(as_float32(train.X))
         Y = as_float32(train.Y).reshape(len(X), -1)
         recon = self._reconstruction(train, basis)
-        with torch_session(self.seed, self.n_jobs):
-            self.model_ = self._build(X, Y)
+        device = torch.device(self.params.device)
+        with torch_session(self.seed, self.n_jobs, device):
+            self.model_ = self._build(X, Y).to(device)
+            X = X.to(device)
             Z = self._fit_scaling(X) if self.params.standardize_inputs else X
+            recon = recon.to(device) if recon is not None else None
             self._train(Z, Y, train.Y_full if recon is not None else None, recon, valid, basis)
         return self
 
@@ -195,7 +209,7 @@ class MLPLearner(BaseLearner):
         """Predictions of the kept network (the mean of its heads)."""
         X = as_float32(X)
         out = np.empty((len(X), self.arch_["output_dim"]), dtype=np.float32)
-        with torch_session(self.seed, self.n_jobs):
+        with torch_session(self.seed, self.n_jobs, self.model_.x_mean.device):
             for start in range(0, len(X), PREDICT_BATCH):
                 out[start : start + PREDICT_BATCH] = self._forward(torch.from_numpy(X[start : start + PREDICT_BATCH]))
         return out
@@ -205,12 +219,13 @@ class MLPLearner(BaseLearner):
         folder.mkdir(parents=True, exist_ok=True)
         model_path, info_path = folder / MODEL_FILE, folder / INFO_FILE
         torch.save(self.model_.state_dict(), model_path)
-        info = {**self.arch_, "best_iterations": self.best_iterations, "params": self.params.model_dump()}
+        params = self.params.model_dump(exclude={"device"} if self.params.device == "cpu" else None)
+        info = {**self.arch_, "best_iterations": self.best_iterations, "params": params}
         info_path.write_text(json.dumps(info, indent=1))
         return [model_path, info_path]
 
     def load(self, folder: Path) -> MLPLearner:
-        """Read a network written by :meth:`save` (``weights_only=True``)."""
+        """Read a network written by :meth:`save` (``weights_only=True``) onto the CPU, wherever it was fitted."""
         info = json.loads((folder / INFO_FILE).read_text())
         self.arch_ = {key: info[key] for key in ("input_dim", "output_dim", "hidden", "activation", "norm", "dropout")}
         self.arch_.update({key: info.get(key, default) for key, default in DECODER_DEFAULTS.items()})
@@ -286,7 +301,7 @@ class MLPLearner(BaseLearner):
         optimizer = torch.optim.AdamW(self.model_.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         step = _Step(
             Z,
-            torch.from_numpy(Y),
+            torch.from_numpy(Y).to(Z.device),
             Y_full,
             recon,
             optimizer,
@@ -324,9 +339,10 @@ class MLPLearner(BaseLearner):
         self.model_.train()
         order = torch.randperm(len(step.Z), generator=step.generator)
         for idx in self._batches(order):
-            y_full = rows_tensor(step.Y_full, idx.numpy()) if step.recon is not None else None
-            outputs = self.model_.outputs(step.Z.index_select(0, idx))
-            loss = step.objective(outputs, step.recon, step.Y.index_select(0, idx), y_full, aux_weight)
+            y_full = rows_tensor(step.Y_full, idx.numpy()).to(step.Z.device) if step.recon is not None else None
+            rows = idx.to(step.Z.device)
+            outputs = self.model_.outputs(step.Z.index_select(0, rows))
+            loss = step.objective(outputs, step.recon, step.Y.index_select(0, rows), y_full, aux_weight)
             value = loss.item()
             if not math.isfinite(value):
                 raise FitFailed("lr", f"the MLP's training loss became {value} at lr {self.params.lr}; lower lr")
@@ -358,10 +374,10 @@ class MLPLearner(BaseLearner):
         return total / max(1, len(X))
 
     def _forward(self, X: torch.Tensor) -> np.ndarray:
-        """Network outputs in eval mode without gradients, as float32 numpy."""
+        """Network outputs in eval mode without gradients (inputs moved to the network's device), as float32 numpy."""
         self.model_.eval()
         with torch.no_grad():
-            return self.model_(X).numpy().astype(np.float32, copy=False)
+            return self.model_(X.to(self.model_.x_mean.device)).cpu().numpy().astype(np.float32, copy=False)
 
 
 @dataclass

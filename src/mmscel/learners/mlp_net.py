@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -211,28 +212,36 @@ def rows_tensor(Y: np.ndarray | sp.spmatrix, idx: np.ndarray) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def torch_session(seed: int, n_jobs: int) -> Iterator[None]:
+def torch_session(seed: int, n_jobs: int, device: torch.device | None = None) -> Iterator[None]:
     """Run a block with torch seeded, deterministic and on ``n_jobs`` threads; restore all on exit.
 
     Parameters
     ----------
     seed
-        Seed of the forked global RNG.
+        Seed of the forked global RNG (and of the GPU's, on ``cuda``).
     n_jobs
         Threads torch may use (at least one).
+    device
+        Where the block computes (None: the CPU). On a CUDA device, ops without a deterministic
+        CUDA kernel warn instead of failing, and cuBLAS gets the workspace its deterministic mode
+        needs (when nothing set ``CUBLAS_WORKSPACE_CONFIG`` before).
 
     Yields
     ------
     None
         Once, while the settings hold.
     """
+    cuda = device is not None and device.type == "cuda"
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     fill = torch.utils.deterministic.fill_uninitialized_memory
-    with torch.random.fork_rng(devices=[]):
+    if cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    with torch.random.fork_rng(devices=[device] if cuda else []):
         torch.manual_seed(seed)
         torch.set_num_threads(max(1, n_jobs))
         try:
-            torch.use_deterministic_algorithms(True)
+            torch.use_deterministic_algorithms(True, warn_only=cuda)
         except RuntimeError:  # pragma: no cover - a torch build without deterministic mode
             pass
         # NaN-filling every new tensor only catches reads of uninitialised memory, which
@@ -242,5 +251,5 @@ def torch_session(seed: int, n_jobs: int) -> Iterator[None]:
             yield
         finally:
             torch.utils.deterministic.fill_uninitialized_memory = fill
-            torch.use_deterministic_algorithms(deterministic)
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
             torch.set_num_threads(threads)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pydantic
 import xgboost as xgb
 
 from mmscel.learners.base import FitData, TargetBasis, as_float32, targets_2d
+from mmscel.learners.device import Device, check_gpu_setting, xgboost_cuda_problem
 from mmscel.learners.gbdt import Bins, Fraction, GBDTLearner, GBDTParams, Patience, Penalty
 from mmscel.progress import steps
 
@@ -38,6 +39,9 @@ class XGBParams(GBDTParams):
     multi_strategy
         ``one_output_per_tree``: a tree per output and round; ``multi_output_tree``: one
         vector-leaf tree for all outputs per round.
+    device
+        ``cpu``, or ``cuda``: XGBoost's ``device="cuda"`` (still ``hist``). Part of the run's hash,
+        as GPU fits differ from CPU fits; ``multi_output_tree`` fits on a GPU from XGBoost 3.2 on.
     """
 
     max_depth: int = pydantic.Field(6, ge=1, le=32)  # a deeper tree needs more memory than any machine has
@@ -48,6 +52,19 @@ class XGBParams(GBDTParams):
     max_bin: Bins = 256
     early_stopping_rounds: Patience = 30
     multi_strategy: Literal["one_output_per_tree", "multi_output_tree"] = "one_output_per_tree"
+    device: Device = "cpu"
+
+    own_fields: ClassVar[frozenset[str]] = GBDTParams.own_fields | {"device"}
+
+    @pydantic.field_validator("device")
+    @classmethod
+    def _gpu_fits_the_strategy(cls, device: str, info: pydantic.ValidationInfo) -> str:
+        return check_gpu_setting(device, info.data, "multi_strategy", "multi_output_tree", "xgboost", "3.2")
+
+    @classmethod
+    def cuda_problem(cls) -> str | None:
+        """Why XGBoost cannot fit on a CUDA GPU here (None: it can)."""
+        return xgboost_cuda_problem()
 
 
 class XGBLearner(GBDTLearner):
@@ -77,8 +94,8 @@ class XGBLearner(GBDTLearner):
     }
 
     def booster_params(self) -> dict[str, Any]:
-        """The parameters of :func:`xgboost.train`."""
-        return {
+        """The parameters of :func:`xgboost.train`; ``device: cuda`` adds ``device="cuda"``."""
+        params = {
             "objective": "reg:squarederror",
             "eval_metric": "rmse",
             "tree_method": "hist",
@@ -87,6 +104,9 @@ class XGBLearner(GBDTLearner):
             "nthread": self.n_jobs,
             "verbosity": 0,
         }
+        if self.params.device == "cuda":
+            params["device"] = "cuda"
+        return params
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> XGBLearner:
         """Fit one XGBoost model over all outputs, early-stopping on ``valid``."""

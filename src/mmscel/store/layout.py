@@ -9,6 +9,7 @@
       blend/<name>/                    level-2 blends: manifest.json, weights.json, test_<task>-*.npy, studies
       submissions/<name>.csv.gz        Kaggle submissions and their records
       tune/<study>/                    tuning studies and their trials
+      mlflow/                          MLflow's local store, with --mlflow or tracking: mlflow
 
 Names of runs, blends, studies and submissions are plain identifiers, and the
 store only ever removes folders inside its own sub-folders.

@@ -33,7 +33,7 @@ from mmscel.blend.objective import CellStatistics
 from mmscel.blend.run import cell_statistics, nested_per_cell
 from mmscel.config import RunConfig
 from mmscel.errors import InputError
-from mmscel.level1 import Level1Inputs
+from mmscel.level1_inputs import Level1Inputs
 from mmscel.store import RunRecord, RunStore, digest
 from mmscel.targets import TargetBasis, TargetSpace, blend_key
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from mmscel.config import RunConfig
 from mmscel.cv import FoldResult, Split
-from mmscel.level1 import Level1Inputs, fit_cv, last_day_result
+from mmscel.level1 import fit_cv, last_day_result
+from mmscel.level1_inputs import Level1Inputs
 from mmscel.tune.space import sample, with_values
 
 OBJECTIVES = ("cv", "last_day", "blend")

@@ -19,9 +19,11 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmscel import tracking
 from mmscel.config import RunConfig, read_yaml
 from mmscel.errors import InputError
-from mmscel.level1 import Level1Inputs, as_run_config, load_inputs
+from mmscel.level1 import as_run_config
+from mmscel.level1_inputs import Level1Inputs, load_inputs
 from mmscel.progress import log_file
 from mmscel.store import RunStore, data_fingerprint, digest
 from mmscel.tune.objective import FACTS_ATTR, OBJECTIVES, WORKER_ATTR, Objective, recorded_facts, worker_alive
@@ -125,6 +127,7 @@ def tune(
         raise InputError("--heartbeat", f"must be 1 second or more (got {heartbeat})")
     inputs_for = _InputsCache(data_dir, cache_dir, store)
     where = StudyStorage(storage, store.study_dir, heartbeat)
+    where.connect()
     the_study = _open_study(base, space, inputs_for, where, study, objective)
     folder = store.study_dir(the_study.study_name)
     with log_file(folder / SESSION_LOG):
@@ -174,7 +177,9 @@ def _run_trials(study, base, space, inputs_for, objective, pruner, trials, timeo
         for values in enqueue:
             study.enqueue_trial(values)
         run = Objective(base, space, inputs_for, objective, per_fold=used == "wilcoxon")
-        study.optimize(run, n_trials=trials, timeout=timeout, catch=(InputError,), callbacks=[_log_trial])
+        mlflow = tracking.trial_callbacks(inputs_for.where[2], base.tracking == "mlflow")  # a run per trial
+        logged = [_log_trial, *mlflow]
+        study.optimize(run, n_trials=trials, timeout=timeout, catch=(InputError,), callbacks=logged)
 
 
 def _log_trial(study, trial) -> None:

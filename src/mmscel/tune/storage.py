@@ -51,6 +51,11 @@ class StudyStorage:
         """The storage as shown to the user (a database URL without its password)."""
         return redacted(self.url) if self.shared else "journal"
 
+    def connect(self) -> None:
+        """Reach the database now (nothing for a journal), so that a bad URL is refused before any work."""
+        if self.shared:
+            self._backend  # noqa: B018 - the cached connection, made here
+
     def exists(self, name: str) -> bool:
         """Whether the study ``name`` is already in this storage."""
         if not self.shared:
