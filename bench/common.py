@@ -198,6 +198,23 @@ def prepared(data: Path, out_dir: Path) -> Path:
     return data
 
 
+_SCORE = (
+    "import json, sys\n"
+    "from mmscel.scoring import score_submission\n"
+    "scores, _ = score_submission(sys.argv[1], sys.argv[2])\n"
+    "print(json.dumps({**scores.by_task, 'pooled': scores.pooled}))\n"
+)
+
+
+def submission_scores(data: Path, submission: Path) -> dict:
+    """Task (``cite``, ``multi``, ``pooled``) -> split -> score of a submission, as ``mmscel score`` computes them.
+
+    Scored in a subprocess, so that a driver that measures other processes never imports numpy or mmscel
+    (Linux charges a forking parent's resident pages to the children it measures).
+    """
+    return last_json_line(run_command([PYTHON, "-c", _SCORE, submission, data]))
+
+
 def save_result(out_dir: Path, name: str, section: str, result: dict) -> Path:
     """Write ``result`` as section ``section`` of ``OUT/<name>.json`` (other sections are kept)."""
     path = out_dir / f"{name}.json"

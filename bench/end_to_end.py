@@ -1,0 +1,153 @@
+"""The whole competition end to end, one measured stage at a time, restartable stage by stage.
+
+    python bench/end_to_end.py [--scale full] [--out bench/out] [--redo STAGE,...] [--report]
+
+On ``OUT/<scale>`` (made by ``mmscel synth --scale SCALE --seed 0`` in the first stage) with the shipped
+configs as they are: ``synth``, ``prepare``, the feature build of each task (``features_<task>``, the
+set every shipped config of the task shares), ``mmscel level1`` of every ``configs/<task>/<learner>.yaml``
+with all its folds (``level1_<task>_<learner>``), ``mmscel level2 configs/blend.yaml``, ``mmscel submit``;
+then the submission is scored (public, private, per task; not timed). Each stage runs in its own
+process (:func:`common.run_measured`): wall and CPU time, peak RSS, mean load.
+
+Every stage's result is saved in section ``<scale>`` of ``OUT/end_to_end.json`` as soon as it ends, and
+a stage already recorded is not run again (``--redo`` names stages to run anyway). A stage killed in the
+middle is run again from the start of its process; mmscel's own resumability (the cache, the fold
+checkpoints) makes it continue where it stopped, and the stage is marked ``resumed`` (its wall time then
+covers the last attempt only). The report sums the stages and checks them against the targets of a
+2-core, 24 GB machine: the whole pipeline within ``--hours`` (3) and every stage within ``--stage-gib``
+(16) of peak RSS. ``--smoke`` runs on the tiny scale into /tmp/bench_smoke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    ROOT,
+    add_out_argument,
+    bench_script,
+    load_result,
+    markdown_table,
+    measured_step,
+    mmscel_command,
+    run_measured,
+    save_result,
+    submission_scores,
+)
+
+TASKS = ("cite", "multi")
+LEARNERS = ("ridge", "lgbm", "xgb", "catboost", "mlp")
+SMOKE_OUT = Path("/tmp/bench_smoke")
+MIB_PER_GIB = 1024
+
+
+class Pipeline:
+    """The stages of one scale, where they read and write, and what has been recorded of them."""
+
+    def __init__(self, scale: str, out: Path):
+        self.scale, self.out = scale, out
+        self.data = out / scale
+        self.oof = out / f"oof_e2e_{scale}"
+        self.submission = self.oof / "submissions" / "end_to_end.csv.gz"
+        self.section = scale
+        self.saved = load_result(out, "end_to_end", self.section) or {"stages": {}, "started": []}
+
+    def stages(self) -> list[tuple[str, list]]:
+        """Every stage: its name and command, in order."""
+        data, oof = ["--data", self.data], ["--data", self.data, "--oof", self.oof]
+        synth = ["synth", "--scale", self.scale, "--seed", 0, "--out", self.data, "--overwrite"]
+        stages = [("synth", mmscel_command() + synth), ("prepare", mmscel_command() + ["prepare", *data])]
+        for task in TASKS:
+            config = ROOT / "configs" / task / "ridge.yaml"  # the feature set every shipped config of the task shares
+            build = bench_script("fullscale_step.py") + ["features", config, self.data, self.oof]
+            stages.append((f"features_{task}", build))
+        for task in TASKS:
+            for learner in LEARNERS:
+                config = ROOT / "configs" / task / f"{learner}.yaml"
+                stages.append((f"level1_{task}_{learner}", mmscel_command() + ["level1", config, *oof]))
+        stages.append(("level2", mmscel_command() + ["level2", ROOT / "configs" / "blend.yaml", *oof]))
+        submit = ["submit", "--blend", "blend", "--out", self.submission, *oof]
+        stages.append(("submit", mmscel_command() + submit))
+        return stages
+
+    def run(self, redo: set[str]) -> None:
+        """Run every stage not yet recorded (and those in ``redo``), saving each as it ends."""
+        for name, command in self.stages():
+            if name in self.saved["stages"] and name not in redo:
+                print(f"{name}: recorded, skipped", flush=True)
+                continue
+            resumed = name in self.saved["started"]
+            self.saved["started"] = sorted({*self.saved["started"], name})
+            self.save()
+            print(f"{name} ...", flush=True)
+            log = self.out / "logs" / f"end_to_end_{self.scale}_{name}.log"
+            step = measured_step if name.startswith("features") else run_measured
+            result = step(command, log=log)
+            self.saved["stages"][name] = {**result, "resumed": resumed}
+            self.save()
+            print(f"{name}: {result['wall_s']:,.1f} s, peak RSS {result['peak_rss_mib']:,.0f} MiB", flush=True)
+        self.saved["scores"] = submission_scores(self.data, self.submission)
+        self.save()
+
+    def save(self) -> None:
+        save_result(self.out, "end_to_end", self.section, self.saved)
+
+
+def report(saved: dict, hours: float, stage_gib: float) -> str:
+    """The stages, their sum and the scores as markdown, each stage checked against the targets."""
+    rows = []
+    for name, stage in saved["stages"].items():
+        over = stage["peak_rss_mib"] > stage_gib * MIB_PER_GIB
+        rows.append(
+            [
+                name + (" (resumed)" if stage.get("resumed") else ""),
+                round(stage["wall_s"], 1),
+                round(stage["cpu_s"], 1),
+                round(stage["peak_rss_mib"]),
+                "**over**" if over else "ok",
+                round(stage["mean_loadavg"], 1) if stage.get("mean_loadavg") is not None else None,
+            ]
+        )
+    pipeline = [s for name, s in saved["stages"].items() if name != "synth"]  # the data a user downloads
+    wall = sum(s["wall_s"] for s in pipeline)
+    peak = max((s["peak_rss_mib"] for s in pipeline), default=0.0)
+    cpu = sum(s["cpu_s"] for s in pipeline)
+    rows.append(["**pipeline (without synth)**", round(wall, 1), round(cpu, 1), round(peak), None, None])
+    headers = ["stage", "wall s", "CPU s", "peak RSS MiB", f"≤ {stage_gib:g} GiB", "mean load"]
+    lines = [markdown_table(headers, rows)]
+    verdict = "within" if wall <= hours * 3600 else "over"
+    lines.append(f"\npipeline wall {wall / 3600:.2f} h ({verdict} {hours:g} h), peak RSS {peak / MIB_PER_GIB:.1f} GiB")
+    scores = saved.get("scores")
+    if scores:
+        tasks = [task for task in scores if task != "pooled"]
+        score_rows = [[task, *(scores[task].get(split) for split in ("public", "private"))] for task in tasks]
+        score_rows.append(["pooled", scores["pooled"].get("public"), scores["pooled"].get("private")])
+        lines.append("\n" + markdown_table(["task", "public", "private"], score_rows))
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", default="full", choices=["tiny", "small", "medium", "full"])
+    parser.add_argument("--redo", default="", help="comma-separated stages to run again although recorded")
+    parser.add_argument("--hours", type=float, default=3.0, help="target wall time of the pipeline")
+    parser.add_argument("--stage-gib", type=float, default=16.0, help="target peak RSS of every stage")
+    parser.add_argument("--report", action="store_true", help="print the recorded stages; run nothing")
+    parser.add_argument("--smoke", action="store_true", help="tiny scale into /tmp/bench_smoke")
+    add_out_argument(parser)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.scale, args.out = "tiny", SMOKE_OUT
+    pipeline = Pipeline(args.scale, args.out)
+    if not args.report:
+        pipeline.run({name for name in args.redo.split(",") if name})
+    print(report(pipeline.saved, args.hours, args.stage_gib))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
