@@ -43,6 +43,7 @@ TASKS = ("cite", "multi")
 LEARNERS = ("ridge", "lgbm", "xgb", "catboost", "mlp")
 SMOKE_OUT = Path("/tmp/bench_smoke")
 MIB_PER_GIB = 1024
+SPLITS = ("public", "private")
 
 
 class Pipeline:
@@ -124,10 +125,13 @@ def report(saved: dict, hours: float, stage_gib: float) -> str:
     scores = saved.get("scores")
     if scores:
         tasks = [task for task in scores if task != "pooled"]
-        score_rows = [[task, *(scores[task].get(split) for split in ("public", "private"))] for task in tasks]
-        score_rows.append(["pooled", scores["pooled"].get("public"), scores["pooled"].get("private")])
+        score_rows = [[task, *(four(scores[task].get(split)) for split in SPLITS)] for task in [*tasks, "pooled"]]
         lines.append("\n" + markdown_table(["task", "public", "private"], score_rows))
     return "\n".join(lines)
+
+
+def four(value: float | None) -> str | None:
+    return None if value is None else f"{value:.4f}"
 
 
 def main(argv: list[str]) -> int:
