@@ -62,7 +62,6 @@ from common import (
     PYTHON,
     ROOT,
     add_out_argument,
-    last_json_line,
     load_result,
     markdown_table,
     mmscel_command,
@@ -70,6 +69,7 @@ from common import (
     publish,
     run_command,
     run_measured,
+    submission_scores,
 )
 
 NAME = "first_place"
@@ -285,7 +285,7 @@ def score(data: Path, submission: str, system: str, logs: Path) -> dict:
     run_command(
         mmscel_command() + ["score", submission, "--data", data, "--name", system], log=logs / f"{system}_score.log"
     )
-    return last_json_line(run_command(bench_step("score", data, submission)))
+    return submission_scores(data, Path(submission))
 
 
 def summary(system: str, seed: int, run: dict, scores: dict) -> dict:
@@ -347,16 +347,15 @@ def bench_step(what: str, *args) -> list:
 
 
 def step(argv: list[str]) -> int:
-    """``step submission DATA CITE MULTI CITE_CELLS MULTI_CELLS FILE`` or ``step score DATA FILE``.
+    """``step submission DATA CITE MULTI CITE_CELLS MULTI_CELLS FILE``.
 
     Run in a subprocess so that the driver never imports numpy or mmscel: Linux charges the forking parent's
     resident pages to the peak RSS of the steps it measures.
     """
     what, *rest = argv
-    if what == "submission":
-        write_peer_submission(*map(Path, rest))
-    else:
-        print(json.dumps(submission_scores(*map(Path, rest))))
+    if what != "submission":
+        raise SystemExit(f"unknown step {what!r}")
+    write_peer_submission(*map(Path, rest))
     return 0
 
 
@@ -385,14 +384,6 @@ def write_peer_submission(data: Path, cite: Path, multi: Path, cite_cells: Path,
         predictions[task] = (np.load(values)[[order[cell] for cell in ours]], None)
     rows = evaluation_rows(data)
     write_submission(file, submission_values(data, None, predictions, rows), cell_starts(rows))
-
-
-def submission_scores(data: Path, file: Path) -> dict:
-    """Task (``cite``, ``multi``, ``pooled``) -> split -> score of a submission: what ``mmscel score`` prints."""
-    from mmscel.scoring import score_submission
-
-    scores, _ = score_submission(file, data)
-    return {**scores.by_task, "pooled": scores.pooled}
 
 
 # ----------------------------------------------------------------------------- main
