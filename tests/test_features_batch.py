@@ -205,3 +205,22 @@ def test_options_at_their_defaults_change_no_feature_and_others_a_new_cache(task
 
 def test_cite_and_multi_feature_models_know_their_blocks():
     assert CiteFeatures.blocks[-2:] == MultiFeatures.blocks[-2:] == ("batch_svd", "batch_cell_types")
+
+
+@pytest.mark.parametrize("task", list(FEATURE_CONFIGS))
+def test_the_input_svd_is_capped_at_one_component_per_cells_per_component(task, tiny_prepared, tmp_path, caplog):
+    base = {"svd_components": 64, "target_svd_components": 8} if task == "multi" else {"svd_components": 64}
+    plain = build_features(task, base, tiny_prepared, store=tmp_path, seed=0)
+    cells = plain.train.shape[0] + plain.test.shape[0]
+    loose = build_features(task, {**base, "cells_per_component": cells // 100}, tiny_prepared, store=tmp_path, seed=0)
+    assert _svd_columns(loose) == _svd_columns(plain) == 64  # the cap (about 100) is above 64: as without it
+    assert np.array_equal(loose.train, plain.train) and loose.fingerprint != plain.fingerprint
+    with caplog.at_level("INFO", logger="mmscel.features.blocks"):
+        capped = build_features(task, {**base, "cells_per_component": 40}, tiny_prepared, store=tmp_path, seed=0)
+    assert _svd_columns(capped) == cells // 40 < 64
+    assert f"input SVD: {cells // 40} components ({cells:,} cells / 40), not 64" in caplog.messages
+    assert capped.train.shape[1] == plain.train.shape[1] - (64 - cells // 40)  # the other blocks as they were
+
+
+def _svd_columns(features) -> int:
+    return sum(name.startswith("svd_") for name in features.columns)

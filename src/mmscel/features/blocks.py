@@ -10,6 +10,7 @@ memory at full size), then those that read only what earlier blocks handed on.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -35,6 +36,8 @@ from mmscel.registry import Registry
 from mmscel.targets import batch_labels
 
 Columns = tuple[list[str], np.ndarray]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -114,17 +117,45 @@ class InputSVD(FeatureBlock):
         """``svd_<i>`` columns, centred per (donor, day) group when ``batch_centering``."""
         config = ctx.config
         inputs = transform(ctx.inputs, getattr(config, "transforms", []), copy=False)
+        wanted = svd_size(config, inputs.shape[0])
         if getattr(config, "impute_components", 0):
             scores, components = imputed_svd(
-                inputs, config.svd_components, config.impute_components, config.impute_iterations, ctx.seed
+                inputs, wanted, config.impute_components, config.impute_iterations, ctx.seed
             )
         else:
-            scores, components = truncated_svd(inputs, config.svd_components, ctx.seed)
+            scores, components = truncated_svd(inputs, wanted, ctx.seed)
         ctx.handed_on["input_svd_scores"] = scores
         if config.batch_centering:
             scores = centre_by_group(scores, ctx.metadata)
         ctx.arrays["input_svd_components"] = components
         return [f"svd_{i}" for i in range(scores.shape[1])], scores
+
+
+def svd_size(config, cells: int) -> int:
+    """The input SVD's components: ``svd_components``, at most one per ``cells_per_component`` cells.
+
+    Many components of a small dataset fit its noise (on a few hundred cells 128 components cost the
+    learners several points of CV, BENCHMARKS.md); the competition's 119,651 cells are far from the cap.
+
+    Parameters
+    ----------
+    config
+        The task's feature config.
+    cells
+        Rows of the SVD's matrix (train and test cells).
+
+    Returns
+    -------
+    int
+        At least 2.
+    """
+    if not config.cells_per_component:
+        return config.svd_components
+    capped = min(config.svd_components, max(2, cells // config.cells_per_component))
+    if capped < config.svd_components:
+        per = config.cells_per_component
+        log.info(f"input SVD: {capped} components ({cells:,} cells / {per}), not {config.svd_components}")
+    return capped
 
 
 @FEATURE_BLOCKS.register("binary_svd")

@@ -9,7 +9,7 @@ existed.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import pydantic
 
@@ -46,6 +46,8 @@ class _Strict(pydantic.BaseModel):
 
 
 _BATCH_OPTIONS = ("batch_svd_components", "batch_cell_types")
+#: at most one input SVD component per this many cells (train + test); 0: ``svd_components`` as it is
+CellsPerComponent = Annotated[int, pydantic.Field(ge=0, le=100_000)]
 
 
 class CiteFeatures(_Strict):
@@ -59,9 +61,15 @@ class CiteFeatures(_Strict):
         "batch_svd",
         "batch_cell_types",
     )
-    quiet: ClassVar[tuple[str, ...]] = (*_BATCH_OPTIONS, "impute_components", "impute_iterations")
+    quiet: ClassVar[tuple[str, ...]] = (
+        *_BATCH_OPTIONS,
+        "impute_components",
+        "impute_iterations",
+        "cells_per_component",
+    )
 
     svd_components: int = pydantic.Field(128, ge=2, le=4096)
+    cells_per_component: CellsPerComponent = 0
     protein_genes: bool = True  # raw columns of genes named after a target protein
     top_correlated_genes: int = pydantic.Field(0, ge=0, le=1000)  # per target, on train
     batch_centering: bool = False  # subtract each (donor, day) group's median
@@ -85,9 +93,15 @@ class MultiFeatures(_Strict):
         "batch_svd",
         "batch_cell_types",
     )
-    quiet: ClassVar[tuple[str, ...]] = (*_BATCH_OPTIONS, "target_clip_quantile", "target_median_normalize")
+    quiet: ClassVar[tuple[str, ...]] = (
+        *_BATCH_OPTIONS,
+        "target_clip_quantile",
+        "target_median_normalize",
+        "cells_per_component",
+    )
 
     svd_components: int = pydantic.Field(128, ge=2, le=4096)
+    cells_per_component: CellsPerComponent = 0
     transforms: list[Literal["binarize", "log1p", "l2", "row_median"]] = []
     binary_svd_components: int = pydantic.Field(0, ge=0, le=4096)  # a second SVD on the binarised matrix
     target_svd_components: int = pydantic.Field(128, ge=2, le=4096)
