@@ -198,6 +198,27 @@ def prepared(data: Path, out_dir: Path) -> Path:
     return data
 
 
+SHIPPED_TASKS = ("cite", "multi")
+SHIPPED_LEARNERS = ("ridge", "lgbm", "xgb", "catboost", "mlp")  # configs/<task>/<learner>.yaml
+
+
+def shipped_pipeline(stored: list, submission: Path) -> list[tuple[str, list]]:
+    """The shipped pipeline after ``prepare``: each step's name and ``mmscel`` arguments, in order.
+
+    ``mmscel level1`` of every ``configs/<task>/<learner>.yaml`` (``level1_<task>_<learner>``),
+    ``mmscel level2 configs/blend.yaml`` and ``mmscel submit --blend blend --out SUBMISSION``;
+    ``stored`` is the ``--data``/``--cache``/``--oof`` arguments they share.
+    """
+    steps = [
+        (f"level1_{task}_{learner}", ["level1", ROOT / "configs" / task / f"{learner}.yaml", *stored])
+        for task in SHIPPED_TASKS
+        for learner in SHIPPED_LEARNERS
+    ]
+    steps.append(("level2", ["level2", ROOT / "configs" / "blend.yaml", *stored]))
+    steps.append(("submit", ["submit", "--blend", "blend", "--out", submission, *stored]))
+    return steps
+
+
 _SCORE = (
     "import json, sys\n"
     "from mmscel.scoring import score_submission\n"

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
     ROOT,
+    SHIPPED_TASKS,
     add_out_argument,
     bench_script,
     load_result,
@@ -36,11 +37,10 @@ from common import (
     mmscel_command,
     run_measured,
     save_result,
+    shipped_pipeline,
     submission_scores,
 )
 
-TASKS = ("cite", "multi")
-LEARNERS = ("ridge", "lgbm", "xgb", "catboost", "mlp")
 SMOKE_OUT = Path("/tmp/bench_smoke")
 MIB_PER_GIB = 1024
 SPLITS = ("public", "private")
@@ -62,17 +62,11 @@ class Pipeline:
         data, oof = ["--data", self.data], ["--data", self.data, "--oof", self.oof]
         synth = ["synth", "--scale", self.scale, "--seed", 0, "--out", self.data, "--overwrite"]
         stages = [("synth", mmscel_command() + synth), ("prepare", mmscel_command() + ["prepare", *data])]
-        for task in TASKS:
+        for task in SHIPPED_TASKS:
             config = ROOT / "configs" / task / "ridge.yaml"  # the feature set every shipped config of the task shares
             build = bench_script("fullscale_step.py") + ["features", config, self.data, self.oof]
             stages.append((f"features_{task}", build))
-        for task in TASKS:
-            for learner in LEARNERS:
-                config = ROOT / "configs" / task / f"{learner}.yaml"
-                stages.append((f"level1_{task}_{learner}", mmscel_command() + ["level1", config, *oof]))
-        stages.append(("level2", mmscel_command() + ["level2", ROOT / "configs" / "blend.yaml", *oof]))
-        submit = ["submit", "--blend", "blend", "--out", self.submission, *oof]
-        stages.append(("submit", mmscel_command() + submit))
+        stages += [(name, mmscel_command() + args) for name, args in shipped_pipeline(oof, self.submission)]
         return stages
 
     def run(self, redo: set[str]) -> None:

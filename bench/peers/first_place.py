@@ -60,7 +60,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import (
     PYTHON,
-    ROOT,
     add_out_argument,
     load_result,
     markdown_table,
@@ -69,12 +68,12 @@ from common import (
     publish,
     run_command,
     run_measured,
+    shipped_pipeline,
     submission_scores,
 )
 
 NAME = "first_place"
 SMOKE_OUT = Path("/tmp/bench_smoke")
-LEARNERS = ("ridge", "lgbm", "xgb", "catboost", "mlp")
 SYSTEMS = ("peer", "mmscel")
 PEER_MODULES = ("torch", "numpy", "pandas", "scipy", "sklearn", "tables", "pyarrow", "optuna", "git")
 # The ids ss_opm/utility/get_group_id.py and metadata_utility.py hard-code.
@@ -261,15 +260,7 @@ def run_mmscel(data: Path, run_dir: Path, logs: Path) -> dict:
     where = ["--data", data, "--cache", out / "cache"]
     stored = where + ["--oof", out / "oof"]
     submission = out / "submission.csv.gz"
-    commands = [("prepare", ["prepare", *where])]
-    for task in ("cite", "multi"):
-        commands += [
-            (f"level1_{task}_{lr}", ["level1", ROOT / "configs" / task / f"{lr}.yaml", *stored]) for lr in LEARNERS
-        ]
-    commands += [
-        ("level2", ["level2", ROOT / "configs" / "blend.yaml", *stored]),
-        ("submit", ["submit", "--blend", "blend", "--out", submission, *stored]),
-    ]
+    commands = [("prepare", ["prepare", *where]), *shipped_pipeline(stored, submission)]
     steps = []
     for name, command in commands:
         print(f"  mmscel {name} ...", flush=True)
