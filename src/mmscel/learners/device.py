@@ -16,6 +16,7 @@ never reused for the other.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import warnings
@@ -27,6 +28,7 @@ from typing import Literal
 Device = Literal["cpu", "cuda"]
 
 
+@functools.cache  # asked before the run and again before every fold: the machine does not change
 def torch_cuda_problem() -> str | None:
     """Why torch cannot fit on a CUDA GPU here.
 
@@ -43,6 +45,7 @@ def torch_cuda_problem() -> str | None:
     return f"{build} sees no CUDA GPU (torch.cuda.is_available() is False)"
 
 
+@functools.cache  # asked before the run and again before every fold: the machine does not change
 def xgboost_cuda_problem() -> str | None:
     """Why XGBoost cannot fit on a CUDA GPU here.
 
@@ -71,6 +74,7 @@ def xgboost_cuda_problem() -> str | None:
     return f"XGBoost {xgb.__version__} finds no CUDA GPU (it would fall back to the CPU)"
 
 
+@functools.cache  # asked before the run and again before every fold: the machine does not change
 def catboost_cuda_problem() -> str | None:
     """Why CatBoost cannot fit on a GPU here.
 
