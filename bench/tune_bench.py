@@ -28,9 +28,12 @@ objective  ``--objective cv`` against ``--objective blend`` (when this mmscel ha
 
 Every study, store and config goes under ``OUT/tune/`` (the section's folder is wiped when the section
 starts, so every study is fresh), logs under ``OUT/logs/tune_*``; nothing is written to configs/ or
-oof/. ``--smoke`` runs on the tiny scale with few trials and short timeouts into /tmp/bench_smoke.
-Writes ``OUT/tune_bench.json`` (one section each; ``--label L`` saves them as ``SECTION:L``, keeping an
-earlier measurement) and prints markdown tables.
+oof/. Long mlp and lgbm sections can be spread over several invocations: ``--stop-after S`` starts no
+trial after S seconds (the running one ends, the invocation is measured) and ``--resume`` continues
+the section's studies up to ``--trials`` each; the section is saved when every session is complete,
+its wall and CPU times the sums over the invocations. ``--smoke`` runs on the tiny scale with few
+trials and short timeouts into /tmp/bench_smoke. Writes ``OUT/tune_bench.json`` (one section each;
+``--label L`` saves them as ``SECTION:L``, keeping an earlier measurement) and prints markdown tables.
 """
 
 from __future__ import annotations
@@ -84,11 +87,14 @@ class Bench:
         self.configs = self.root / "configs"
         self.logs = args.out / "logs"
 
+        self.deadline = time.time() + args.stop_after if args.stop_after else None
+
     def section_folder(self, section: str) -> Path:
-        """``OUT/tune/<section>``, emptied: every study of a section starts afresh."""
+        """``OUT/tune/<section>``, emptied unless ``--resume``: every study of a section starts afresh."""
         folder = self.root / section
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+        if not self.args.resume:
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
         self.configs.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -97,9 +103,13 @@ class Bench:
         folder.mkdir(parents=True, exist_ok=True)
         parts = [*STORE_PARTS, "cite", "multi"] if runs else STORE_PARTS
         for part in parts:
-            if (self.level1_store / part).exists():
+            if (self.level1_store / part).exists() and not (folder / part).exists():
                 shutil.copytree(self.level1_store / part, folder / part)
         return folder
+
+    def seconds_left(self) -> float | None:
+        """Seconds until ``--stop-after`` runs out (None: no limit)."""
+        return None if self.deadline is None else self.deadline - time.time()
 
     def mmscel(self, *args, store: Path, log: str) -> str:
         """``mmscel ARGS --data DATA --oof STORE``, unmeasured; its output."""
@@ -233,8 +243,69 @@ def tune_session(bench: Bench, config: Path, store: Path, study: str, **options)
     dict
         The measurement, the trials, and :func:`summary` of them.
     """
+    if bench.args.resume or bench.deadline is not None:
+        return resumed_session(bench, config, store, study, **options)
     measure = bench.measured(*tune_command(config, study, **options), store=store, log=study)
     return {**collect_study(bench, store, study, measure), "options": {k: str(v) for k, v in options.items()}}
+
+
+def resumed_session(bench: Bench, config: Path, store: Path, study: str, **options) -> dict | None:
+    """A session of ``options["trials"]`` trials spread over invocations of this script; None while unfinished.
+
+    Each invocation continues the study with the trials it still lacks and stops starting trials when
+    ``--stop-after`` runs out (``mmscel tune --timeout``), so that it ends measured rather than killed.
+    The invocations are recorded in ``<section>/<study>.invocations.json``: the session's wall and CPU
+    time are their sums, and an invocation that was killed (started, never measured) is reported.
+    """
+    if options["timeout"]:
+        raise SystemExit("--resume and --stop-after need sessions of a number of trials, not of a timeout")
+    record = store.parent / f"{study}.invocations.json"
+    invocations = json.loads(record.read_text()) if record.exists() else []
+    missing = options["trials"] - finished_trials(bench, store, study)
+    left = bench.seconds_left()
+    if missing > 0 and (left is None or left > 60):
+        invocations.append({"started": time.time()})
+        write_json(record, invocations)
+        run = {**options, "trials": missing, "timeout": None if left is None else int(left)}
+        invocations[-1] = bench.measured(*tune_command(config, study, **run), store=store, log=study)
+        write_json(record, invocations)
+        missing = options["trials"] - finished_trials(bench, store, study)
+    if missing > 0:
+        print(f"{study}: {missing} trials to go; run the same command again with --resume", flush=True)
+        return None
+    session = collect_study(bench, store, study, combined(invocations))
+    return {**session, "invocations": invocations, "options": {k: str(v) for k, v in options.items()}}
+
+
+def finished_trials(bench: Bench, store: Path, study: str) -> int:
+    """Complete and pruned trials of ``study`` so far (0 before it exists)."""
+    journal = store / "tune" / study / "study.journal"
+    if not journal.exists():
+        return 0
+    trials = run_step(bench, "study", journal, study, log=f"{study}_trials")["trials"]
+    return sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials)
+
+
+def combined(invocations: list[dict]) -> dict:
+    """One measure of a session's invocations: summed wall and CPU, the largest peak, wall-weighted load."""
+    measured = [m for m in invocations if "wall_s" in m]
+    wall = sum(m["wall_s"] for m in measured)
+    return {
+        "started": invocations[0]["started"],
+        "wall_s": wall,
+        "cpu_s": sum(m["cpu_s"] for m in measured),
+        "peak_rss_mib": max(m["peak_rss_mib"] for m in measured),
+        "mean_loadavg": sum((m["mean_loadavg"] or 0) * m["wall_s"] for m in measured) / wall,
+        "invocations": len(invocations),
+        "killed_invocations": len(invocations) - len(measured),
+    }
+
+
+def write_json(path: Path, value) -> None:
+    """Write ``value`` to ``path`` through a temporary file."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(value, indent=1, default=float))
+    partial.replace(path)
 
 
 def tune_command(config: Path, study: str, trials, timeout, objective, pruner, out_config) -> list:
@@ -274,14 +345,24 @@ def summary(trials: list[dict], measure: dict) -> dict:
 
 
 def best_within(session: dict, budget: float) -> float | None:
-    """The best objective value among the trials that completed within ``budget`` seconds of the session start."""
-    deadline = session["measure"]["started"] + budget
+    """The best objective value among the trials that completed within ``budget`` seconds of session time."""
     values = [
         t["value"]
         for t in session["trials"]
-        if t["state"] == "COMPLETE" and t["complete"] and t["complete"] <= deadline
+        if t["state"] == "COMPLETE" and t["complete"] and session_seconds(session, t["complete"]) <= budget
     ]
     return max(values, default=None)
+
+
+def session_seconds(session: dict, moment: float) -> float:
+    """Seconds of session time at the clock time ``moment``: gaps between invocations do not count."""
+    spans = [m for m in session.get("invocations", [session["measure"]]) if "wall_s" in m]
+    elapsed = 0.0
+    for span in sorted(spans, key=lambda m: m["started"]):
+        if moment <= span["started"] + span["wall_s"]:
+            return elapsed + max(moment - span["started"], 0.0)
+        elapsed += span["wall_s"]
+    return elapsed
 
 
 # ----------------------------------------------------------------------------- scoring tuned configs
@@ -372,9 +453,13 @@ def section_pruning(bench: Bench, learner: str, task: str, timeout: float | None
         out_config = bench.configs / f"{study}.yaml"
         options = {"trials": args.trials, "timeout": timeout, "objective": "cv", "pruner": pruner}
         sessions[pruner] = tune_session(bench, config, store, study, **options, out_config=out_config)
+        if sessions[pruner] is None:
+            continue
         if out_config.exists():
             tuned[pruner] = rename_run(out_config, f"{default_run_name(task, learner)}_tuned_{pruner}")
         print(session_line(pruner, sessions[pruner]), flush=True)
+    if None in sessions.values():
+        return None
     budget = timeout or min(s["measure"]["wall_s"] for s in sessions.values())
     for session in sessions.values():
         session["summary"]["best_within_budget"] = best_within(session, budget)
@@ -627,6 +712,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--objectives", default=",".join(OBJECTIVES), help="objectives compared (objective)")
     parser.add_argument("--objective-trials", type=int, default=40, help="trials per objective session")
     parser.add_argument("--label", help="save the sections as SECTION:LABEL (keeps an earlier measurement)")
+    parser.add_argument("--resume", action="store_true", help="continue the mlp/lgbm studies of an earlier run")
+    parser.add_argument("--stop-after", type=float, help="start no trial after this many seconds; resume later")
     parser.add_argument("--report", action="store_true", help="print the tables of OUT/tune_bench.json; run nothing")
     parser.add_argument("--smoke", action="store_true", help="tiny scale, 3 trials, 30 s timeouts, /tmp/bench_smoke")
     add_out_argument(parser)
@@ -661,7 +748,11 @@ def main(argv: list[str]) -> int:
     for section in args.sections:
         run, _ = runners[section]
         result = {"scale": args.scale, "loadavg_at_start": os.getloadavg(), "source_at_start": source_state()}
-        result.update(run())
+        outcome = run()
+        if outcome is None:
+            print(f"\n{section}: unfinished; nothing saved", flush=True)
+            continue
+        result.update(outcome)
         result.update(loadavg_at_end=os.getloadavg(), source_at_end=source_state())
         path = save_result(args.out, "tune_bench", f"{section}:{args.label}" if args.label else section, result)
         print(f"\n{section}\n\n{REPORTS[section](result)}\n\nwrote {path}", flush=True)
