@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from mmscel.learners import learner_class
-from mmscel.learners.base import FitData, TargetBasis
+from mmscel.learners.base import FitData, RowSubset, TargetBasis
 from mmscel.learners.mlp import MLPLearner
 from mmscel.learners.mlp_loss import correlation_loss
 from mmscel.metrics import pearson_per_row
@@ -82,6 +82,19 @@ def test_reconstruct_mode_with_sparse_full_targets():
     assert score > baseline + 0.05, (score, baseline)
     dense = mlp(FAST, seed=0).fit(FitData(X[:400], Y[:400], Y_full[:400]), basis=basis)
     np.testing.assert_array_equal(dense.predict(X[400:]), pred)  # CSR and dense Y_full: same fit
+
+
+def test_full_targets_as_a_row_subset_fit_like_a_copy():
+    X, Y, Y_full, basis = reconstruction_data(n=300)
+    whole = sp.csr_matrix(Y_full)
+    rows = np.random.default_rng(3).permutation(300)[:200]  # a fold's rows, unordered
+    params = {**FAST, "epochs": 6}
+    subset = RowSubset(whole, rows)
+    assert subset.shape == (200, Y_full.shape[1]) and len(subset) == 200
+    np.testing.assert_array_equal(subset[np.array([5, 0])].toarray(), Y_full[rows[[5, 0]]])
+    copied = mlp(params, seed=0).fit(FitData(X[rows], Y[rows], whole[rows]), basis=basis)
+    viewed = mlp(params, seed=0).fit(FitData(X[rows], Y[rows], subset), basis=basis)
+    np.testing.assert_array_equal(viewed.predict(X), copied.predict(X))
 
 
 def test_reconstruct_off_or_without_full_targets_fits_on_y():

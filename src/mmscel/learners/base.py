@@ -68,6 +68,36 @@ class LearnerParams(pydantic.BaseModel):
         return "this learner fits on the CPU only"
 
 
+@dataclass(frozen=True)
+class RowSubset:
+    """Some rows of a matrix, read on demand: ``subset[idx]`` is ``matrix[rows[idx]]``.
+
+    A fold hands a learner its rows of the full target matrix this way rather than as a copy,
+    which at the competition's size would be GBs beside the matrix itself; a learner reads it a
+    batch of rows at a time.
+
+    Parameters
+    ----------
+    matrix
+        The whole matrix (dense or CSR).
+    rows
+        The rows of it this subset holds, in order.
+    """
+
+    matrix: np.ndarray | sp.csr_matrix
+    rows: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.rows), self.matrix.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx):
+        return self.matrix[self.rows[idx]]
+
+
 @dataclass
 class FitData:
     """What a learner may fit on: features, targets, and optionally the full targets.
@@ -79,7 +109,8 @@ class FitData:
     Y
         Targets in the learner's space (rows x outputs).
     Y_full
-        The scored targets of the same rows (dense or CSR), only given together with a :class:`TargetBasis`.
+        The scored targets of the same rows (dense, CSR, or a :class:`RowSubset` of the whole matrix),
+        only given together with a :class:`TargetBasis`.
 
     Raises
     ------
@@ -89,7 +120,7 @@ class FitData:
 
     X: np.ndarray
     Y: np.ndarray
-    Y_full: np.ndarray | sp.csr_matrix | None = None
+    Y_full: np.ndarray | sp.csr_matrix | RowSubset | None = None
 
     def __post_init__(self) -> None:
         if len(self.X) != len(self.Y):
@@ -145,7 +176,7 @@ class BaseLearner(ABC):
     # the default search space of `mmscel tune`: 'params.<key>' -> an Optuna distribution (see mmscel.tune.space)
     tune_space: ClassVar[dict[str, dict[str, Any]]] = {}
     uses_validation: ClassVar[bool] = False  # True when fit() early-stops on `valid`
-    # True when fit() reads FitData.Y_full (a copy of those rows: GBs at full scale)
+    # True when fit() reads FitData.Y_full (GBs at full scale: read it a batch of rows at a time)
     uses_full_targets: ClassVar[bool] = False
 
     def __init__(self, params: Mapping[str, Any] | LearnerParams | None = None, seed: int = 0, n_jobs: int = 2):
