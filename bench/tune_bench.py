@@ -87,12 +87,13 @@ class Bench:
         self.configs = self.root / "configs"
         self.logs = args.out / "logs"
 
-        self.deadline = time.time() + args.stop_after if args.stop_after else None
+        stop_after = getattr(args, "stop_after", None)  # other benches build a Bench from their own arguments
+        self.deadline = time.time() + stop_after if stop_after else None
 
     def section_folder(self, section: str) -> Path:
         """``OUT/tune/<section>``, emptied unless ``--resume``: every study of a section starts afresh."""
         folder = self.root / section
-        if not self.args.resume:
+        if not getattr(self.args, "resume", False):
             shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
         self.configs.mkdir(parents=True, exist_ok=True)
@@ -243,7 +244,7 @@ def tune_session(bench: Bench, config: Path, store: Path, study: str, **options)
     dict
         The measurement, the trials, and :func:`summary` of them.
     """
-    if bench.args.resume or bench.deadline is not None:
+    if getattr(bench.args, "resume", False) or bench.deadline is not None:
         return resumed_session(bench, config, store, study, **options)
     measure = bench.measured(*tune_command(config, study, **options), store=store, log=study)
     return {**collect_study(bench, store, study, measure), "options": {k: str(v) for k, v in options.items()}}

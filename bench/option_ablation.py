@@ -1,0 +1,195 @@
+"""Options ablation: the 1st-place solution's data-side techniques, each as one option of a shipped config.
+
+    python bench/option_ablation.py [--variants cite:mlp:refit,...] [--part small|real|both] [--out bench/out]
+    python bench/option_ablation.py --report
+
+Each variant is a shipped ``configs/<task>/<learner>.yaml`` with ``--set`` settings (``VARIANTS``), written to
+``OUT/tune/configs/`` under its own run name and fitted by ``mmscel level1`` into a copy of the level-1 store
+``OUT/oof_<scale>`` (bench/level1_quality.py; its feature and fold caches and shipped runs are reused). The
+shipped config itself (``shipped``) is fitted again under another name, so that its fit time shares the run's
+load. Per variant: the run's CV, last day, public and private, its fit wall and CPU time; then the shipped
+blend (``configs/blend.yaml``) with the variant in place of its learner's shipped run: the task's blend
+nested CV, public and private, and the variant's weight in it.
+
+``real``: the same variants, nothing else changed (the shipped ``folds.scheme: auto`` takes random folds on
+one donor), on the BMMC CITE starter (CV on donor s1d1, the test donor s1d2) and the muon PBMC Multiome set
+(CV), as bench/level1_quality.py imports them; the per-batch feature variants are left out there, since
+those sets have one donor and one day. Writes ``OUT/option_ablation.json`` and prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, SHIPPED_LEARNERS, add_out_argument, markdown_table, save_result
+from level1_quality import REAL_DATA, Store, imported, real_row
+from tune_bench import Bench, fit_and_score, leaderboard, run_name_of
+
+REFIT = ["test_predictions=refit"]  # test predictions from one fit on every training cell, not the fold mean
+TARGET_CENTRING = ["targets.batch_centering=true"]  # each donor x day batch's target median subtracted
+BATCH_FEATURES = ["features.batch_svd_components=16", "features.batch_cell_types=true"]
+VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped config ([]: the shipped config)
+    "cite": {
+        "mlp": {
+            "shipped": [],
+            "target_centring": TARGET_CENTRING,
+            "target_median_normalize": ["targets.median_normalize=true"],
+            "input_imputation": ["features.impute_components=64"],
+            "batch_features": BATCH_FEATURES,
+            "refit": REFIT,
+        },
+        "xgb": {
+            "shipped": [],
+            "components_32": ["targets.components=32"],
+            "target_centring": TARGET_CENTRING,
+            "refit": REFIT,
+        },
+    },
+    "multi": {
+        "mlp": {
+            "shipped": [],
+            "target_centring": TARGET_CENTRING,
+            "target_rows_normalized": ["features.target_median_normalize=true", "features.target_clip_quantile=0.001"],
+            "atac_row_median": ["features.transforms=[row_median]"],
+            "binary_svd": ["features.binary_svd_components=64"],
+            "batch_features": BATCH_FEATURES,
+            "refit": REFIT,
+        },
+        "xgb": {
+            "shipped": [],
+            "components_32": ["targets.components=32"],
+            "target_centring": TARGET_CENTRING,
+            "refit": REFIT,
+        },
+    },
+}
+ONE_BATCH_SKIPPED = ("batch_features",)  # meaningless on one donor and one day
+REAL = {"cite": "bmmc_cite", "multi": "muon_multi"}
+
+
+def variant_config(bench: Bench, task: str, learner: str, variant: str, dataset: str | None = None) -> Path:
+    """The shipped config with the variant's settings, named ``<task or dataset>_<learner>_<variant>``."""
+    from mmscel.config_overrides import apply_overrides
+
+    raw = yaml.safe_load((ROOT / "configs" / task / f"{learner}.yaml").read_text())
+    raw = apply_overrides(raw, VARIANTS[task][learner][variant])
+    name = f"{dataset or task}_{learner}_{variant}"
+    raw = {"name": name, **{key: value for key, value in raw.items() if key != "name"}}
+    path = bench.configs / f"{name}.yaml"
+    settings = " ".join(VARIANTS[task][learner][variant]) or "none"
+    path.write_text(f"# configs/{task}/{learner}.yaml with {settings}\n" + yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def blend_with(bench: Bench, store: Path, task: str, learner: str, variant: str, run: str) -> dict:
+    """The shipped blend with ``run`` in place of the task's shipped ``learner`` run; the task's blend row."""
+    other = "multi" if task == "cite" else "cite"
+    raw = yaml.safe_load((ROOT / "configs" / "blend.yaml").read_text())
+    name = f"blend_{task}_{learner}_{variant}"
+    mates = [f"{task}_{mate}" for mate in SHIPPED_LEARNERS if mate != learner]
+    raw.update(name=name, runs={task: [*mates, run], other: [f"{other}_*"]})
+    config = bench.configs / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    bench.measured("level2", config, store=store, log=f"options_{name}_level2")
+    bench.mmscel("submit", "--blend", name, store=store, log=f"options_{name}_submit")
+    info = json.loads((store / "blend" / name / "manifest.json").read_text())["tasks"][task]
+    board = leaderboard(bench, store, log=f"options_{name}_leaderboard")
+    return {"weights": dict(zip(info["runs"], info["weights"])), "scores": board[f"{task}/{name}"]}
+
+
+def measure(bench: Bench, variants: list[tuple[str, str, str]]) -> dict:
+    """Fit every variant into a fresh copy of the level-1 store, then blend each with the shipped runs."""
+    store = bench.store(bench.section_folder("options") / "store", runs=True)
+    configs = {":".join(v): variant_config(bench, *v) for v in variants}
+    runs = fit_and_score(bench, store, configs, log="options")
+    for label, run in runs.items():
+        task, learner, variant = label.split(":")
+        run["settings"] = VARIANTS[task][learner][variant]
+        run["blend"] = blend_with(bench, store, task, learner, variant, run_name_of(configs[label]))
+        print(row(label, run), flush=True)
+    return {"scale": bench.args.scale, "runs": runs}
+
+
+def real_rows(bench: Bench, variants: list[tuple[str, str, str]]) -> list[dict]:
+    """Each variant on its task's real dataset: CV, and the test donor's score for BMMC CITE."""
+    if not REAL_DATA.exists():
+        return []
+    rows = []
+    for task, learner, variant in variants:
+        if variant in ONE_BATCH_SKIPPED:
+            continue
+        dataset = REAL[task]
+        store = Store(imported(dataset, bench.args.out), bench.root / "options" / "real", bench.logs)
+        config = variant_config(bench, task, learner, variant, dataset)
+        rows.append({"variant": f"{task}:{learner}:{variant}", **real_row(store, dataset, config)})
+        print(f"{dataset} {learner} {variant}: CV {rows[-1]['cv']:.4f}", flush=True)
+    return rows
+
+
+HEADERS = ["variant", "settings", "CV", "last day", "public", "private", "fit wall s", "fit CPU s"]
+HEADERS += ["blend nested CV", "blend public", "blend private", "weight"]
+
+
+def row(label: str, run: dict) -> str:
+    """One markdown row of a variant."""
+    scores, blend = run["scores"], run["blend"]["scores"]
+    weight = run["blend"]["weights"].get(run["run"], 0.0)
+    fit = [f"{run['level1'][key]:.0f}" for key in ("wall_s", "cpu_s")]
+    own = [f"{scores[key]:.4f}" for key in ("cv", "last_day", "public", "private")]
+    blended = [f"{blend[key]:.4f}" for key in ("cv", "public", "private")]
+    settings = ", ".join(f"`{s}`" for s in run["settings"]) or "(shipped)"
+    return markdown_table(HEADERS, [[label, settings, *own, *fit, *blended, f"{weight:.2f}"]]).splitlines()[-1]
+
+
+def report(sections: dict) -> str:
+    """The markdown tables of a measurement: small, then real data."""
+    text = ""
+    if "small" in sections:
+        runs = sections["small"]["result"]["runs"]
+        text += "\n".join([markdown_table(HEADERS, []), *(row(label, run) for label, run in runs.items())])
+    if "real" in sections:
+        rows = sections["real"]["result"]["rows"]
+        real = [[r["variant"], r["dataset"], f"{r['cv']:.4f}", _score(r.get("test_donor"))] for r in rows]
+        text += "\n\n" + markdown_table(["variant", "dataset", "CV", "test donor"], real)
+    return text
+
+
+def _score(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def all_variants() -> list[str]:
+    return [f"{t}:{lr}:{v}" for t, learners in VARIANTS.items() for lr, vs in learners.items() for v in vs]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", default=",".join(all_variants()), help="TASK:LEARNER:VARIANT, comma-separated")
+    parser.add_argument("--scale", default="small", choices=["tiny", "small", "medium"])
+    parser.add_argument("--part", default="both", choices=["small", "real", "both"])
+    parser.add_argument("--report", action="store_true", help="print the tables of OUT/option_ablation.json")
+    add_out_argument(parser)
+    args = parser.parse_args()
+    if not args.report:
+        unknown = sorted(set(args.variants.split(",")) - set(all_variants()))
+        if unknown:
+            parser.error(f"unknown variants {unknown}; choose from {', '.join(all_variants())}")
+        variants = [tuple(item.split(":")) for item in args.variants.split(",")]
+        bench = Bench(args)
+        if args.part in ("small", "both"):
+            save_result(args.out, "option_ablation", "small", measure(bench, variants))
+        if args.part in ("real", "both"):
+            save_result(args.out, "option_ablation", "real", {"rows": real_rows(bench, variants)})
+    print(report(json.loads((args.out / "option_ablation.json").read_text())["sections"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
