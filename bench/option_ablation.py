@@ -43,6 +43,7 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "target_median_normalize": ["targets.median_normalize=true"],
             "input_imputation": ["features.impute_components=64"],
             "batch_features": BATCH_FEATURES,
+            "no_cell_stats": ["features.cell_stats=false"],
             "refit": REFIT,
         },
         "xgb": {
@@ -51,6 +52,7 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "target_centring": TARGET_CENTRING,
             "refit": REFIT,
         },
+        "ridge": {"shipped": [], "alpha_30": ["params.alpha=30"]},
     },
     "multi": {
         "mlp": {

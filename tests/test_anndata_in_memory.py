@@ -84,3 +84,18 @@ def test_duplicate_names_in_an_object_name_it_by_role(tmp_path):
     adt = _adata(["c0", "c1", "c2"], ["P0"], rng)
     with pytest.raises(InputError, match=r"^inputs \(AnnData in memory, 3 cells x 2 features\): duplicate feature"):
         mmscel.import_anndata((rna, adt), tmp_path / "out", "cite")
+
+
+def test_targets_in_obsm_of_objects_import_as_a_pair_does(small, tmp_path):  # noqa: F811
+    options = {"layer": "counts"}
+    pair, test = (read(small["rna"]), read(small["adt"])), (read(small["test_rna"]), read(small["test_adt"]))
+    mmscel.import_anndata(pair, tmp_path / "pair", "cite", test=test, **options)
+    for rna, adt in (pair, test):
+        rna.obsm["protein_expression"] = pd.DataFrame(
+            adt.layers["counts"].toarray(), index=rna.obs_names, columns=adt.var_names
+        )
+    summary = mmscel.import_anndata(
+        pair[0], tmp_path / "obsm", "cite", test=test[0], targets_obsm="protein_expression", **options
+    )
+    same_import(tmp_path / "pair", tmp_path / "obsm")
+    assert summary["sources"]["targets"].endswith(":obsm[protein_expression]")

@@ -459,3 +459,67 @@ def test_different_cells_refused(tmp_path, small):
         tmp_path / "out", str(small["test_adt"]), inputs=small["rna"], targets=small["test_adt"], test_fraction=0.5
     )
     assert "different cells" in str(error)
+
+
+# --------------------------------------------------------------------------- targets kept in the inputs' obsm
+
+
+def _targets_h5(out: Path) -> tuple[list[str], np.ndarray]:
+    with FrameReader(out / "train_cite_targets.h5") as reader:
+        return [str(c) for c in reader.columns], reader.read_rows(0, reader.shape[0])
+
+
+def _with_obsm(inputs: Path, targets: Path, path: Path, as_frame: bool) -> Path:
+    """``inputs`` with the counts of ``targets`` in ``obsm['protein_expression']`` (scvi-tools' layout)."""
+    rna, adt = anndata.read_h5ad(inputs), anndata.read_h5ad(targets)
+    counts = adt.layers["counts"].toarray()
+    if as_frame:
+        rna.obsm["protein_expression"] = pd.DataFrame(counts, index=rna.obs_names, columns=adt.var_names)
+    else:
+        rna.obsm["protein_expression"] = counts
+        rna.uns["protein_names"] = np.asarray(adt.var_names)
+    rna.write_h5ad(path)
+    return path
+
+
+@pytest.mark.parametrize("as_frame", [True, False], ids=["dataframe", "array_and_uns_names"])
+def test_targets_from_obsm_equal_a_separate_targets_file(small, tmp_path, as_frame):
+    rna = _with_obsm(small["rna"], small["adt"], tmp_path / "rna_obsm.h5ad", as_frame)
+    test_rna = _with_obsm(small["test_rna"], small["test_adt"], tmp_path / "test_rna_obsm.h5ad", as_frame)
+    paired, from_obsm = tmp_path / "paired", tmp_path / "obsm"
+    import_anndata(paired, "cite", inputs=small["rna"], targets=small["adt"], layer="counts")
+    summary = import_anndata(from_obsm, "cite", inputs=rna, targets_obsm="protein_expression", layer="counts")
+    assert summary["sources"]["targets"] == f"{rna}:obsm[protein_expression]"
+    assert _targets_h5(from_obsm)[0] == ["P0", "P1", "P2"]
+    np.testing.assert_array_equal(_targets_h5(from_obsm)[1], _targets_h5(paired)[1])
+    with_test = tmp_path / "with_test"
+    summary = import_anndata(
+        with_test, "cite", inputs=rna, test_inputs=test_rna, targets_obsm="protein_expression", layer="counts"
+    )
+    assert (summary["train_cells"], summary["test_cells"]) == (20, 6)
+    assert summary["sources"]["test_targets"] == f"{test_rna}:obsm[protein_expression]"
+
+
+def test_targets_obsm_errors(small, tmp_path):
+    out = tmp_path / "out"
+    _expect_error(out, "no obsm 'proteins'", inputs=small["rna"], targets_obsm="proteins")
+    _expect_error(out, "not targets", inputs=small["rna"], targets=small["adt"], targets_obsm="proteins")
+    nameless = anndata.read_h5ad(small["rna"])
+    nameless.obsm["protein_expression"] = np.ones((nameless.n_obs, 3), dtype=np.float32)
+    _expect_error(out, "uns['protein_names'] names 0", inputs=nameless, targets_obsm="protein_expression")
+
+
+@needs_real
+def test_cli_imports_scvi_proteins_from_obsm(tmp_path):
+    from conftest import run_cli
+
+    source = REAL / "pbmc_citeseq_10x" / "pbmc_5k_protein_v3.h5ad"
+    out = tmp_path / "pbmc5k"
+    args = ["import-anndata", "--task", "cite", "--inputs", source, "--targets-obsm", "protein_expression"]
+    result = run_cli(*args, "--out", out)
+    assert result.returncode == 0, result.stderr
+    names, values = _targets_h5(out)
+    assert len(names) == 29 and values.shape == (140, 29)  # 70 % of 200 cells train
+    missing = run_cli(*args[:-1], "no_such_key", "--out", tmp_path / "other")
+    assert missing.returncode == 2 and "no obsm 'no_such_key'" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1

@@ -278,18 +278,20 @@ def import_anndata(data, out_dir: str | Path, task: str, *, test=None, **options
     ----------
     data
         A :class:`mudata.MuData` (or ``.h5mu`` path) holding both modalities, or a pair
-        ``(inputs, targets)`` of :class:`anndata.AnnData` objects (or ``.h5ad`` paths) of the same cells.
+        ``(inputs, targets)`` of :class:`anndata.AnnData` objects (or ``.h5ad`` paths) of the same cells;
+        with ``targets_obsm=KEY`` the inputs alone, their ``obsm[KEY]`` holding the targets.
         Objects are read as they are and never modified.
     out_dir
         The folder to write (then ``mmscel.api`` functions and the command line take it as ``data_dir``).
     task
         ``"cite"`` or ``"multi"``.
     test
-        A pair ``(inputs, targets)`` of separate test cells (default: split ``data``, see ``options``).
+        A pair ``(inputs, targets)`` of separate test cells, or their inputs alone with ``targets_obsm``
+        (default: split ``data``, see ``options``).
     **options
         The keywords of :func:`mmscel.data.anndata_import.import_anndata`: ``split_by``, ``test_values``,
         ``test_fraction``, ``seed``, ``layer``, ``counts``, ``normalize``, ``proteins`` ('clr' or 'dsb'),
-        ``atac`` ('tfidf' or 'binary'), ``input_mod``, ``target_mod``, ``overwrite``, ...
+        ``atac`` ('tfidf' or 'binary'), ``input_mod``, ``target_mod``, ``targets_obsm``, ``overwrite``, ...
 
     Returns
     -------
@@ -303,11 +305,13 @@ def import_anndata(data, out_dir: str | Path, task: str, *, test=None, **options
     """
     from mmscel.data.anndata_import import import_anndata as importer
 
-    if isinstance(data, tuple | list):
+    if options.get("targets_obsm") is not None:
+        sources = {"inputs": data} if test is None else {"inputs": data, "test_inputs": test}
+    elif isinstance(data, tuple | list):
         sources = dict(zip(("inputs", "targets"), _pair(data, "data")))
     else:
         sources = {"mudata": data}
-    if test is not None:
+    if test is not None and "test_inputs" not in sources:
         sources.update(zip(("test_inputs", "test_targets"), _pair(test, "test")))
     return importer(out_dir, task, **sources, **options)
 

@@ -84,6 +84,10 @@ def import_anndata_command(
     targets: Annotated[Path | None, typer.Option(help="AnnData .h5ad with the target modality.")] = None,
     test_inputs: Annotated[Path | None, typer.Option(help="Separate test inputs .h5ad.")] = None,
     test_targets: Annotated[Path | None, typer.Option(help="Separate test targets .h5ad.")] = None,
+    targets_obsm: Annotated[
+        str | None,
+        typer.Option(help="Read the targets from this obsm entry of the inputs (scvi-tools: protein_expression)."),
+    ] = None,
     mudata: Annotated[Path | None, typer.Option(help="MuData .h5mu holding both modalities.")] = None,
     input_mod: Annotated[str | None, typer.Option(help="MuData modality of the inputs.")] = None,
     target_mod: Annotated[str | None, typer.Option(help="MuData modality of the targets.")] = None,

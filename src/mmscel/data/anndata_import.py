@@ -39,6 +39,7 @@ def import_anndata(
     target_mod: str | None = None,
     test_inputs: str | Path | Any = None,
     test_targets: str | Path | Any = None,
+    targets_obsm: str | None = None,
     split_by: str | None = None,
     test_values: Sequence[Any] | None = None,
     test_fraction: float = 0.3,
@@ -69,6 +70,10 @@ def import_anndata(
         Modalities of ``mudata`` (defaults: cite 'rna' -> 'prot' or 'adt', multi 'atac' -> 'rna').
     test_inputs, test_targets : str or pathlib.Path or anndata.AnnData, optional
         Separate paired ``.h5ad`` test files or objects (with ``inputs`` + ``targets``).
+    targets_obsm : str, optional
+        Read the targets from ``obsm[targets_obsm]`` of ``inputs`` (and of ``test_inputs``), in place of
+        ``targets`` and ``test_targets``: a DataFrame (its columns name the targets) or an array whose
+        names are in ``uns['protein_names']`` (scvi-tools' layout of CITE-seq proteins).
     split_by : str, optional
         Without test files: the obs column whose ``test_values`` go to test.
     test_values : sequence, optional
@@ -112,7 +117,7 @@ def import_anndata(
         Naming the file or option on bad input; ``out_dir`` is then left as it was.
     """
     spec = _task(task)
-    sources = Sources(inputs, targets, mudata, input_mod, target_mod, test_inputs, test_targets)
+    sources = Sources(inputs, targets, mudata, input_mod, target_mod, test_inputs, test_targets, targets_obsm)
     rule = SplitRule(split_by, test_values, test_fraction, seed)
     _check_options(sources, rule, multi_cell_fraction, multi_gene_fraction)
     counts = counts_mode(counts, normalize)
@@ -152,12 +157,16 @@ def _task(name: str) -> layout.Task:
 
 
 def _check_options(sources: Sources, rule: SplitRule, cell_fraction: float, gene_fraction: float) -> None:
-    no_pair = sources.inputs is None and sources.targets is None
+    _check_targets_obsm(sources)
+    in_obsm = sources.targets_obsm is not None  # the targets come with the inputs, test ones with the test inputs
+    targets = sources.targets is not None or in_obsm
+    test_targets = sources.test_targets is not None or (in_obsm and sources.test_inputs is not None)
+    no_pair = sources.inputs is None and not targets
     if (sources.mudata is None) == no_pair:
         raise InputError("sources", "give either inputs + targets (.h5ad) or mudata (.h5mu), not both or neither")
-    if sources.mudata is None and (sources.inputs is None or sources.targets is None):
+    if sources.mudata is None and (sources.inputs is None or not targets):
         raise InputError("sources", "inputs and targets must be given together")
-    if (sources.test_inputs is None) != (sources.test_targets is None):
+    if (sources.test_inputs is not None) != test_targets:
         raise InputError("test sources", "test_inputs and test_targets must be given together")
     if sources.test_inputs is not None and sources.mudata is not None:
         raise InputError("test sources", "separate test files go with inputs + targets, not with mudata")
@@ -177,6 +186,17 @@ def _check_options(sources: Sources, rule: SplitRule, cell_fraction: float, gene
             raise InputError(key, f"must be in (0, 1], got {value}")
 
 
+def _check_targets_obsm(sources: Sources) -> None:
+    if sources.targets_obsm is None:
+        return
+    given = [key for key in ("targets", "test_targets", "mudata") if getattr(sources, key) is not None]
+    if given:
+        problem = f"reads the targets from the inputs' obsm: give inputs (and test_inputs), not {', '.join(given)}"
+        raise InputError("targets_obsm", problem)
+    if sources.inputs is None:
+        raise InputError("targets_obsm", "needs inputs (an .h5ad whose obsm holds the targets)")
+
+
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "exists and is not a folder")
@@ -192,6 +212,8 @@ def _load(task_name: str, sources: Sources, rule: SplitRule, layer: str | None) 
         return cells.take(~is_test), cells.take(is_test), described, split
     test = read_test_cells(task_name, sources, layer, cells)
     named = {key: describe(getattr(sources, key), key) for key in ("test_inputs", "test_targets")}
+    if sources.targets_obsm is not None:
+        named["test_targets"] = f"{named['test_inputs']}:obsm[{sources.targets_obsm}]"
     described.update(named)
     split = {"method": "files", **named}
     return cells, test, described, split

@@ -156,8 +156,10 @@ def read_cells(task_name: str, sources: Sources, layer: str | None) -> tuple[Cel
     """
     if sources.mudata is not None:
         return _load_mudata(task_name, sources.mudata, sources.input_mod, sources.target_mod, layer)
-    cells = _load_pair(task_name, sources.inputs, sources.targets, layer)
-    return cells, {"inputs": describe(sources.inputs, "inputs"), "targets": describe(sources.targets, "targets")}
+    cells = _load_pair(task_name, sources.inputs, sources.targets, layer, targets_obsm=sources.targets_obsm)
+    inputs = describe(sources.inputs, "inputs")
+    targets = describe(sources.targets, "targets") if sources.targets_obsm is None else obsm_where(inputs, sources)
+    return cells, {"inputs": inputs, "targets": targets}
 
 
 def read_test_cells(task_name: str, sources: Sources, layer: str | None, train: Cells) -> Cells:
@@ -185,7 +187,7 @@ def read_test_cells(task_name: str, sources: Sources, layer: str | None, train: 
         As :func:`read_cells`, or if the features differ from training or a
         test cell id is also a training cell id.
     """
-    test = _load_pair(task_name, sources.test_inputs, sources.test_targets, layer, "test_")
+    test = _load_pair(task_name, sources.test_inputs, sources.test_targets, layer, "test_", sources.targets_obsm)
     test = _align_features(train, test)
     _check_disjoint(train, test, describe(sources.test_inputs, "test_inputs"))
     return test
@@ -207,12 +209,62 @@ def peak_name(name: str) -> str:
     return name if ":" in name else name.replace("-", ":", 1)
 
 
-def _load_pair(task_name: str, inputs, targets, layer, prefix: str = "") -> Cells:
-    """Read paired ``inputs`` / ``targets`` (.h5ad files or AnnData objects) as aligned cells."""
-    adata_in, adata_tg = open_anndata(inputs, f"{prefix}inputs"), open_anndata(targets, f"{prefix}targets")
-    block_in = _block(adata_in, describe(inputs, f"{prefix}inputs"), task_name, "inputs", layer)
-    block_tg = _block(adata_tg, describe(targets, f"{prefix}targets"), task_name, "targets", layer)
+def _load_pair(task_name: str, inputs, targets, layer, prefix: str = "", targets_obsm: str | None = None) -> Cells:
+    """Read paired ``inputs`` / ``targets`` (.h5ad files or AnnData objects, or the inputs' obsm) as aligned cells."""
+    adata_in, where_in = open_anndata(inputs, f"{prefix}inputs"), describe(inputs, f"{prefix}inputs")
+    block_in = _block(adata_in, where_in, task_name, "inputs", layer)
+    if targets_obsm is None:
+        adata_tg = open_anndata(targets, f"{prefix}targets")
+        block_tg = _block(adata_tg, describe(targets, f"{prefix}targets"), task_name, "targets", layer)
+    else:
+        adata_tg = obsm_anndata(adata_in, targets_obsm, where_in)
+        block_tg = _block(adata_tg, f"{where_in}:obsm[{targets_obsm}]", task_name, "targets", None)
     return _pair(adata_in, adata_tg, block_in, block_tg, extra_obs=())
+
+
+def obsm_where(inputs: str, sources: Sources) -> str:
+    """How ``truth.json`` names targets read from the inputs' obsm."""
+    return f"{inputs}:obsm[{sources.targets_obsm}]"
+
+
+def obsm_anndata(adata, key: str, where: str):
+    """The matrix ``adata.obsm[key]`` as an AnnData of the same cells, its columns named.
+
+    Parameters
+    ----------
+    adata
+        The inputs' AnnData.
+    key
+        The ``obsm`` entry holding the targets.
+    where
+        The inputs' file (or role), for messages.
+
+    Returns
+    -------
+    anndata.AnnData
+        Cells x targets: a DataFrame's columns name them, else ``uns['protein_names']`` (scvi-tools).
+
+    Raises
+    ------
+    InputError
+        A missing entry, or an array without as many names as columns.
+    """
+    import anndata
+
+    if key not in adata.obsm:
+        raise InputError(where, f"no obsm {shown(key)} (available: {', '.join(adata.obsm) or 'none'})")
+    values = adata.obsm[key]
+    if isinstance(values, pd.DataFrame):
+        names, matrix = np.asarray(values.columns, dtype=str), values.to_numpy()
+    else:
+        names, matrix = np.asarray(adata.uns.get("protein_names", []), dtype=str), values
+        if matrix.ndim != 2 or len(names) != matrix.shape[1]:
+            problem = f"obsm {shown(key)} is an array of {matrix.shape[-1]} columns and uns['protein_names'] "
+            problem += f"names {len(names)}: give a DataFrame (its columns name the targets) or those names"
+            raise InputError(where, problem)
+    matrix = matrix if sparse.issparse(matrix) else np.asarray(matrix, dtype=np.float32)
+    var = pd.DataFrame(index=pd.Index(names.astype(object)))
+    return anndata.AnnData(X=matrix, obs=pd.DataFrame(index=adata.obs_names.copy()), var=var)
 
 
 def _load_mudata(task_name: str, source, input_mod, target_mod, layer) -> tuple[Cells, dict]:

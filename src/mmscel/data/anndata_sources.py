@@ -30,6 +30,9 @@ class Sources:
         Modalities of ``mudata`` (defaults per task in ``anndata_read.DEFAULT_MODS``).
     test_inputs, test_targets : str or pathlib.Path or anndata.AnnData or None
         Separate paired ``.h5ad`` test files (or AnnData objects).
+    targets_obsm : str or None
+        Read the targets from this ``obsm`` entry of the inputs (and of the test inputs) instead of
+        ``targets`` (scvi-tools keeps CITE-seq proteins so, e.g. ``protein_expression``).
     """
 
     inputs: Any = None
@@ -39,6 +42,7 @@ class Sources:
     target_mod: str | None = None
     test_inputs: Any = None
     test_targets: Any = None
+    targets_obsm: str | None = None
 
 
 def is_path(source: Any) -> bool:
