@@ -35,6 +35,7 @@ from tune_bench import Bench, fit_and_score, leaderboard, run_name_of
 REFIT = ["test_predictions=refit"]  # test predictions from one fit on every training cell, not the fold mean
 TARGET_CENTRING = ["targets.batch_centering=true"]  # each donor x day batch's target median subtracted
 BATCH_FEATURES = ["features.batch_svd_components=16", "features.batch_cell_types=true"]
+SEEDS = ["seeds=3"]  # a bag of three copies per fold, predictions averaged
 VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped config ([]: the shipped config)
     "cite": {
         "mlp": {
@@ -44,6 +45,7 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "input_imputation": ["features.impute_components=64"],
             "batch_features": BATCH_FEATURES,
             "no_cell_stats": ["features.cell_stats=false"],
+            "seeds_3": SEEDS,
             "refit": REFIT,
         },
         "xgb": {
@@ -62,6 +64,7 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "atac_row_median": ["features.transforms=[row_median]"],
             "binary_svd": ["features.binary_svd_components=64"],
             "batch_features": BATCH_FEATURES,
+            "seeds_3": SEEDS,
             "refit": REFIT,
         },
         "xgb": {
