@@ -1,6 +1,6 @@
 """The whole competition end to end, one measured stage at a time, restartable stage by stage.
 
-    python bench/end_to_end.py [--scale full] [--out bench/out] [--redo STAGE,...] [--report]
+    python bench/end_to_end.py [--scale full] [--out bench/out] [--redo STAGE,...] [--only STAGE,...] [--report]
 
 On ``OUT/<scale>`` (made by ``mmscel synth --scale SCALE --seed 0`` in the first stage) with the shipped
 configs as they are: ``synth``, ``prepare``, the feature build of each task (``features_<task>``, the
@@ -35,6 +35,7 @@ from common import (
     markdown_table,
     measured_step,
     mmscel_command,
+    run_command,
     run_measured,
     save_result,
     shipped_pipeline,
@@ -69,9 +70,11 @@ class Pipeline:
         stages += [(name, mmscel_command() + args) for name, args in shipped_pipeline(oof, self.submission)]
         return stages
 
-    def run(self, redo: set[str]) -> None:
-        """Run every stage not yet recorded (and those in ``redo``), saving each as it ends."""
+    def run(self, redo: set[str], only: set[str]) -> None:
+        """Run every stage not yet recorded (and those in ``redo``; only those in ``only`` when given)."""
         for name, command in self.stages():
+            if only and name not in only:
+                continue
             if name in self.saved["stages"] and name not in redo:
                 print(f"{name}: recorded, skipped", flush=True)
                 continue
@@ -82,14 +85,20 @@ class Pipeline:
             log = self.out / "logs" / f"end_to_end_{self.scale}_{name}.log"
             step = measured_step if name.startswith("features") else run_measured
             result = step(command, log=log)
-            self.saved["stages"][name] = {**result, "resumed": resumed}
+            self.saved["stages"][name] = {**result, "resumed": resumed, "commit": source_commit()}
             self.save()
             print(f"{name}: {result['wall_s']:,.1f} s, peak RSS {result['peak_rss_mib']:,.0f} MiB", flush=True)
-        self.saved["scores"] = submission_scores(self.data, self.submission)
-        self.save()
+        if self.submission.exists() and (not only or "submit" in only):
+            self.saved["scores"] = submission_scores(self.data, self.submission)
+            self.save()
 
     def save(self) -> None:
         save_result(self.out, "end_to_end", self.section, self.saved)
+
+
+def source_commit() -> str:
+    """The commit of the mmscel tree that ran the stage (stages may run in several sittings)."""
+    return run_command(["git", "rev-parse", "--short", "HEAD"]).strip()
 
 
 def report(saved: dict, hours: float, stage_gib: float) -> str:
@@ -132,6 +141,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="full", choices=["tiny", "small", "medium", "full"])
     parser.add_argument("--redo", default="", help="comma-separated stages to run again although recorded")
+    parser.add_argument("--only", default="", help="comma-separated stages to run, the others left as they are")
     parser.add_argument("--hours", type=float, default=3.0, help="target wall time of the pipeline")
     parser.add_argument("--stage-gib", type=float, default=16.0, help="target peak RSS of every stage")
     parser.add_argument("--report", action="store_true", help="print the recorded stages; run nothing")
@@ -142,7 +152,7 @@ def main(argv: list[str]) -> int:
         args.scale, args.out = "tiny", SMOKE_OUT
     pipeline = Pipeline(args.scale, args.out)
     if not args.report:
-        pipeline.run({name for name in args.redo.split(",") if name})
+        pipeline.run({name for name in args.redo.split(",") if name}, {name for name in args.only.split(",") if name})
     print(report(pipeline.saved, args.hours, args.stage_gib))
     return 0
 
