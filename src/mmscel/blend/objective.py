@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from mmscel.learners.base import TargetBasis
 from mmscel.metrics import standardize_rows
+from mmscel.targets.moments import GeneMoments
 
 _EPS = 1e-12
 
@@ -159,7 +160,8 @@ def component_statistics(
     n_genes = V.shape[1]
     vvt, v_mean, vm = V @ V.T / n_genes, V.mean(axis=1), V @ m / n_genes
     m_mean, m_sq = m.mean(), m @ m / n_genes
-    y_sum, y_sq, y_proj, y_m = _truth_moments(truth, V, m)
+    moments = GeneMoments.of(truth, basis)
+    y_sum, y_sq, y_proj, y_m = moments.mean, moments.sq, moments.proj, moments.dot_m
     y_sd = np.sqrt(np.maximum(y_sq - y_sum**2, 0.0))
     z = [np.asarray(c, dtype=np.float64) for c in coefficients]
     means = [zi @ v_mean + m_mean for zi in z]  # per-cell mean of each run's genes
@@ -179,25 +181,6 @@ def component_statistics(
         for j in range(runs):
             gram[:, i, j] = _ratio(second[i, j] - means[i] * means[j], sds[i] * sds[j])
     return CellStatistics(gram, cross)
-
-
-def _truth_moments(truth, V: np.ndarray, m: np.ndarray, chunk: int = 8192):
-    """Per-cell mean of y and y^2, ``Y V' / n`` and ``Y m / n`` in float64, in row chunks (no full-size copy)."""
-    n_cells, n_genes = truth.shape
-    y_sum, y_sq, y_m = np.empty(n_cells), np.empty(n_cells), np.empty(n_cells)
-    y_proj = np.empty((n_cells, V.shape[0]))
-    for start in range(0, n_cells, chunk):
-        part = truth[start : start + chunk]
-        part = part.astype(np.float64) if sp.issparse(part) else np.asarray(part, dtype=np.float64)
-        rows = slice(start, start + part.shape[0])
-        squared = part.copy() if sp.issparse(part) else part**2
-        if sp.issparse(part):
-            squared.data **= 2
-        y_sum[rows] = np.asarray(part.sum(axis=1)).ravel() / n_genes
-        y_sq[rows] = np.asarray(squared.sum(axis=1)).ravel() / n_genes
-        y_proj[rows] = np.asarray(part @ V.T) / n_genes
-        y_m[rows] = np.asarray(part @ m).ravel() / n_genes
-    return y_sum, y_sq, y_proj, y_m
 
 
 def _ratio(numerator, denominator):

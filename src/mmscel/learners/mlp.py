@@ -39,8 +39,8 @@ import torch.utils.deterministic
 
 from mmscel.learners.base import BaseLearner, FitData, FitFailed, LearnerParams, TargetBasis, as_float32
 from mmscel.learners.device import Device, torch_cuda_problem
-from mmscel.learners.mlp_loss import Objective, batches_per_epoch, fade_weight
-from mmscel.learners.mlp_net import MLPNet, Reconstruction, rows_tensor, torch_session
+from mmscel.learners.mlp_loss import GenePearson, Objective, batches_per_epoch, fade_weight, gene_objective
+from mmscel.learners.mlp_net import MLPNet, Reconstruction, batch_genes, rows_tensor, torch_session
 from mmscel.metrics import pearson_per_row
 from mmscel.progress import track
 
@@ -201,8 +201,9 @@ class MLPLearner(BaseLearner):
             self.model_ = self._build(X, Y).to(device)
             X = X.to(device)
             Z = self._fit_scaling(X) if self.params.standardize_inputs else X
-            recon = recon.to(device) if recon is not None else None
-            self._train(Z, Y, train.Y_full if recon is not None else None, recon, valid, basis)
+            p = self.params
+            recon, Y_full = gene_objective(recon, train.Y_full, basis, p.aux_loss, p.aux_space == "targets", device)
+            self._train(Z, Y, Y_full, recon, valid, basis)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -310,12 +311,14 @@ class MLPLearner(BaseLearner):
             Objective(p.loss, p.aux_loss, p.aux_space == "targets"),
         )
         self.valid_scores_: list[float] = []
+        on_genes = valid is not None and valid.Y_full is not None and basis is not None and p.reconstruct
+        genes_score = GenePearson(basis, valid.Y_full) if on_genes else None
         best_score, best_state, best_epoch = -np.inf, None, p.epochs
         for epoch in track(range(1, p.epochs + 1), "mlp epochs"):
             self._epoch(step, p.aux_weight * fade_weight(epoch, p.epochs, p.aux_fade_after))
             if valid is None:
                 continue
-            score = self._valid_score(valid, basis)
+            score = self._valid_score(valid, basis, genes_score)
             self.valid_scores_.append(score)
             if score > best_score:
                 best_score, best_epoch, best_state = score, epoch, copy.deepcopy(self.model_.state_dict())
@@ -339,8 +342,8 @@ class MLPLearner(BaseLearner):
         self.model_.train()
         order = torch.randperm(len(step.Z), generator=step.generator)
         for idx in self._batches(order):
-            y_full = rows_tensor(step.Y_full, idx.numpy()).to(step.Z.device) if step.recon is not None else None
             rows = idx.to(step.Z.device)
+            y_full = batch_genes(step.Y_full if step.recon is not None else None, idx, rows)
             outputs = self.model_.outputs(step.Z.index_select(0, rows))
             loss = step.objective(outputs, step.recon, step.Y.index_select(0, rows), y_full, aux_weight)
             value = loss.item()
@@ -359,17 +362,19 @@ class MLPLearner(BaseLearner):
             batches[-2:] = [torch.cat(batches[-2:])]
         return batches
 
-    def _valid_score(self, valid: FitData, basis: TargetBasis | None) -> float:
-        """Mean per-cell Pearson on ``valid`` (on reconstructed targets when a basis is given)."""
+    def _valid_score(self, valid: FitData, basis: TargetBasis | None, genes_score: GenePearson | None) -> float:
+        """Mean per-cell Pearson on ``valid`` (on the genes when a basis is given: ``genes_score``)."""
         X = as_float32(valid.X)
         total = 0.0
         for start in range(0, len(X), PREDICT_BATCH):
             rows = np.arange(start, min(start + PREDICT_BATCH, len(X)))
             pred = self._forward(torch.from_numpy(X[rows]))
+            if genes_score is not None:
+                total += float(genes_score(pred, rows).sum())
+                continue
             true = rows_tensor(valid.Y, rows).numpy()
             if basis is not None and self.params.reconstruct:
-                pred = basis.reconstruct(pred)
-                true = rows_tensor(valid.Y_full, rows).numpy() if valid.Y_full is not None else basis.reconstruct(true)
+                pred, true = basis.reconstruct(pred), basis.reconstruct(true)
             total += float(pearson_per_row(true, pred).sum())
         return total / max(1, len(X))
 

@@ -13,6 +13,8 @@ import torch.utils.deterministic
 from torch import nn
 
 from mmscel.learners.base import TargetBasis, as_float32
+from mmscel.learners.mlp_loss import AUX_LOSSES, compute_loss
+from mmscel.targets.moments import GeneMoments
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -187,6 +189,14 @@ class Reconstruction(nn.Module):
         """
         return z @ self.components + self.mean
 
+    def loss(self, kind: str, out: torch.Tensor, y_full: torch.Tensor) -> torch.Tensor:
+        """The main loss ``kind`` on the reconstructed targets of the outputs ``out``."""
+        return compute_loss(kind, self(out), y_full)
+
+    def aux(self, kind: str, out: torch.Tensor, y_full: torch.Tensor) -> torch.Tensor:
+        """The auxiliary loss (``"mse"`` or ``"mae"``) on the reconstructed targets."""
+        return AUX_LOSSES[kind](self(out), y_full)
+
 
 def _blocks(width: int, sizes: list[int], activation: str, norm: str, dropout: float) -> list[nn.Module]:
     """The layers of ``Linear -> norm -> act -> dropout`` blocks from ``width`` inputs through ``sizes``."""
@@ -209,6 +219,27 @@ def rows_tensor(Y: np.ndarray | sp.spmatrix, idx: np.ndarray) -> torch.Tensor:
     block = Y[idx]
     block = block.toarray() if sp.issparse(block) else block
     return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+
+
+def batch_genes(source, idx: torch.Tensor, rows: torch.Tensor):
+    """What the loss on the genes reads of a batch: its cells' moments, or their genes densified.
+
+    Parameters
+    ----------
+    source
+        :class:`~mmscel.targets.moments.GeneMoments` of the training cells, their genes, or None.
+    idx, rows
+        The batch's cells, on the CPU and on the training device.
+
+    Returns
+    -------
+    GeneMoments or torch.Tensor or None
+    """
+    if source is None:
+        return None
+    if isinstance(source, GeneMoments):
+        return source.take(rows)
+    return rows_tensor(source, idx.numpy()).to(rows.device)
 
 
 @contextlib.contextmanager
