@@ -42,6 +42,7 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "shipped": [],
             "target_centring": TARGET_CENTRING,
             "target_median_normalize": ["targets.median_normalize=true"],
+            "target_clip": ["targets.clip_quantile=0.01"],
             "input_imputation": ["features.impute_components=64"],
             "batch_features": BATCH_FEATURES,
             "no_cell_stats": ["features.cell_stats=false"],
