@@ -36,6 +36,15 @@ REFIT = ["test_predictions=refit"]  # test predictions from one fit on every tra
 TARGET_CENTRING = ["targets.batch_centering=true"]  # each donor x day batch's target median subtracted
 BATCH_FEATURES = ["features.batch_svd_components=16", "features.batch_cell_types=true"]
 SEEDS = ["seeds=3"]  # a bag of three copies per fold, predictions averaged
+WINNER_MLP = [  # the 1st place's network: a wide encoder, a decoder of blocks with averaged heads, an MSE aux loss
+    "params.hidden=[2048, 512]",
+    "params.decoder_blocks=2",
+    "params.heads=3",
+    "params.aux_loss=mse",
+    "params.schedule=onecycle",
+    "params.epochs=40",
+    "params.early_stopping=false",
+]
 VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped config ([]: the shipped config)
     "cite": {
         "mlp": {
@@ -47,6 +56,7 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "batch_features": BATCH_FEATURES,
             "no_cell_stats": ["features.cell_stats=false"],
             "seeds_3": SEEDS,
+            "winner_network": WINNER_MLP,
             "refit": REFIT,
         },
         "xgb": {
@@ -66,6 +76,7 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "binary_svd": ["features.binary_svd_components=64"],
             "batch_features": BATCH_FEATURES,
             "seeds_3": SEEDS,
+            "winner_network": WINNER_MLP,
             "refit": REFIT,
         },
         "xgb": {
