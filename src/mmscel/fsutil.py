@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -11,8 +12,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-#: names of the temporaries a process writes (``.<name>.<pid>.tmp``) or moves aside (``.<name>.old-<pid>``)
-_TEMPORARY = re.compile(r"^\..+\.(?:(\d+)\.tmp|old-(\d+))$")
+#: names of the temporaries a process writes (``.<name>.<pid>.tmp``; whole folders ``.<name>.partial-<pid>``
+#: and ``.<name>.import-<pid>.tmp``) or moves aside (``.<name>.old-<pid>``)
+_TEMPORARY = re.compile(r"^\..+\.(?:(\d+)\.tmp|old-(\d+)|partial-(\d+)|import-(\d+)\.tmp)$")
 
 
 @contextlib.contextmanager
@@ -71,10 +73,36 @@ def sweep_temporaries(folder: str | Path) -> list[Path]:
     list of Path
         What was removed.
     """
+    return _remove_dead(sorted(Path(folder).rglob(".*")) if Path(folder).is_dir() else [])
+
+
+def sweep_leftovers(target: str | Path) -> list[Path]:
+    """Remove what killed processes left beside ``target`` while writing it (their process is gone).
+
+    A dataset or folder written whole goes to ``.<name>.partial-<pid>`` (or another temporary name
+    of the same ``.<name>.`` prefix) and is renamed into place at the end; a process killed before
+    that leaves the temporary behind, GBs of it for a full-size dataset.
+
+    Parameters
+    ----------
+    target
+        The file or folder being written.
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+    """
+    target = Path(target)
+    return _remove_dead(sorted(target.parent.glob(f".{glob.escape(target.name)}.*")))
+
+
+def _remove_dead(paths: list[Path]) -> list[Path]:
     removed = []
-    for path in sorted(Path(folder).rglob(".*")) if Path(folder).is_dir() else []:
+    for path in paths:
         match = _TEMPORARY.match(path.name)
-        if match and not _alive(int(match.group(1) or match.group(2))) and path.exists():
+        pid = next((int(group) for group in match.groups() if group), None) if match else None
+        if pid is not None and not _alive(pid) and path.exists():
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
             removed.append(path)
     return removed

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from mmscel.fsutil import atomic_path, sweep_temporaries, write_json
+from mmscel.fsutil import atomic_path, sweep_leftovers, sweep_temporaries, write_json
 from mmscel.level1 import run_level1
 
 
@@ -53,3 +53,37 @@ def test_a_run_sweeps_what_a_killed_run_left(tiny_prepared, tmp_path):
     (left / "ridge.npz").write_bytes(b"half")
     run_level1(config, tiny_prepared, oof_root=tmp_path / "oof")
     assert not left.exists()
+
+
+def test_what_a_killed_writer_left_beside_a_dataset_is_swept(tmp_path):
+    gone, mine = dead_pid(), os.getpid()
+    stale = [tmp_path / f".data.partial-{gone}", tmp_path / f".data.import-{gone}.tmp", tmp_path / f".data.old-{gone}"]
+    for path in stale:
+        (path / "truth").mkdir(parents=True)
+        (path / "truth" / "half.h5").write_bytes(b"half")
+    kept = [tmp_path / f".data.partial-{mine}", tmp_path / f".other.partial-{gone}", tmp_path / ".data.notes"]
+    for path in kept:
+        path.mkdir()
+    assert sorted(sweep_leftovers(tmp_path / "data")) == sorted(stale)
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in stale)
+
+
+def test_synth_and_import_sweep_what_a_killed_run_left(tmp_path):
+    import anndata
+    import numpy as np
+
+    from mmscel.data.anndata_import import import_anndata
+    from mmscel.data.synth.generate import generate
+
+    left = tmp_path / f".tiny.partial-{dead_pid()}"
+    (left / "truth").mkdir(parents=True)
+    generate(tmp_path / "tiny", "tiny", seed=0)
+    assert not left.exists() and (tmp_path / "tiny" / "metadata.csv").exists()
+    left = tmp_path / f".imported.import-{dead_pid()}.tmp"
+    left.mkdir()
+    rng = np.random.default_rng(0)
+    rna = anndata.AnnData(rng.poisson(1.0, (30, 12)).astype(np.float32))
+    adt = anndata.AnnData(rng.poisson(3.0, (30, 4)).astype(np.float32))
+    rna.obs_names = adt.obs_names = [f"c{i}" for i in range(30)]
+    import_anndata(tmp_path / "imported", "cite", inputs=rna, targets=adt)
+    assert not left.exists() and (tmp_path / "imported" / "metadata.csv").exists()

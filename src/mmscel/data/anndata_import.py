@@ -23,7 +23,7 @@ from mmscel.data.anndata_split import SplitRule, split_cells
 from mmscel.data.anndata_write import write_dataset, write_truth_json
 from mmscel.data.error_text import shown
 from mmscel.errors import InputError
-from mmscel.fsutil import replace_dir
+from mmscel.fsutil import replace_dir, sweep_leftovers
 
 __all__ = ["import_anndata", "peak_name"]
 
@@ -126,6 +126,7 @@ def import_anndata(
     _check_out_dir(out_dir, overwrite)
     train, test, described, split = _load(spec.name, sources, rule, layer)
     train, test, values = process_counts(spec.name, train, test, counts, proteins=proteins, atac=atac)
+    sweep_leftovers(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.import-{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

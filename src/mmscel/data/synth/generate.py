@@ -21,7 +21,7 @@ from mmscel.data.synth.multi import simulate_multi
 from mmscel.data.synth.plan import plan_task
 from mmscel.data.synth.scales import SCALES
 from mmscel.errors import InputError
-from mmscel.fsutil import replace_dir, write_json
+from mmscel.fsutil import replace_dir, sweep_leftovers, write_json
 from mmscel.metrics import pearson_per_row
 
 GENERATOR_VERSION = "2"  # recorded in truth.json, so that a reader can tell which fields to expect
@@ -81,6 +81,7 @@ def generate(
         raise InputError(out_dir, "is a file, not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise InputError(out_dir, "exists and is not empty (pass --overwrite to replace it)")
+    sweep_leftovers(out_dir)
     work = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     (work / layout.TRUTH_DIR).mkdir(parents=True)
