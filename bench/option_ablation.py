@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, SHIPPED_LEARNERS, add_out_argument, markdown_table, save_result
+from common import ROOT, SHIPPED_LEARNERS, add_out_argument, load_result, markdown_table, save_result
 from level1_quality import REAL_DATA, Store, imported, real_row
 from tune_bench import Bench, fit_and_score, leaderboard, run_name_of
 
@@ -121,17 +122,32 @@ def blend_with(bench: Bench, store: Path, task: str, learner: str, variant: str,
     return {"weights": dict(zip(info["runs"], info["weights"])), "scores": board[f"{task}/{name}"]}
 
 
-def measure(bench: Bench, variants: list[tuple[str, str, str]]) -> dict:
-    """Fit every variant into a fresh copy of the level-1 store, then blend each with the shipped runs."""
-    store = bench.store(bench.section_folder("options") / "store", runs=True)
-    configs = {":".join(v): variant_config(bench, *v) for v in variants}
-    runs = fit_and_score(bench, store, configs, log="options")
-    for label, run in runs.items():
-        task, learner, variant = label.split(":")
-        run["settings"] = VARIANTS[task][learner][variant]
-        run["blend"] = blend_with(bench, store, task, learner, variant, run_name_of(configs[label]))
+def measure(bench: Bench, variants: list[tuple[str, str, str]], fresh: bool) -> dict:
+    """Fit and blend each variant in a copy of the level-1 store, saving each result as it ends.
+
+    A variant already measured with the same config is kept (``fresh``: none is), so that a run killed
+    midway goes on with the variants it lacks; a variant's half-fitted run is removed and fitted whole,
+    so that its fit time is that of one fit.
+    """
+    folder = bench.root / "options"
+    if fresh:
+        shutil.rmtree(folder, ignore_errors=True)
+    store = bench.store(folder / "store", runs=True)
+    saved = {} if fresh else (load_result(bench.args.out, "option_ablation", "small") or {}).get("runs", {})
+    for variant in variants:
+        label, config = ":".join(variant), variant_config(bench, *variant)
+        if saved.get(label, {}).get("config_text") == config.read_text():
+            print(f"{label}: measured, kept", flush=True)
+            continue
+        task, learner, name = variant
+        shutil.rmtree(store / task / run_name_of(config), ignore_errors=True)
+        run = fit_and_score(bench, store, {label: config}, log="options")[label]
+        run.update(settings=VARIANTS[task][learner][name], config_text=config.read_text())
+        run["blend"] = blend_with(bench, store, task, learner, name, run_name_of(config))
+        saved[label] = run
+        save_result(bench.args.out, "option_ablation", "small", {"scale": bench.args.scale, "runs": saved})
         print(row(label, run), flush=True)
-    return {"scale": bench.args.scale, "runs": runs}
+    return {"scale": bench.args.scale, "runs": saved}
 
 
 def real_rows(bench: Bench, variants: list[tuple[str, str, str]]) -> list[dict]:
@@ -191,6 +207,7 @@ def main() -> int:
     parser.add_argument("--variants", default=",".join(all_variants()), help="TASK:LEARNER:VARIANT, comma-separated")
     parser.add_argument("--scale", default="small", choices=["tiny", "small", "medium"])
     parser.add_argument("--part", default="both", choices=["small", "real", "both"])
+    parser.add_argument("--fresh", action="store_true", help="measure every variant again (default: keep those done)")
     parser.add_argument("--report", action="store_true", help="print the tables of OUT/option_ablation.json")
     add_out_argument(parser)
     args = parser.parse_args()
@@ -201,7 +218,7 @@ def main() -> int:
         variants = [tuple(item.split(":")) for item in args.variants.split(",")]
         bench = Bench(args)
         if args.part in ("small", "both"):
-            save_result(args.out, "option_ablation", "small", measure(bench, variants))
+            save_result(args.out, "option_ablation", "small", measure(bench, variants, args.fresh))
         if args.part in ("real", "both"):
             save_result(args.out, "option_ablation", "real", {"rows": real_rows(bench, variants)})
     print(report(json.loads((args.out / "option_ablation.json").read_text())["sections"]))
