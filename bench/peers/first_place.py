@@ -20,8 +20,9 @@ mmscel  the shipped pipeline on a fresh cache and store: ``mmscel prepare``, ``m
 Both submissions are scored with ``mmscel score`` (public, private, per task). Wall time, CPU time and mean load
 are summed or averaged over each system's measured steps, peak RSS is their maximum: the larger of the step's
 ``ru_maxrss`` and the polled RSS of its process tree (the peer's data loader forks a worker). Writes section
-``<scale>`` of ``OUT/first_place.json``: one row per system and seed (a run with ``--only`` replaces only its own
-rows), the peer's commit, the changes made to its copy, the inputs given to it, the machine.
+``<scale>`` of ``OUT/first_place.json``: one row per system and seed, saved as soon as it is measured (a system
+and seed already saved is kept, so that a run killed midway goes on with what it lacks; ``--redo`` measures
+again), the peer's commit, the changes made to its copy, the inputs given to it, the machine.
 
 Changes made to the peer's copy (also recorded in the JSON; a checkout where one no longer applies is refused):
 
@@ -68,6 +69,7 @@ from common import (
     publish,
     run_command,
     run_measured,
+    save_result,
     shipped_pipeline,
     submission_scores,
 )
@@ -389,6 +391,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny, first seed, --peer-debug, /tmp/bench_smoke")
     parser.add_argument("--peer-debug", action="store_true", help="the peer's own --debug: 10 epochs, 128 units")
     parser.add_argument("--peer-python", default=PYTHON, help="the interpreter that runs the peer (default: this one)")
+    parser.add_argument("--redo", action="store_true", help="measure again the systems and seeds already saved")
     parser.add_argument("--keep-peer-work", action="store_true", help="keep the peer's copy and working files")
     add_out_argument(parser)
     args = parser.parse_args(argv)
@@ -407,20 +410,22 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def run_seed(args: argparse.Namespace, seed: int) -> list[dict]:
-    """Every chosen system on the competition of ``seed``: one row each."""
+def run_seed(args: argparse.Namespace, seed: int, done: set, save) -> None:
+    """Every chosen system on the competition of ``seed`` not in ``done``; ``save`` gets each row as it ends."""
     data = competition(args.scale, seed, args.out)
     run_dir = args.out / NAME / f"{args.scale}_seed{seed}"
     logs = args.out / "logs" / NAME / f"{args.scale}_seed{seed}"
-    rows = []
     for system in args.systems:
+        if (system, seed) in done:
+            print(f"{system}, seed {seed}: measured, kept (--redo measures it again)", flush=True)
+            continue
         print(f"{system} on {data} ...", flush=True)
         started = time.perf_counter()
         run = run_peer(args, data, run_dir, logs) if system == "peer" else run_mmscel(data, run_dir, logs)
         run["driver_wall_s"] = time.perf_counter() - started
-        rows.append(summary(system, seed, run, score(data, run["submission"], system, logs)))
-        print(table(rows[-1:]), flush=True)
-    return rows
+        row = summary(system, seed, run, score(data, run["submission"], system, logs))
+        save(row)
+        print(table([row]), flush=True)
 
 
 def peer_record(args: argparse.Namespace) -> dict:
@@ -442,15 +447,18 @@ def main(argv: list[str]) -> int:
     args = arguments(argv)
     section = args.scale
     previous = load_result(args.out, NAME, section) or {}
-    new = [row for seed in args.seeds for row in run_seed(args, seed)]
-    done = {(r["system"], r["seed"]) for r in new}
-    rows = [r for r in previous.get("rows", []) if (r["system"], r["seed"]) not in done] + new
-    result = {
-        "scale": args.scale,
-        "rows": rows,
-        "peer": peer_record(args) if "peer" in args.systems else previous.get("peer"),
-    }
-    return publish(args.out, NAME, section, result, table(rows))
+    rows = list(previous.get("rows", []))
+    peer = peer_record(args) if "peer" in args.systems else previous.get("peer")
+    done = set() if args.redo else {(r["system"], r["seed"]) for r in rows}
+
+    def save(row: dict) -> None:
+        """Keep ``row`` in place of an earlier one of its system and seed, and write the section now."""
+        rows[:] = [r for r in rows if (r["system"], r["seed"]) != (row["system"], row["seed"])] + [row]
+        save_result(args.out, NAME, section, {"scale": args.scale, "rows": rows, "peer": peer})
+
+    for seed in args.seeds:
+        run_seed(args, seed, done, save)
+    return publish(args.out, NAME, section, {"scale": args.scale, "rows": rows, "peer": peer}, table(rows))
 
 
 if __name__ == "__main__":
