@@ -9,7 +9,8 @@ Each variant is a shipped ``configs/<task>/<learner>.yaml`` with ``--set`` setti
 shipped config itself (``shipped``) is fitted again under another name, so that its fit time shares the run's
 load. Per variant: the run's CV, last day, public and private, its fit wall and CPU time; then the shipped
 blend (``configs/blend.yaml``) with the variant in place of its learner's shipped run: the task's blend
-nested CV, public and private, and the variant's weight in it.
+nested CV, public and private, and the variant's weight in it (not for a Multiome feature change: its runs
+predict another target space, which the shipped runs do not share).
 
 ``real``: the same variants, nothing else changed (the shipped ``folds.scheme: auto`` takes random folds on
 one donor), on the BMMC CITE starter (CV on donor s1d1, the test donor s1d2) and the muon PBMC Multiome set
@@ -75,6 +76,7 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "target_rows_normalized": ["features.target_median_normalize=true", "features.target_clip_quantile=0.001"],
             "atac_row_median": ["features.transforms=[row_median]"],
             "binary_svd": ["features.binary_svd_components=64"],
+            "target_imputation": ["features.target_impute_components=64"],
             "batch_features": BATCH_FEATURES,
             "seeds_3": SEEDS,
             "winner_network": WINNER_MLP,
@@ -143,11 +145,17 @@ def measure(bench: Bench, variants: list[tuple[str, str, str]], fresh: bool) -> 
         shutil.rmtree(store / task / run_name_of(config), ignore_errors=True)
         run = fit_and_score(bench, store, {label: config}, log="options")[label]
         run.update(settings=VARIANTS[task][learner][name], config_text=config.read_text())
-        run["blend"] = blend_with(bench, store, task, learner, name, run_name_of(config))
+        if blendable(task, run["settings"]):
+            run["blend"] = blend_with(bench, store, task, learner, name, run_name_of(config))
         saved[label] = run
         save_result(bench.args.out, "option_ablation", "small", {"scale": bench.args.scale, "runs": saved})
         print(row(label, run), flush=True)
     return {"scale": bench.args.scale, "runs": saved}
+
+
+def blendable(task: str, settings: list[str]) -> bool:
+    """Whether the variant predicts in the shipped runs' target space (a Multiome feature change refits it)."""
+    return not (task == "multi" and any(setting.startswith("features.") for setting in settings))
 
 
 def real_rows(bench: Bench, variants: list[tuple[str, str, str]]) -> list[dict]:
@@ -172,13 +180,19 @@ HEADERS += ["blend nested CV", "blend public", "blend private", "weight"]
 
 def row(label: str, run: dict) -> str:
     """One markdown row of a variant."""
-    scores, blend = run["scores"], run["blend"]["scores"]
-    weight = run["blend"]["weights"].get(run["run"], 0.0)
+    scores = run["scores"]
     fit = [f"{run['level1'][key]:.0f}" for key in ("wall_s", "cpu_s")]
     own = [f"{scores[key]:.4f}" for key in ("cv", "last_day", "public", "private")]
-    blended = [f"{blend[key]:.4f}" for key in ("cv", "public", "private")]
-    settings = ", ".join(f"`{s}`" for s in run["settings"]) or "(shipped)"
-    return markdown_table(HEADERS, [[label, settings, *own, *fit, *blended, f"{weight:.2f}"]]).splitlines()[-1]
+    blended = ["", "", "", ""]  # another target space than the shipped runs': see blendable()
+    if "blend" in run:
+        blend = run["blend"]["scores"]
+        blended = [f"{blend[key]:.4f}" for key in ("cv", "public", "private")]
+        blended.append(f"{run['blend']['weights'].get(run['run'], 0.0):.2f}")
+    return markdown_table(HEADERS, [[label, settings_cell(run), *own, *fit, *blended]]).splitlines()[-1]
+
+
+def settings_cell(run: dict) -> str:
+    return ", ".join(f"`{s}`" for s in run["settings"]) or "(shipped)"
 
 
 def report(sections: dict) -> str:

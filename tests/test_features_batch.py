@@ -44,6 +44,7 @@ OPTIONS = {
         "batch_cell_types": True,
         "target_clip_quantile": 0.01,
         "target_median_normalize": True,
+        "target_impute_components": 4,
     },
 }
 
@@ -78,6 +79,7 @@ def test_default_feature_configs_dump_as_before(task):
         ("multi", {"transforms": ["quantile"]}, "features.transforms.0"),
         ("multi", {"target_clip_quantile": 0.5}, "features.target_clip_quantile"),
         ("multi", {"target_median_normalize": 3}, "features.target_median_normalize"),
+        ("multi", {"target_impute_components": -1}, "features.target_impute_components"),
     ],
 )
 def test_a_bad_feature_option_is_one_line_naming_its_key(task, features, key):
@@ -155,6 +157,18 @@ def test_the_imputed_svd_matches_a_dense_imputation(monkeypatch):
     np.testing.assert_array_equal(scores, again[0])
 
 
+def test_the_uncentred_imputed_svd_is_the_plain_svd_of_the_filled_matrix():
+    m = _matrix(150, 30, seed=2)
+    dense = m.toarray().astype(np.float64)
+    v = np.linalg.svd(dense, full_matrices=False)[2][:4]
+    filled = np.where(dense != 0, dense, (dense @ v.T) @ v)
+    s = np.linalg.svd(filled, compute_uv=False)
+    scores, components = imputed_svd(m.copy(), 5, 4, 1, seed=0, centred=False)
+    np.testing.assert_allclose(np.linalg.norm(scores, axis=0), s[:5], rtol=2e-2)
+    np.testing.assert_allclose(scores, filled @ components.T.astype(np.float64), atol=5e-2 * s[0])
+    assert np.abs(filled.mean(axis=0)).max() > 0.1  # the filled columns are not centred: their means stay in
+
+
 def test_randomized_svd_of_a_plain_sparse_matrix():
     m = _matrix(80, 20)
     n, d = m.shape
@@ -201,6 +215,8 @@ def test_options_at_their_defaults_change_no_feature_and_others_a_new_cache(task
     assert _same_features(options, again)
     if task == "multi":
         assert not np.array_equal(options.target_space.components, plain.target_space.components)
+        np.testing.assert_array_equal(options.target_space.embedding, again.target_space.embedding)
+        assert options.target_space.embedding.shape == plain.target_space.embedding.shape
 
 
 def test_cite_and_multi_feature_models_know_their_blocks():

@@ -20,6 +20,7 @@ import pandas as pd
 from mmscel.data.load import load, stacked_inputs
 from mmscel.features.blocks import FEATURE_BLOCKS, BlockContext, FeatureBlock, compute_blocks
 from mmscel.features.config import FEATURE_CONFIGS, CiteFeatures, MultiFeatures
+from mmscel.features.impute import imputed_svd
 from mmscel.store import RunStore, data_fingerprint, digest, load_array, read_manifest, save_array, write_manifest
 from mmscel.targets import GeneSVD
 from mmscel.targets.rows import clip_sparse_rows, median_normalize_sparse_rows
@@ -103,7 +104,7 @@ def build_features(
     if task == "multi":
         targets = load(task, "train", data_dir, cache_dir, check=False, inputs=False).targets
         prepare_gene_rows(targets, config)
-        space = GeneSVD(config.target_svd_components, seed=seed).fit(targets)
+        space = target_svd(targets, config, seed)
         arrays.update(
             target_components=space.components,
             target_mean=np.zeros(space.components.shape[1], np.float32),
@@ -132,6 +133,35 @@ def prepare_gene_rows(targets, config: MultiFeatures) -> None:
     clip_sparse_rows(targets, config.target_clip_quantile)
     if config.target_median_normalize:
         median_normalize_sparse_rows(targets)
+
+
+def target_svd(targets, config: MultiFeatures, seed: int) -> GeneSVD:
+    """The target SVD of the prepared gene targets, of their zeros imputed first when ``config`` asks.
+
+    With ``target_impute_components`` every zero of the targets is replaced by the value of their
+    rank-r reconstruction (the 1st-place solution's imputation), kept as a sparse plus low-rank
+    matrix, never dense; the coefficients learners fit are then those of the filled matrix. The
+    scored targets stay the data's.
+
+    Parameters
+    ----------
+    targets
+        The training cells' gene targets (CSR; their stored values may be changed in place).
+    config
+        The Multiome feature config.
+    seed
+        Seed of the randomized SVDs.
+
+    Returns
+    -------
+    GeneSVD
+        A fitted space.
+    """
+    if not config.target_impute_components:
+        return GeneSVD(config.target_svd_components, seed=seed).fit(targets)
+    rank = max(1, min(config.target_svd_components, min(targets.shape) - 1))
+    scores, components = imputed_svd(targets, rank, config.target_impute_components, 1, seed, centred=False)
+    return GeneSVD.from_fitted(components, scores, seed=seed)
 
 
 def _save(folder: Path, features: FeatureSet, arrays: dict, config, seconds: float) -> None:

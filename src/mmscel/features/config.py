@@ -97,6 +97,7 @@ class MultiFeatures(_Strict):
         *_BATCH_OPTIONS,
         "target_clip_quantile",
         "target_median_normalize",
+        "target_impute_components",
         "cells_per_component",
     )
 
@@ -115,6 +116,8 @@ class MultiFeatures(_Strict):
     # their counts divided by the median of their non-zero counts
     target_clip_quantile: float = pydantic.Field(0.0, ge=0.0, lt=0.5)
     target_median_normalize: bool = False
+    # the rank of the SVD whose reconstruction fills the gene targets' zeros before the target SVD; 0: off
+    target_impute_components: int = pydantic.Field(0, ge=0, le=1024)
 
 
 FEATURE_CONFIGS: dict[str, type[CiteFeatures] | type[MultiFeatures]] = {"cite": CiteFeatures, "multi": MultiFeatures}

@@ -6,8 +6,9 @@ and may repeat with the SVD of the filled matrix. The filled matrix is
 ``S + A B`` with ``S`` sparse (X's pattern; its stored values ``X - L``) and
 ``A B`` of rank k, so its products with thin dense matrices cost one sparse
 product and two small dense ones: a randomized SVD of it needs no dense copy.
-The result is centred by its column means before the final SVD (a PCA of
-the filled matrix).
+For inputs the result is centred by its column means before the final SVD (a
+PCA of the filled matrix); for the Multiome targets it is not, as their SVD
+is an uncentred one whose coefficients the learners fit.
 """
 
 from __future__ import annotations
@@ -117,9 +118,9 @@ def subtract_at_stored(matrix: sp.csr_matrix, left: np.ndarray, right: np.ndarra
 
 
 def imputed_svd(
-    matrix: sp.csr_matrix, n_components: int, impute_components: int, iterations: int, seed: int
+    matrix: sp.csr_matrix, n_components: int, impute_components: int, iterations: int, seed: int, centred: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The SVD of ``matrix`` with its zeros imputed by an iterative rank-``impute_components`` SVD, column-centred.
+    """The SVD of ``matrix`` with its zeros imputed by an iterative rank-``impute_components`` SVD.
 
     Parameters
     ----------
@@ -133,6 +134,8 @@ def imputed_svd(
         Rounds of imputation (each an SVD of the matrix filled so far).
     seed
         Seed of the randomized SVDs.
+    centred
+        Centre the filled matrix's columns before the final SVD (a PCA); else its plain SVD.
 
     Returns
     -------
@@ -149,5 +152,6 @@ def imputed_svd(
         subtract_at_stored(matrix, filled.left, filled.right, sign=-1.0)  # back to X at the stored positions
         subtract_at_stored(matrix, left, right)
         filled = SparsePlusLowRank(matrix, left, right, np.zeros(n_cols, np.float32))
-    filled.mean = filled.column_means()
+    if centred:
+        filled.mean = filled.column_means()
     return randomized_svd(filled, n_components, seed)
