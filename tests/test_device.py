@@ -159,7 +159,8 @@ def test_cpu_only_learners_refuse_device_as_an_unknown_key(tmp_path, name):
 def test_versions_compare_by_their_numbers():
     assert older_than("1.2", "1.2.1") and older_than("1.2.0", "1.2.1") and older_than("2.1.4", "3.2")
     assert not older_than("1.2.1", "1.2.1") and not older_than("1.2.10", "1.2.1") and not older_than("3.2.0", "3.2")
-    assert not older_than("3.2.0rc1", "3.2")
+    assert not older_than("3.2.0rc1", "3.2") and not older_than("2.13.0+cpu", "2.1")
+    assert older_than("a custom build", "1.0")  # unreadable: not trusted to have the feature
 
 
 def test_multirmse_on_a_gpu_needs_catboost_1_2_1():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import warnings
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -98,7 +97,8 @@ def older_than(installed: str, needed: str) -> bool:
     Parameters
     ----------
     installed
-        The installed version (``"1.2"``, ``"3.2.0rc1"``); only its leading numbers count.
+        The installed version (``"1.2"``, ``"3.2.0rc1"``); its release numbers count, so a
+        pre-release or local build of a version has what that version has.
     needed
         The first version that has the feature (``"1.2.1"``).
 
@@ -106,14 +106,12 @@ def older_than(installed: str, needed: str) -> bool:
     -------
     bool
     """
+    from packaging.version import InvalidVersion, Version
 
-    def numbers(text: str) -> tuple[int, ...]:
-        head = re.match(r"\d+(\.\d+)*", text.strip())
-        return tuple(int(part) for part in head.group(0).split(".")) if head else ()
-
-    have, need = numbers(installed), numbers(needed)
-    width = max(len(have), len(need))
-    return have + (0,) * (width - len(have)) < need + (0,) * (width - len(need))
+    try:
+        return Version(installed).release < Version(needed).release
+    except InvalidVersion:
+        return True  # an unreadable version is not trusted to have the feature
 
 
 def gpu_version_problem(library: str, needed: str, setting: str, installed: str | None = None) -> str | None:
