@@ -607,7 +607,13 @@ def pruning_report(result: dict) -> str:
     title = f"{result['task']} {result['learner']}, " + (
         f"--timeout {result['timeout']:.0f}" if result["timeout"] else "trials per session as given"
     )
-    return f"{title}\n\n" + markdown_table(headers, rows)
+    sittings = [
+        f"{pruner}: {session['measure']['invocations']} sittings ({session['measure']['killed_invocations']} killed)"
+        for pruner, session in result["sessions"].items()
+        if session["measure"].get("invocations", 1) > 1
+    ]
+    note = f"\n\nwall and CPU summed over the sittings of a session: {'; '.join(sittings)}" if sittings else ""
+    return f"{title}\n\n" + markdown_table(headers, rows) + note
 
 
 def run_row(label: str, session: dict | None, run: dict | None) -> list:
