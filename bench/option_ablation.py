@@ -10,7 +10,8 @@ shipped config itself (``shipped``) is fitted again under another name, so that 
 load. Per variant: the run's CV, last day, public and private, its fit wall and CPU time; then the shipped
 blend (``configs/blend.yaml``) with the variant in place of its learner's shipped run: the task's blend
 nested CV, public and private, and the variant's weight in it (not for a Multiome feature change: its runs
-predict another target space, which the shipped runs do not share).
+predict another target space, which the shipped runs do not share). A variant of ``all`` applies its settings
+to every shipped config of the task and blends those runs together (a Multiome feature change, blended).
 
 ``real``: the same variants, nothing else changed (the shipped ``folds.scheme: auto`` takes random folds on
 one donor), on the BMMC CITE starter (CV on donor s1d1, the test donor s1d2) and the muon PBMC Multiome set
@@ -88,33 +89,45 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "target_centring": TARGET_CENTRING,
             "refit": REFIT,
         },
+        "all": {  # feature changes of every Multiome config, blended together (one target space)
+            "target_svd_128": ["features.target_svd_components=128"],
+            "target_rows_normalized": ["features.target_median_normalize=true", "features.target_clip_quantile=0.001"],
+            "atac_row_median": ["features.transforms=[row_median]"],
+            "binary_svd": ["features.binary_svd_components=64"],
+            "target_imputation": ["features.target_impute_components=64"],
+        },
     },
 }
 ONE_BATCH_SKIPPED = ("batch_features",)  # meaningless on one donor and one day
 REAL = {"cite": "bmmc_cite", "multi": "muon_multi"}
 
 
-def variant_config(bench: Bench, task: str, learner: str, variant: str, dataset: str | None = None) -> Path:
-    """The shipped config with the variant's settings, named ``<task or dataset>_<learner>_<variant>``."""
+def variant_config(
+    bench: Bench, task: str, learner: str, variant: str, dataset: str | None = None, owner: str | None = None
+) -> Path:
+    """``configs/<task>/<learner>.yaml`` with the variant's settings, named ``<task or dataset>_<learner>_<variant>``.
+
+    ``owner`` is the key of ``VARIANTS[task]`` the settings are under (default ``learner``; ``all`` for a
+    variant of every shipped config of the task).
+    """
     from mmscel.config_overrides import apply_overrides
 
+    settings = VARIANTS[task][owner or learner][variant]
     raw = yaml.safe_load((ROOT / "configs" / task / f"{learner}.yaml").read_text())
-    raw = apply_overrides(raw, VARIANTS[task][learner][variant])
+    raw = apply_overrides(raw, settings)
     name = f"{dataset or task}_{learner}_{variant}"
     raw = {"name": name, **{key: value for key, value in raw.items() if key != "name"}}
     path = bench.configs / f"{name}.yaml"
-    settings = " ".join(VARIANTS[task][learner][variant]) or "none"
-    path.write_text(f"# configs/{task}/{learner}.yaml with {settings}\n" + yaml.safe_dump(raw, sort_keys=False))
+    header = f"# configs/{task}/{learner}.yaml with {' '.join(settings) or 'none'}\n"
+    path.write_text(header + yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
-def blend_with(bench: Bench, store: Path, task: str, learner: str, variant: str, run: str) -> dict:
-    """The shipped blend with ``run`` in place of the task's shipped ``learner`` run; the task's blend row."""
+def blend_with(bench: Bench, store: Path, task: str, name: str, runs: list[str]) -> dict:
+    """The shipped blend of ``runs`` for ``task`` (the other task's shipped runs alike); the task's blend row."""
     other = "multi" if task == "cite" else "cite"
     raw = yaml.safe_load((ROOT / "configs" / "blend.yaml").read_text())
-    name = f"blend_{task}_{learner}_{variant}"
-    mates = [f"{task}_{mate}" for mate in SHIPPED_LEARNERS if mate != learner]
-    raw.update(name=name, runs={task: [*mates, run], other: [f"{other}_*"]})
+    raw.update(name=name, runs={task: runs, other: [f"{other}_*"]})
     config = bench.configs / f"{name}.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     bench.measured("level2", config, store=store, log=f"options_{name}_level2")
@@ -122,6 +135,11 @@ def blend_with(bench: Bench, store: Path, task: str, learner: str, variant: str,
     info = json.loads((store / "blend" / name / "manifest.json").read_text())["tasks"][task]
     board = leaderboard(bench, store, log=f"options_{name}_leaderboard")
     return {"weights": dict(zip(info["runs"], info["weights"])), "scores": board[f"{task}/{name}"]}
+
+
+def shipped_mates(task: str, learner: str) -> list[str]:
+    """The task's shipped runs but ``learner``'s."""
+    return [f"{task}_{mate}" for mate in SHIPPED_LEARNERS if mate != learner]
 
 
 def measure(bench: Bench, variants: list[tuple[str, str, str]], fresh: bool) -> dict:
@@ -137,20 +155,43 @@ def measure(bench: Bench, variants: list[tuple[str, str, str]], fresh: bool) -> 
     store = bench.store(folder / "store", runs=True)
     saved = {} if fresh else (load_result(bench.args.out, "option_ablation", "small") or {}).get("runs", {})
     for variant in variants:
-        label, config = ":".join(variant), variant_config(bench, *variant)
-        if saved.get(label, {}).get("config_text") == config.read_text():
+        task, learner, name = variant
+        label, configs = ":".join(variant), variant_configs(bench, task, learner, name)
+        texts = {key: config.read_text() for key, config in configs.items()}
+        if saved.get(label, {}).get("config_text") == texts:
             print(f"{label}: measured, kept", flush=True)
             continue
-        task, learner, name = variant
-        shutil.rmtree(store / task / run_name_of(config), ignore_errors=True)
-        run = fit_and_score(bench, store, {label: config}, log="options")[label]
-        run.update(settings=VARIANTS[task][learner][name], config_text=config.read_text())
-        if blendable(task, run["settings"]):
-            run["blend"] = blend_with(bench, store, task, learner, name, run_name_of(config))
+        for config in configs.values():
+            shutil.rmtree(store / task / run_name_of(config), ignore_errors=True)
+        fitted = fit_and_score(bench, store, configs, log="options")
+        run = fitted[label] if learner != "all" else pipeline_run(fitted)
+        run.update(settings=VARIANTS[task][learner][name], config_text=texts)
+        names = [run_name_of(config) for config in configs.values()]
+        if learner == "all":
+            run["blend"] = blend_with(bench, store, task, f"blend_{task}_all_{name}", names)
+        elif blendable(task, run["settings"]):
+            run["blend"] = blend_with(
+                bench, store, task, f"blend_{task}_{learner}_{name}", shipped_mates(task, learner) + names
+            )
         saved[label] = run
         save_result(bench.args.out, "option_ablation", "small", {"scale": bench.args.scale, "runs": saved})
         print(row(label, run), flush=True)
     return {"scale": bench.args.scale, "runs": saved}
+
+
+def variant_configs(bench: Bench, task: str, learner: str, variant: str) -> dict[str, Path]:
+    """Label -> config: the variant's config, or one per shipped learner for a variant of them ``all``."""
+    if learner != "all":
+        return {f"{task}:{learner}:{variant}": variant_config(bench, task, learner, variant)}
+    return {
+        f"{task}:{mate}:{variant}": variant_config(bench, task, mate, variant, owner="all") for mate in SHIPPED_LEARNERS
+    }
+
+
+def pipeline_run(fitted: dict[str, dict]) -> dict:
+    """A variant of every shipped config as one row: its runs, their fit times summed, no scores of its own."""
+    level1 = {key: sum(run["level1"][key] for run in fitted.values()) for key in ("wall_s", "cpu_s")}
+    return {"run": None, "runs": fitted, "level1": level1, "scores": None}
 
 
 def blendable(task: str, settings: list[str]) -> bool:
@@ -164,7 +205,7 @@ def real_rows(bench: Bench, variants: list[tuple[str, str, str]]) -> list[dict]:
         return []
     rows = []
     for task, learner, variant in variants:
-        if variant in ONE_BATCH_SKIPPED:
+        if variant in ONE_BATCH_SKIPPED or learner == "all":
             continue
         dataset = REAL[task]
         store = Store(imported(dataset, bench.args.out), bench.root / "options" / "real", bench.logs)
@@ -182,12 +223,12 @@ def row(label: str, run: dict) -> str:
     """One markdown row of a variant."""
     scores = run["scores"]
     fit = [f"{run['level1'][key]:.0f}" for key in ("wall_s", "cpu_s")]
-    own = [f"{scores[key]:.4f}" for key in ("cv", "last_day", "public", "private")]
+    own = [f"{scores[key]:.4f}" for key in ("cv", "last_day", "public", "private")] if scores else [""] * 4
     blended = ["", "", "", ""]  # another target space than the shipped runs': see blendable()
     if "blend" in run:
         blend = run["blend"]["scores"]
         blended = [f"{blend[key]:.4f}" for key in ("cv", "public", "private")]
-        blended.append(f"{run['blend']['weights'].get(run['run'], 0.0):.2f}")
+        blended.append(f"{run['blend']['weights'].get(run['run'], 0.0):.2f}" if run["run"] else "")
     return markdown_table(HEADERS, [[label, settings_cell(run), *own, *fit, *blended]]).splitlines()[-1]
 
 
