@@ -247,7 +247,9 @@ def save_result(out_dir: Path, name: str, section: str, result: dict) -> Path:
         "result": result,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(saved, indent=2, default=float) + "\n")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # a run killed while writing keeps the old file
+    partial.write_text(json.dumps(saved, indent=2, default=float) + "\n")
+    os.replace(partial, path)
     return path
 
 
