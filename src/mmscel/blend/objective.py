@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from mmscel.learners.base import TargetBasis
 from mmscel.metrics import standardize_rows
-from mmscel.targets.moments import GeneMoments
+from mmscel.targets.moments import BasisMoments, GeneMoments
 
 _EPS = 1e-12
 
@@ -155,11 +155,8 @@ def component_statistics(
     CellStatistics
         ``G`` and ``h`` of every cell, as the gene-space predictions would give them.
     """
-    V = np.asarray(basis.components, dtype=np.float64)
-    m = np.asarray(basis.mean, dtype=np.float64)
-    n_genes = V.shape[1]
-    vvt, v_mean, vm = V @ V.T / n_genes, V.mean(axis=1), V @ m / n_genes
-    m_mean, m_sq = m.mean(), m @ m / n_genes
+    terms = BasisMoments.of(basis)
+    vvt, v_mean, vm, m_mean, m_sq = terms.vvt, terms.v_mean, terms.vm, terms.m_mean, terms.m_sq
     moments = GeneMoments.of(truth, basis)
     y_sum, y_sq, y_proj, y_m = moments.mean, moments.sq, moments.proj, moments.dot_m
     y_sd = np.sqrt(np.maximum(y_sq - y_sum**2, 0.0))

@@ -17,7 +17,7 @@ from typing import Any
 
 from mmscel.data import layout
 from mmscel.data.anndata_counts import counts_mode, methods, process_counts
-from mmscel.data.anndata_read import Cells, peak_name, read_cells, read_test_cells
+from mmscel.data.anndata_read import Cells, obsm_where, peak_name, read_cells, read_test_cells
 from mmscel.data.anndata_sources import Sources, describe
 from mmscel.data.anndata_split import SplitRule, split_cells
 from mmscel.data.anndata_write import write_dataset, write_truth_json
@@ -214,7 +214,7 @@ def _load(task_name: str, sources: Sources, rule: SplitRule, layer: str | None) 
     test = read_test_cells(task_name, sources, layer, cells)
     named = {key: describe(getattr(sources, key), key) for key in ("test_inputs", "test_targets")}
     if sources.targets_obsm is not None:
-        named["test_targets"] = f"{named['test_inputs']}:obsm[{sources.targets_obsm}]"
+        named["test_targets"] = obsm_where(named["test_inputs"], sources.targets_obsm)
     described.update(named)
     split = {"method": "files", **named}
     return cells, test, described, split

@@ -157,8 +157,8 @@ def read_cells(task_name: str, sources: Sources, layer: str | None) -> tuple[Cel
     if sources.mudata is not None:
         return _load_mudata(task_name, sources.mudata, sources.input_mod, sources.target_mod, layer)
     cells = _load_pair(task_name, sources.inputs, sources.targets, layer, targets_obsm=sources.targets_obsm)
-    inputs = describe(sources.inputs, "inputs")
-    targets = describe(sources.targets, "targets") if sources.targets_obsm is None else obsm_where(inputs, sources)
+    inputs, key = describe(sources.inputs, "inputs"), sources.targets_obsm
+    targets = describe(sources.targets, "targets") if key is None else obsm_where(inputs, key)
     return cells, {"inputs": inputs, "targets": targets}
 
 
@@ -218,13 +218,13 @@ def _load_pair(task_name: str, inputs, targets, layer, prefix: str = "", targets
         block_tg = _block(adata_tg, describe(targets, f"{prefix}targets"), task_name, "targets", layer)
     else:
         adata_tg = obsm_anndata(adata_in, targets_obsm, where_in)
-        block_tg = _block(adata_tg, f"{where_in}:obsm[{targets_obsm}]", task_name, "targets", None)
+        block_tg = _block(adata_tg, obsm_where(where_in, targets_obsm), task_name, "targets", None)
     return _pair(adata_in, adata_tg, block_in, block_tg, extra_obs=())
 
 
-def obsm_where(inputs: str, sources: Sources) -> str:
-    """How ``truth.json`` names targets read from the inputs' obsm."""
-    return f"{inputs}:obsm[{sources.targets_obsm}]"
+def obsm_where(inputs: str, key: str) -> str:
+    """How messages and ``truth.json`` name targets read from ``obsm[key]`` of the inputs ``inputs``."""
+    return f"{inputs}:obsm[{key}]"
 
 
 def obsm_anndata(adata, key: str, where: str):

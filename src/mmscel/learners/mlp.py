@@ -343,7 +343,7 @@ class MLPLearner(BaseLearner):
         order = torch.randperm(len(step.Z), generator=step.generator)
         for idx in self._batches(order):
             rows = idx.to(step.Z.device)
-            y_full = batch_genes(step.Y_full if step.recon is not None else None, idx, rows)
+            y_full = batch_genes(step.Y_full, idx, rows)  # None unless the loss is on the genes
             outputs = self.model_.outputs(step.Z.index_select(0, rows))
             loss = step.objective(outputs, step.recon, step.Y.index_select(0, rows), y_full, aux_weight)
             value = loss.item()
