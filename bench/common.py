@@ -247,10 +247,15 @@ def save_result(out_dir: Path, name: str, section: str, result: dict) -> Path:
         "result": result,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # a run killed while writing keeps the old file
-    partial.write_text(json.dumps(saved, indent=2, default=float) + "\n")
-    os.replace(partial, path)
+    write_json(path, saved)
     return path
+
+
+def write_json(path: Path, value) -> None:
+    """Write ``value`` as JSON through a temporary file: a run killed while writing keeps the old file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(value, indent=2, default=float) + "\n")
+    os.replace(partial, path)
 
 
 def publish(out_dir: Path, name: str, section: str, result: dict, text: str) -> int:

@@ -142,10 +142,15 @@ HEADERS = [
 
 def report(sections: dict) -> str:
     """The markdown tables of a measurement: small, then real data."""
+    return ablation_report(sections, "ablation", HEADERS, row)
+
+
+def ablation_report(sections: dict, key: str, headers: list[str], row_of) -> str:
+    """An ablation's tables: the variants of section ``key`` (``row_of(label, run)`` each), then the real data."""
     text = ""
-    if "ablation" in sections:
-        runs = sections["ablation"]["result"]["runs"]
-        text += "\n".join([markdown_table(HEADERS, []), *(row(label, run) for label, run in runs.items())])
+    if key in sections:
+        runs = sections[key]["result"]["runs"]
+        text += "\n".join([markdown_table(headers, []), *(row_of(label, run) for label, run in runs.items())])
     if "real" in sections:
         rows = sections["real"]["result"]["rows"]
         real = [[r["variant"], r["dataset"], f"{r['cv']:.4f}", _score(r.get("test_donor"))] for r in rows]

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, SHIPPED_LEARNERS, add_out_argument, load_result, markdown_table, save_result
 from level1_quality import REAL_DATA, Store, imported, real_row
+from mlp_ablation import ablation_report
 from tune_bench import Bench, fit_and_score, leaderboard, run_name_of
 
 REFIT = ["test_predictions=refit"]  # test predictions from one fit on every training cell, not the fold mean
@@ -48,6 +49,18 @@ WINNER_MLP = [  # the 1st place's network: a wide encoder, a decoder of blocks w
     "params.epochs=40",
     "params.early_stopping=false",
 ]
+GBDT = {  # the variants of the GBDTs, the same on both tasks
+    "shipped": [],
+    "components_32": ["targets.components=32"],
+    "target_centring": TARGET_CENTRING,
+    "refit": REFIT,
+}
+MULTI_FEATURES = {  # feature changes of the Multiome configs: another target space, so blended only all together
+    "target_rows_normalized": ["features.target_median_normalize=true", "features.target_clip_quantile=0.001"],
+    "atac_row_median": ["features.transforms=[row_median]"],
+    "binary_svd": ["features.binary_svd_components=64"],
+    "target_imputation": ["features.target_impute_components=64"],
+}
 VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped config ([]: the shipped config)
     "cite": {
         "mlp": {
@@ -62,40 +75,21 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "winner_network": WINNER_MLP,
             "refit": REFIT,
         },
-        "xgb": {
-            "shipped": [],
-            "components_32": ["targets.components=32"],
-            "target_centring": TARGET_CENTRING,
-            "refit": REFIT,
-        },
+        "xgb": GBDT,
         "ridge": {"shipped": [], "alpha_30": ["params.alpha=30"]},
     },
     "multi": {
         "mlp": {
             "shipped": [],
             "target_centring": TARGET_CENTRING,
-            "target_rows_normalized": ["features.target_median_normalize=true", "features.target_clip_quantile=0.001"],
-            "atac_row_median": ["features.transforms=[row_median]"],
-            "binary_svd": ["features.binary_svd_components=64"],
-            "target_imputation": ["features.target_impute_components=64"],
+            **MULTI_FEATURES,
             "batch_features": BATCH_FEATURES,
             "seeds_3": SEEDS,
             "winner_network": WINNER_MLP,
             "refit": REFIT,
         },
-        "xgb": {
-            "shipped": [],
-            "components_32": ["targets.components=32"],
-            "target_centring": TARGET_CENTRING,
-            "refit": REFIT,
-        },
-        "all": {  # feature changes of every Multiome config, blended together (one target space)
-            "target_svd_128": ["features.target_svd_components=128"],
-            "target_rows_normalized": ["features.target_median_normalize=true", "features.target_clip_quantile=0.001"],
-            "atac_row_median": ["features.transforms=[row_median]"],
-            "binary_svd": ["features.binary_svd_components=64"],
-            "target_imputation": ["features.target_impute_components=64"],
-        },
+        "xgb": GBDT,
+        "all": {"target_svd_128": ["features.target_svd_components=128"], **MULTI_FEATURES},  # every config, blended
     },
 }
 ONE_BATCH_SKIPPED = ("batch_features",)  # meaningless on one donor and one day
@@ -238,19 +232,7 @@ def settings_cell(run: dict) -> str:
 
 def report(sections: dict) -> str:
     """The markdown tables of a measurement: small, then real data."""
-    text = ""
-    if "small" in sections:
-        runs = sections["small"]["result"]["runs"]
-        text += "\n".join([markdown_table(HEADERS, []), *(row(label, run) for label, run in runs.items())])
-    if "real" in sections:
-        rows = sections["real"]["result"]["rows"]
-        real = [[r["variant"], r["dataset"], f"{r['cv']:.4f}", _score(r.get("test_donor"))] for r in rows]
-        text += "\n\n" + markdown_table(["variant", "dataset", "CV", "test donor"], real)
-    return text
-
-
-def _score(value: float | None) -> str:
-    return "" if value is None else f"{value:.4f}"
+    return ablation_report(sections, "small", HEADERS, row)
 
 
 def all_variants() -> list[str]:

@@ -62,6 +62,7 @@ from common import (
     run_measured,
     save_result,
     synthetic_competition,
+    write_json,
 )
 
 SECTIONS = ("mlp", "lgbm", "workers", "objective")
@@ -300,13 +301,6 @@ def combined(invocations: list[dict]) -> dict:
         "invocations": len(invocations),
         "killed_invocations": len(invocations) - len(measured),
     }
-
-
-def write_json(path: Path, value) -> None:
-    """Write ``value`` to ``path`` through a temporary file."""
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(value, indent=1, default=float))
-    partial.replace(path)
 
 
 def tune_command(config: Path, study: str, trials, timeout, objective, pruner, out_config) -> list:
