@@ -86,11 +86,12 @@ def _start(log: Path, *args: str) -> subprocess.Popen:
 
 
 def fresh_store(base: Path, target: Path) -> Path:
-    """A store holding only the base store's features and fold files."""
+    """A store holding only the base store's features and fold files (those it has)."""
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for part in ("features", "folds"):
-        shutil.copytree(base / part, target / part)
+        if (base / part).exists():
+            shutil.copytree(base / part, target / part)
     return target
 
 

@@ -36,7 +36,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ from common import (
     publish,
     synthetic_competition,
 )
-from dask_overhead import Cluster, identical
+from dask_overhead import Cluster, fresh_store, identical
 
 WORKERS = (1, 2, 4, 8, 16)
 ONE_MACHINE_STAGES = ("features_cite", "features_multi", "level2", "submit")
@@ -123,16 +122,6 @@ def base_store(configs: list, data: Path, store: Path) -> Path:
     for config in configs:
         mmscel.build_features(config.task, config.feature_config(), data, store=store, seed=config.seed)
     return store
-
-
-def fresh_store(base: Path, target: Path) -> Path:
-    """A store holding only the base store's features and fold files."""
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    for part in ("features", "folds"):
-        if (base / part).exists():
-            shutil.copytree(base / part, target / part)
-    return target
 
 
 def dask_run(configs: list, data: Path, store: Path, cluster: Cluster) -> dict:
