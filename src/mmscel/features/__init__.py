@@ -19,6 +19,7 @@ import pandas as pd
 
 from mmscel.data.load import load, stacked_inputs
 from mmscel.features.blocks import FEATURE_BLOCKS, BlockContext, FeatureBlock, compute_blocks
+from mmscel.features.compute import svd_rank
 from mmscel.features.config import FEATURE_CONFIGS, CiteFeatures, MultiFeatures
 from mmscel.features.impute import imputed_svd
 from mmscel.store import RunStore, data_fingerprint, digest, load_array, read_manifest, save_array, write_manifest
@@ -159,7 +160,7 @@ def target_svd(targets, config: MultiFeatures, seed: int) -> GeneSVD:
     """
     if not config.target_impute_components:
         return GeneSVD(config.target_svd_components, seed=seed).fit(targets)
-    rank = max(1, min(config.target_svd_components, min(targets.shape) - 1))
+    rank = svd_rank(config.target_svd_components, targets)
     scores, components = imputed_svd(targets, rank, config.target_impute_components, 1, seed, centred=False)
     return GeneSVD.from_fitted(components, scores, seed=seed)
 

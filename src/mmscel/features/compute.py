@@ -40,7 +40,8 @@ def first_rows(matrix: sp.csr_matrix, n_rows: int) -> sp.csr_matrix:
     return view
 
 
-def _rank(wanted: int, matrix) -> int:
+def svd_rank(wanted: int, matrix) -> int:
+    """The components an SVD of ``matrix`` can give: ``wanted``, at most one fewer than its smaller side."""
     return max(1, min(wanted, min(matrix.shape) - 1))
 
 
@@ -65,7 +66,7 @@ def truncated_svd(matrix: sp.csr_matrix, n_components: int, seed: int) -> tuple[
     tuple of numpy.ndarray
         Scores (rows x k) and components (k x columns).
     """
-    rank = _rank(n_components, matrix)
+    rank = svd_rank(n_components, matrix)
     description = f"SVD {rank} of {matrix.shape[0]:,} x {matrix.shape[1]:,}: power iterations"
     svd = RandomizedSVD(rank, random_state=seed, description=description)
     scores = svd.fit_transform(matrix)
