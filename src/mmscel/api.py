@@ -305,13 +305,13 @@ def import_anndata(data, out_dir: str | Path, task: str, *, test=None, **options
     """
     from mmscel.data.anndata_import import import_anndata as importer
 
-    if options.get("targets_obsm") is not None:
-        sources = {"inputs": data} if test is None else {"inputs": data, "test_inputs": test}
-    elif isinstance(data, tuple | list):
+    if options.get("targets_obsm") is not None:  # the targets come with the inputs (and the test inputs)
+        return importer(out_dir, task, inputs=data, test_inputs=test, **options)
+    if isinstance(data, tuple | list):
         sources = dict(zip(("inputs", "targets"), _pair(data, "data")))
     else:
         sources = {"mudata": data}
-    if test is not None and "test_inputs" not in sources:
+    if test is not None:
         sources.update(zip(("test_inputs", "test_targets"), _pair(test, "test")))
     return importer(out_dir, task, **sources, **options)
 
