@@ -192,3 +192,40 @@ def test_sparse_row_transforms_match_the_dense_ones(monkeypatch):
     np.testing.assert_allclose(
         sparse_row_medians(Y), np.nan_to_num(np.nanmedian(np.where(dense != 0, dense, np.nan), 1))
     )
+
+
+@pytest.mark.parametrize("space_cls", [NativeTargets, ProteinSVD])
+def test_centred_proteins_give_learners_the_map_to_their_predictions(space_cls):
+    Y, batches = _proteins()
+    rows = np.arange(0, 80)
+    args = (12,) if space_cls is ProteinSVD else ()
+    assert space_cls(*args).fit_rows(Y, rows).learner_basis is None  # uncentred: outputs are the predictions
+    space = space_cls(*args, batches=batches).fit_rows(Y, rows)
+    z = space.transform_rows(Y, rows)
+    np.testing.assert_allclose(space.learner_basis.reconstruct(z), space.inverse(z), rtol=1e-5, atol=1e-5)
+    on_typical_batch = Y[rows] - space.offsets.of(batches[rows]) + space.offsets.typical
+    np.testing.assert_allclose(space.basis_targets(Y, rows), on_typical_batch, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(space.inverse(z), on_typical_batch, rtol=1e-4, atol=1e-4)  # all 12 directions kept
+
+
+def _shifted_proteins(n=400, width=16, seed=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 8)).astype(np.float32)
+    batches = np.array(["a_2", "a_3", "b_2", "b_3"])[rng.integers(0, 4, n)]
+    level = rng.gamma(2.0, 0.5, width)  # the typical offset: a fair share of each cell's profile
+    signal = np.tanh(X @ rng.normal(size=(8, width)))
+    shift = {b: rng.normal(0, 0.5, width) for b in np.unique(batches)}
+    Y = level + signal + np.stack([shift[b] for b in batches]) + rng.normal(0, 0.2, (n, width))
+    return X, Y.astype(np.float32), batches
+
+
+def test_a_correlation_loss_on_centred_proteins_keeps_the_offset_in_scale():
+    X, Y, batches = _shifted_proteins()
+    folds = np.arange(len(Y)) % 3
+    params = {"hidden": [32], "epochs": 40, "early_stopping": False, "batch_size": 64, "loss": "correlation"}
+    learner = make_learner("mlp", params, seed=0, n_jobs=1)
+    plain = cross_validate(learner, X, Y, folds, space=NativeTargets(True)).cv
+    centred = cross_validate(learner, X, Y, folds, space=NativeTargets(True, batches=batches)).cv
+    floor = cross_validate(learner, X, Y, folds, space=NativeTargets(True)).cv_mean_profile
+    assert plain > floor + 0.05
+    assert centred > plain - 0.005, (plain, centred, floor)  # with the loss before the offset: 0.851 vs 0.866

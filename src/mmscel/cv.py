@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from mmscel.learners.base import BaseLearner, FitData, RowSubset
+from mmscel.learners.base import BaseLearner, FitData
 from mmscel.progress import track
 from mmscel.targets import NativeTargets, TargetSpace, mean_profile_score
 
@@ -361,7 +361,7 @@ def _fit_data(X, Y, rows, space: TargetSpace, learner_targets, learner: BaseLear
     if len(rows) == 0:
         return None
     targets = space.transform_rows(Y, rows) if learner_targets is None else learner_targets[rows]
-    full = RowSubset(Y, rows) if space.learner_basis is not None and learner.uses_full_targets else None
+    full = space.basis_targets(Y, rows) if space.learner_basis is not None and learner.uses_full_targets else None
     return FitData(X[rows], targets, full)
 
 

@@ -27,7 +27,7 @@ import pydantic
 import scipy.sparse as sp
 
 from mmscel.errors import InputError
-from mmscel.targets import TargetBasis
+from mmscel.targets import RowSubset, TargetBasis
 
 
 class LearnerParams(pydantic.BaseModel):
@@ -66,36 +66,6 @@ class LearnerParams(pydantic.BaseModel):
             A one-line reason, or None when it can.
         """
         return "this learner fits on the CPU only"
-
-
-@dataclass(frozen=True)
-class RowSubset:
-    """Some rows of a matrix, read on demand: ``subset[idx]`` is ``matrix[rows[idx]]``.
-
-    A fold hands a learner its rows of the full target matrix this way rather than as a copy,
-    which at the competition's size would be GBs beside the matrix itself; a learner reads it a
-    batch of rows at a time.
-
-    Parameters
-    ----------
-    matrix
-        The whole matrix (dense or CSR).
-    rows
-        The rows of it this subset holds, in order.
-    """
-
-    matrix: np.ndarray | sp.csr_matrix
-    rows: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return len(self.rows), self.matrix.shape[1]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, idx):
-        return self.matrix[self.rows[idx]]
 
 
 @dataclass

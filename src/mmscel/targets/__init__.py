@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from mmscel.targets.base import (
     ROW_CHUNK,
+    RowSubset,
     TargetBasis,
     TargetSpace,
     matrix_signature,
@@ -91,6 +92,7 @@ __all__ = [
     "GeneSVD",
     "NativeTargets",
     "ProteinSVD",
+    "RowSubset",
     "TargetBasis",
     "TargetSpace",
     "batch_labels",

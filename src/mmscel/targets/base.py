@@ -63,6 +63,36 @@ class TargetBasis:
         return TargetBasis(self.components[:k], self.mean)
 
 
+@dataclass(frozen=True)
+class RowSubset:
+    """Some rows of a matrix, read on demand: ``subset[idx]`` is ``matrix[rows[idx]]``.
+
+    A fold hands a learner its rows of the full target matrix this way rather than as a copy,
+    which at the competition's size would be GBs beside the matrix itself; a learner reads it a
+    batch of rows at a time.
+
+    Parameters
+    ----------
+    matrix
+        The whole matrix (dense or CSR).
+    rows
+        The rows of it this subset holds, in order.
+    """
+
+    matrix: np.ndarray | sp.csr_matrix
+    rows: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.rows), self.matrix.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx):
+        return self.matrix[self.rows[idx]]
+
+
 class TargetSpace(ABC):
     """The space a level-1 learner fits, fitted on training targets.
 
@@ -206,6 +236,23 @@ class TargetSpace(ABC):
     def learner_basis(self) -> TargetBasis | None:
         """The map from learner outputs to the scored targets, for learners that take their loss there."""
         return None
+
+    def basis_targets(self, Y, rows) -> RowSubset | np.ndarray:
+        """What :attr:`learner_basis` maps the learner targets of ``rows`` onto, for a loss taken there.
+
+        Parameters
+        ----------
+        Y
+            The scored targets of all rows (dense or CSR).
+        rows
+            The rows a learner fits.
+
+        Returns
+        -------
+        RowSubset or numpy.ndarray
+            By default the scored targets of ``rows``, read on demand.
+        """
+        return RowSubset(Y, rows)
 
     def reconstruct(self, predictions: np.ndarray) -> np.ndarray:
         """Map predictions onto the scored targets.

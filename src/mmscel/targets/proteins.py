@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mmscel.metrics import standardize_rows
-from mmscel.targets.base import TargetSpace
+from mmscel.targets.base import TargetBasis, TargetSpace
 from mmscel.targets.batches import BatchOffsets
 from mmscel.targets.rows import clip_rows, median_scale_rows
 
@@ -96,6 +96,24 @@ class NativeTargets(TargetSpace):
         """Learner outputs are predictions already (plus the typical offset, when centred per batch)."""
         return Z if self.offsets is None else (Z + self.offsets.typical).astype(np.float32)
 
+    @property
+    def learner_basis(self) -> TargetBasis | None:
+        """With batch centring, the outputs plus the typical offset: the map to what a run predicts.
+
+        A loss that is not invariant to a per-target offset (the per-cell
+        correlation) must be taken after the offset is added, as the
+        predictions are scored; otherwise the scale it leaves free in each
+        cell decides how much of the offset the prediction keeps. Without
+        centring the outputs are the predictions (None).
+        """
+        if self.offsets is None:
+            return None
+        return TargetBasis(np.eye(len(self.offsets.typical), dtype=np.float32), self.offsets.typical)
+
+    def basis_targets(self, Y, rows) -> np.ndarray:
+        """The centred targets of ``rows`` plus the typical offset (the transformed cells on the typical batch)."""
+        return (NativeTargets.transform_rows(self, Y, rows) + self.offsets.typical).astype(np.float32)
+
     def prediction_width(self, Y) -> int:
         """The number of targets."""
         return int(Y.shape[1])
@@ -172,6 +190,13 @@ class ProteinSVD(NativeTargets):
         """SVD coefficients back to proteins."""
         proteins = (Z @ self.components + self.mean).astype(np.float32)
         return super().inverse(proteins)
+
+    @property
+    def learner_basis(self) -> TargetBasis | None:
+        """With batch centring, coefficients to proteins with the typical offset added (as :meth:`inverse`)."""
+        if self.offsets is None:
+            return None
+        return TargetBasis(self.components, (self.mean + self.offsets.typical).astype(np.float32))
 
     def describe(self) -> dict[str, Any]:
         """The native description, plus the components fitted and the output (proteins)."""
