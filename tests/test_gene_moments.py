@@ -10,7 +10,7 @@ import torch
 from mmscel.learners.base import RowSubset, TargetBasis
 from mmscel.learners.mlp_loss import GeneMomentLoss, GenePearson, compute_loss, gene_objective
 from mmscel.metrics import pearson_per_row
-from mmscel.targets.moments import BasisMoments, GeneMoments, gene_pearson, gene_squared_error
+from mmscel.targets.moments import BasisMoments, GeneMoments, ShiftedRows, gene_pearson, gene_squared_error
 
 
 def problem(cells=40, genes=300, k=6, seed=0):
@@ -27,11 +27,23 @@ def reconstructed(z, basis):
     return z @ basis.components.astype(np.float64) + basis.mean.astype(np.float64)
 
 
-@pytest.mark.parametrize("kind", ["dense", "csr", "row_subset"])
+def shifted_problem():
+    """Genes moved by a low-rank shift per cell: the view, and the same rows dense."""
+    Y, basis, z = problem()
+    rng = np.random.default_rng(5)
+    C, shift = rng.normal(size=(4, Y.shape[1])), rng.normal(size=(len(Y), 4))
+    view = ShiftedRows(RowSubset(sp.csr_matrix(Y), np.arange(len(Y))), shift.astype(np.float32), C.astype(np.float32))
+    dense = Y - shift.astype(np.float32).astype(np.float64) @ C.astype(np.float32).astype(np.float64)
+    return view, dense, basis, z
+
+
+@pytest.mark.parametrize("kind", ["dense", "csr", "row_subset", "shifted"])
 def test_pearson_and_squared_error_equal_those_of_the_reconstructed_genes(kind):
     Y, basis, z = problem()
     rows = np.arange(len(Y))[::-1].copy()
     source = {"dense": Y, "csr": sp.csr_matrix(Y), "row_subset": RowSubset(sp.csr_matrix(Y[rows]), np.argsort(rows))}
+    if kind == "shifted":
+        source[kind], Y, basis, z = shifted_problem()
     genes = GeneMoments.of(source[kind], basis, chunk=7)  # several chunks
     moments = BasisMoments.of(basis)
     dense = reconstructed(z, basis)
@@ -98,3 +110,10 @@ def test_the_early_stopping_score_equals_the_metric_on_the_genes():
     pred = z[rows].astype(np.float32)
     expected = pearson_per_row(Y[rows], reconstructed(pred.astype(np.float64), basis))
     np.testing.assert_allclose(score(pred, rows), expected, atol=1e-12)
+
+
+def test_shifted_rows_read_as_the_shifted_genes():
+    view, dense, _, _ = shifted_problem()
+    assert view.shape == dense.shape and len(view) == len(dense)
+    np.testing.assert_allclose(view[3:9], dense[3:9], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(view[np.array([7, 2])], dense[[7, 2]], rtol=1e-5, atol=1e-5)

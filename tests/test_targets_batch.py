@@ -229,3 +229,27 @@ def test_a_correlation_loss_on_centred_proteins_keeps_the_offset_in_scale():
     floor = cross_validate(learner, X, Y, folds, space=NativeTargets(True)).cv_mean_profile
     assert plain > floor + 0.05
     assert centred > plain - 0.005, (plain, centred, floor)  # with the loss before the offset: 0.851 vs 0.866
+
+
+def test_centred_genes_give_learners_the_genes_of_their_targets():
+    rng = np.random.default_rng(2)
+    Y = sp.csr_matrix((rng.gamma(2.0, 1.0, (90, 4)) @ rng.gamma(1.0, 1.0, (4, 30))).astype(np.float32))  # rank 4
+    batches = np.array(["a", "b", "c"])[rng.integers(0, 3, 90)]
+    rows = np.arange(60)
+    space = BatchCentredGenes.around(GeneSVD(4).fit(Y), batches).clone().fit_rows(Y, rows)
+    genes = space.basis_targets(Y, rows)
+    shift = (space.offsets.of(batches[rows]) - space.offsets.typical) @ space.components
+    np.testing.assert_allclose(genes[np.arange(60)], Y.toarray()[rows] - shift, rtol=1e-4, atol=1e-4)
+    # every component fitted and genes of rank 4: the learner targets map exactly onto them
+    z = space.transform_rows(Y, rows)
+    np.testing.assert_allclose(space.learner_basis.reconstruct(z), genes[np.arange(60)], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("aux", [{}, {"aux_loss": "mae", "aux_space": "targets"}])
+def test_an_mlp_fits_centred_genes_through_their_moments_or_rows(aux):
+    X, proteins, batches = _shifted_proteins()
+    Y = sp.csr_matrix(np.maximum(np.hstack([proteins, proteins[:, ::-1] - 1.0]), 0))  # sparse "genes"
+    params = {"hidden": [32], "epochs": 20, "early_stopping": False, "batch_size": 64, "loss": "correlation", **aux}
+    space = BatchCentredGenes.around(GeneSVD(12).fit(Y).with_fitted(8), batches)
+    result = cross_validate(make_learner("mlp", params, seed=0, n_jobs=1), X, Y, np.arange(Y.shape[0]) % 3, space=space)
+    assert np.isfinite(result.oof).all() and result.cv > result.cv_mean_profile + 0.05

@@ -28,6 +28,7 @@ import scipy.sparse as sp
 
 from mmscel.errors import InputError
 from mmscel.targets import RowSubset, TargetBasis
+from mmscel.targets.moments import ShiftedRows
 
 
 class LearnerParams(pydantic.BaseModel):
@@ -79,8 +80,10 @@ class FitData:
     Y
         Targets in the learner's space (rows x outputs).
     Y_full
-        The scored targets of the same rows (dense, CSR, or a :class:`RowSubset` of the whole matrix),
-        only given together with a :class:`TargetBasis`.
+        What the :class:`TargetBasis` given with it maps ``Y`` onto: the scored targets of the same rows
+        (dense, CSR, or a :class:`RowSubset` of the whole matrix), or, with batch centring, the targets
+        moved onto the typical batch (dense proteins, or genes as a
+        :class:`~mmscel.targets.moments.ShiftedRows`).
 
     Raises
     ------
@@ -90,7 +93,7 @@ class FitData:
 
     X: np.ndarray
     Y: np.ndarray
-    Y_full: np.ndarray | sp.csr_matrix | RowSubset | None = None
+    Y_full: np.ndarray | sp.csr_matrix | RowSubset | ShiftedRows | None = None
 
     def __post_init__(self) -> None:
         if len(self.X) != len(self.Y):

@@ -8,6 +8,11 @@ training rows of the fold only), and predictions get back the *typical*
 offset: the mean of the training batches' medians, the same vector for every
 predicted row. Nothing of a predicted row's batch is read from its targets,
 and validation rows never enter the medians, so the scheme does not leak.
+
+A learner that takes its loss on the scored targets (the MLP) gets them
+moved onto the typical batch (``basis_targets``), and a map from its outputs
+that adds the typical offset (``learner_basis``): the same centred targets,
+seen where the predictions are scored.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmscel.targets.base import TargetBasis
+from mmscel.targets.base import RowSubset, TargetBasis
 from mmscel.targets.genes import GeneSVD
+from mmscel.targets.moments import ShiftedRows
 
 
 def batch_labels(metadata: pd.DataFrame) -> np.ndarray:
@@ -191,6 +197,15 @@ class BatchCentredGenes(GeneSVD):
         """Genes from the coefficients learners fit: their components, and the typical offset's genes as mean."""
         mean = (self.offsets.typical @ self.components).astype(np.float32)
         return TargetBasis(self.components[: self.fitted_width], mean)
+
+    def basis_targets(self, Y, rows) -> ShiftedRows:
+        """The genes of ``rows`` moved onto the typical batch: each minus its batch's offset from the typical, in genes.
+
+        What :attr:`learner_basis` maps the learner targets onto, so that a loss
+        taken on the genes fits the same centred targets as one on the coefficients.
+        """
+        shift = self.offsets.of(self.batches[rows]) - self.offsets.typical
+        return ShiftedRows(RowSubset(Y, rows), shift, self.components)
 
     def describe(self) -> dict[str, Any]:
         """The gene SVD's description, with ``batch_centering``."""

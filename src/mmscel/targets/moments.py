@@ -102,6 +102,8 @@ class GeneMoments:
         -------
         GeneMoments
         """
+        if isinstance(Y, ShiftedRows):
+            return Y.moments(basis, chunk)
         V = np.asarray(basis.components, dtype=np.float64)
         m = np.asarray(basis.mean, dtype=np.float64).ravel()
         n_cells, n_genes = Y.shape
@@ -127,6 +129,59 @@ class GeneMoments:
         import torch
 
         return GeneMoments(*(torch.as_tensor(getattr(self, f.name), device=device) for f in fields(self)))
+
+
+@dataclass(frozen=True)
+class ShiftedRows:
+    """Rows of a gene matrix, each moved by a low-rank shift: ``view[idx]`` is ``genes[idx] - shift[idx] @ components``.
+
+    Genes centred per batch in the span of a gene SVD have this form. The view is
+    never densified whole: a batch of rows is densified when read, and the rows'
+    moments follow exactly from the unshifted genes' (with ``s = d C``, ``y . s =
+    (y C') . d`` and ``s . s = d (C C') d``).
+
+    Parameters
+    ----------
+    genes
+        Cells x genes (dense, CSR or a row subset).
+    shift
+        Cells x K coefficients of each cell's shift.
+    components
+        K x genes.
+    """
+
+    genes: Any
+    shift: np.ndarray
+    components: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.genes.shape
+
+    def __len__(self) -> int:
+        return self.genes.shape[0]
+
+    def __getitem__(self, idx) -> np.ndarray:
+        part = self.genes[idx]
+        part = part.toarray() if sp.issparse(part) else np.asarray(part)
+        return (part - self.shift[idx] @ self.components).astype(np.float32)
+
+    def moments(self, basis: TargetBasis, chunk: int = 8192) -> GeneMoments:
+        """The moments of the shifted rows, from one pass over the unshifted genes (see the class docs)."""
+        V = np.asarray(basis.components, dtype=np.float64)
+        m = np.asarray(basis.mean, dtype=np.float64).ravel()
+        C = np.asarray(self.components, dtype=np.float64)
+        d = np.asarray(self.shift, dtype=np.float64)
+        n_genes, k = C.shape[1], V.shape[0]
+        joint = GeneMoments.of(self.genes, TargetBasis(np.vstack([V, C]), m), chunk)
+        own, through_c = joint.proj[:, :k], joint.proj[:, k:]
+        sq = joint.sq - 2 * (through_c * d).sum(axis=1) + ((d @ (C @ C.T)) * d).sum(axis=1) / n_genes
+        return GeneMoments(
+            joint.mean - d @ C.mean(axis=1),
+            sq,
+            own - d @ (C @ V.T) / n_genes,
+            joint.dot_m - d @ (C @ m) / n_genes,
+        )
 
 
 def reconstruction_moments(z, basis: BasisMoments, genes: GeneMoments) -> tuple[Any, Any, Any]:
@@ -178,4 +233,4 @@ def gene_squared_error(z, basis: BasisMoments, genes: GeneMoments):
     return second - 2 * cross + genes.sq
 
 
-__all__ = ["BasisMoments", "GeneMoments", "gene_pearson", "gene_squared_error", "reconstruction_moments"]
+__all__ = ["BasisMoments", "GeneMoments", "ShiftedRows", "gene_pearson", "gene_squared_error", "reconstruction_moments"]
