@@ -76,6 +76,8 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "refit": REFIT,
         },
         "xgb": GBDT,
+        "lgbm": {"shipped": [], "components_32": ["targets.components=32"]},  # XGBoost's best change, on the others
+        "catboost": {"shipped": [], "components_32": ["targets.components=32"]},
         "ridge": {"shipped": [], "alpha_30": ["params.alpha=30"]},
     },
     "multi": {
