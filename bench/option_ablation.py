@@ -91,6 +91,8 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "refit": REFIT,
         },
         "xgb": GBDT,
+        "lgbm": {"shipped": [], "components_32": ["targets.components=32"]},
+        "catboost": {"shipped": [], "components_32": ["targets.components=32"]},
         "all": {"target_svd_128": ["features.target_svd_components=128"], **MULTI_FEATURES},  # every config, blended
     },
 }
