@@ -49,9 +49,9 @@ WINNER_MLP = [  # the 1st place's network: a wide encoder, a decoder of blocks w
     "params.epochs=40",
     "params.early_stopping=false",
 ]
-GBDT = {  # the variants of the GBDTs, the same on both tasks
-    "shipped": [],
-    "components_32": ["targets.components=32"],
+MORE_COMPONENTS = {"shipped": [], "components_32": ["targets.components=32"]}  # the GBDTs fit 32 target directions
+GBDT = {  # the variants of XGBoost, the same on both tasks
+    **MORE_COMPONENTS,
     "target_centring": TARGET_CENTRING,
     "refit": REFIT,
 }
@@ -76,8 +76,8 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "refit": REFIT,
         },
         "xgb": GBDT,
-        "lgbm": {"shipped": [], "components_32": ["targets.components=32"]},  # XGBoost's best change, on the others
-        "catboost": {"shipped": [], "components_32": ["targets.components=32"]},
+        "lgbm": MORE_COMPONENTS,  # XGBoost's best change, on the other GBDTs
+        "catboost": MORE_COMPONENTS,
         "ridge": {"shipped": [], "alpha_30": ["params.alpha=30"]},
     },
     "multi": {
@@ -91,8 +91,8 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "refit": REFIT,
         },
         "xgb": GBDT,
-        "lgbm": {"shipped": [], "components_32": ["targets.components=32"]},
-        "catboost": {"shipped": [], "components_32": ["targets.components=32"]},
+        "lgbm": MORE_COMPONENTS,
+        "catboost": MORE_COMPONENTS,
         "all": {"target_svd_128": ["features.target_svd_components=128"], **MULTI_FEATURES},  # every config, blended
     },
 }

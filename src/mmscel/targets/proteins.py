@@ -112,6 +112,7 @@ class NativeTargets(TargetSpace):
 
     def basis_targets(self, Y, rows) -> np.ndarray:
         """The centred targets of ``rows`` plus the typical offset (the transformed cells on the typical batch)."""
+        # the proteins themselves, also for a protein SVD (whose transform_rows gives coefficients)
         return (NativeTargets.transform_rows(self, Y, rows) + self.offsets.typical).astype(np.float32)
 
     def prediction_width(self, Y) -> int:
