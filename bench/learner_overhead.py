@@ -12,6 +12,12 @@ ratio (mmscel / direct), and the ratio of the fastest runs, the steadier figure 
 a few milliseconds (noise only adds time). ``--threads`` sets both sides' threads and caps BLAS and
 OpenMP over the whole run (``--threads 1`` takes thread scheduling out of the comparison on a shared
 machine). Writes ``OUT/learner_overhead.json`` (section = rows, threads and learners).
+
+    python bench/learner_overhead.py --threads-by-rows 250 1000 2000 4000 [--repeats 3] [--only lgbm xgb]
+
+measures instead what sets ``mmscel.learners.base.ROWS_PER_THREAD``: each learner through mmscel on
+one thread and on two (forced, whatever the rows), at each row count, in ABBA order; section
+``threads_by_rows``.
 """
 
 from __future__ import annotations
@@ -164,6 +170,25 @@ def compare(name: str, X, Y, repeats: int, threads: int) -> dict:
     return row
 
 
+def thread_scaling(name: str, rows: int, repeats: int) -> dict:
+    """Median fit + predict seconds of ``name`` on ``rows`` rows with one thread and with two."""
+    import mmscel.learners.base as base
+
+    X, Y = make_data(rows)
+    keep, base.ROWS_PER_THREAD = base.ROWS_PER_THREAD, 1  # two threads at any size
+    try:
+        sides = {1: lambda: via_mmscel(name, X, Y, 1), 2: lambda: via_mmscel(name, X, Y, 2)}
+        sides[1](), sides[2]()
+        times = {threads: [] for threads in sides}
+        for i in range(repeats):
+            for threads in (1, 2) if i % 2 == 0 else (2, 1):
+                times[threads].append(seconds(sides[threads]))
+    finally:
+        base.ROWS_PER_THREAD = keep
+    one, two = float(np.median(times[1])), float(np.median(times[2]))
+    return {"learner": name, "rows": rows, "one_thread_s": one, "two_threads_s": two, "speedup": one / two}
+
+
 def report(rows: list[dict]) -> str:
     headers = ["learner", "mmscel (s)", "library directly (s)", "ratio (median)", "ratio (fastest runs)"]
     table = [
@@ -179,8 +204,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", nargs="+", choices=list(PARAMS), default=list(PARAMS))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads-by-rows", type=int, nargs="+", metavar="ROWS")
     add_out_argument(parser)
     args = parser.parse_args(argv)
+    if args.threads_by_rows:
+        return threads_by_rows(args)
     X, Y = make_data(args.rows)
     rows = []
     with threadpool_limits(args.threads):
@@ -191,6 +219,23 @@ def main(argv: list[str]) -> int:
     settings = {"rows": args.rows, "features": FEATURES, "outputs": OUTPUTS, "repeats": args.repeats}
     save_result(args.out, "learner_overhead", section, {**settings, "threads": args.threads, "results": rows})
     print(report(rows))
+    return 0
+
+
+def threads_by_rows(args: argparse.Namespace) -> int:
+    """The one-against-two-threads table over row counts, saved as section ``threads_by_rows``."""
+    rows = []
+    for count in args.threads_by_rows:
+        for name in args.only:
+            rows.append(thread_scaling(name, count, args.repeats))
+            print(rows[-1], flush=True)
+    save_result(args.out, "learner_overhead", "threads_by_rows", {"repeats": args.repeats, "results": rows})
+    headers = ["learner", "rows", "1 thread (s)", "2 threads (s)", "speed-up of 2 threads"]
+    table = [
+        [r["learner"], r["rows"], f"{r['one_thread_s']:.3f}", f"{r['two_threads_s']:.3f}", f"{r['speedup']:.2f}"]
+        for r in rows
+    ]
+    print(markdown_table(headers, table))
     return 0
 
 

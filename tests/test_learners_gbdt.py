@@ -28,6 +28,7 @@ SPECS = {
     "catboost_rmse": ("catboost", {"iterations": ROUNDS, "learning_rate": 0.1, "depth": 4, "loss": "RMSE"}),
 }
 ROUNDS_KEY = {"lgbm": "n_estimators", "xgb": "n_estimators", "catboost": "iterations"}
+THREAD_KEY = {"lgbm": "num_threads", "xgb": "nthread", "catboost": "thread_count"}
 
 
 def make_learner(spec: str, seed: int = 0, **overrides):
@@ -177,3 +178,25 @@ def test_catboost_module_does_not_shadow_library():
     assert module.cb is catboost and module.cb is not module
     assert hasattr(catboost, "CatBoostRegressor")
     assert Path(catboost.__file__).parent.name == "catboost"
+
+
+def test_threads_follow_the_rows():
+    learner = learner_class("lgbm")({}, n_jobs=2)
+    assert [learner.threads(rows) for rows in (None, 10, 999, 1_999, 2_000, 10**6)] == [2, 1, 1, 1, 2, 2]
+    assert learner_class("xgb")({}, n_jobs=1).threads(10**6) == 1
+    assert learner_class("catboost")({}, n_jobs=4).threads(3_500) == 3
+
+
+@pytest.mark.parametrize("spec", list(SPECS))
+def test_a_fit_on_few_rows_uses_one_thread_and_predicts_as_with_two(spec, data, monkeypatch):
+    """250 rows fit on one thread of two; forcing both threads changes no prediction."""
+    train, valid, test = data
+    name = SPECS[spec][0]
+    learner = learner_class(name)(SPECS[spec][1], seed=3, n_jobs=2)
+    assert learner.booster_params(len(train.X))[THREAD_KEY[name]] == 1
+    one = learner.fit(train, valid).predict(test.X)
+
+    monkeypatch.setattr("mmscel.learners.base.ROWS_PER_THREAD", 1)
+    assert learner.booster_params(len(train.X))[THREAD_KEY[name]] == 2
+    two = learner.clone().fit(train, valid).predict(test.X)
+    np.testing.assert_array_equal(one, two)

@@ -121,6 +121,23 @@ def test_same_seed_same_predictions():
     assert torch_state() == before
 
 
+def test_a_fit_on_few_rows_runs_torch_on_one_thread(monkeypatch):
+    """300 rows train and predict on one thread of two; forcing two moves predictions by rounding only."""
+    X, Y = nonlinear_data(n=300)
+    params = {**FAST, "epochs": 4}
+    threads = []
+    set_num_threads = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (threads.append(n), set_num_threads(n)))
+    one = mlp(params, seed=2, n_jobs=2).fit(FitData(X, Y)).predict(X)
+    assert threads[0::2] == [1, 1]  # fit and predict; the odd calls restore torch's setting
+
+    threads.clear()
+    monkeypatch.setattr("mmscel.learners.base.ROWS_PER_THREAD", 1)
+    two = mlp(params, seed=2, n_jobs=2).fit(FitData(X, Y)).predict(X)
+    assert threads[0::2] == [2, 2]
+    np.testing.assert_allclose(one, two, rtol=0, atol=1e-4)
+
+
 def fill_uninitialized_memory():
     return torch.utils.deterministic.fill_uninitialized_memory
 

@@ -30,6 +30,10 @@ from mmscel.errors import InputError
 from mmscel.targets import RowSubset, TargetBasis
 from mmscel.targets.moments import ShiftedRows
 
+# Below this many rows per thread, a library's thread start-up and synchronisation on every tree
+# or batch cost more than the thread's share of the work (bench/learner_overhead.py --threads-by-rows).
+ROWS_PER_THREAD = 1_000
+
 
 class LearnerParams(pydantic.BaseModel):
     """Base of every learner's parameters: frozen, and unknown keys are refused by name.
@@ -134,7 +138,7 @@ class BaseLearner(ABC):
     seed
         Seed of every random choice of the fit.
     n_jobs
-        Threads the library may use.
+        Threads the library may use; a fit or prediction on few rows uses fewer (:meth:`threads`).
 
     Raises
     ------
@@ -157,6 +161,23 @@ class BaseLearner(ABC):
         self.seed = int(seed)
         self.n_jobs = int(n_jobs)
         self.best_iterations: list[int] | None = None
+
+    def threads(self, rows: int | None = None) -> int:
+        """Threads for work on ``rows`` rows: ``n_jobs``, lowered to one per ``ROWS_PER_THREAD`` rows.
+
+        Parameters
+        ----------
+        rows
+            Rows the fit or prediction handles (None: ``n_jobs`` whatever the size).
+
+        Returns
+        -------
+        int
+            At least one thread, at most ``n_jobs``.
+        """
+        if rows is None:
+            return max(1, self.n_jobs)
+        return max(1, min(self.n_jobs, int(rows) // ROWS_PER_THREAD))
 
     def clone(self, seed: int | None = None) -> BaseLearner:
         """An unfitted copy with the same parameters.

@@ -83,8 +83,8 @@ class CatBoostLearner(GBDTLearner):
     }
     Params = CatBoostParams
 
-    def booster_params(self) -> dict[str, Any]:
-        """The keyword arguments of :class:`catboost.CatBoostRegressor`.
+    def booster_params(self, rows: int | None = None) -> dict[str, Any]:
+        """The keyword arguments of :class:`catboost.CatBoostRegressor` for a fit on ``rows`` rows.
 
         ``device: cuda`` adds ``task_type="GPU"`` and ``boosting_type="Plain"``: the CPU's scheme,
         where CatBoost's GPU default for up to 50,000 rows is ``Ordered``, which it does not
@@ -95,7 +95,7 @@ class CatBoostLearner(GBDTLearner):
             "loss_function": p.loss,
             **p.library_params(),
             "random_seed": self.seed,
-            "thread_count": self.n_jobs,
+            "thread_count": self.threads(rows),
             "verbose": False,
             "allow_writing_files": False,
         }
@@ -118,7 +118,7 @@ class CatBoostLearner(GBDTLearner):
         return self
 
     def _fit_one(self, pool: cb.Pool, eval_pool: cb.Pool | None) -> cb.CatBoostRegressor:
-        model = cb.CatBoostRegressor(**self.booster_params())
+        model = cb.CatBoostRegressor(**self.booster_params(pool.num_row()))
         options = {}
         if eval_pool is not None:
             stopping = self.params.early_stopping_rounds or None
@@ -131,7 +131,8 @@ class CatBoostLearner(GBDTLearner):
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions of the fitted model(s)."""
         X = as_float32(X)
-        columns = [m.predict(X, thread_count=self.n_jobs).reshape(len(X), -1) for m in self.models_]
+        threads = self.threads(len(X))
+        columns = [m.predict(X, thread_count=threads).reshape(len(X), -1) for m in self.models_]
         return np.hstack(columns).astype(np.float32)
 
     def save(self, folder: Path) -> list[Path]:

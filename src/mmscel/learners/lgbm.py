@@ -67,8 +67,8 @@ class LGBMLearner(GBDTLearner):
     }
     Params = LGBMParams
 
-    def booster_params(self) -> dict[str, Any]:
-        """The LightGBM parameters; the Dataset and the training share them, so nothing is re-binned."""
+    def booster_params(self, rows: int | None = None) -> dict[str, Any]:
+        """The LightGBM parameters for a fit on ``rows`` rows; the Dataset and the training share them."""
         return {
             "objective": "regression",
             "metric": "l2",
@@ -76,13 +76,13 @@ class LGBMLearner(GBDTLearner):
             "seed": self.seed,
             "deterministic": True,
             "force_row_wise": True,
-            "num_threads": self.n_jobs,
+            "num_threads": self.threads(rows),
             "verbose": -1,
         }
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> LGBMLearner:
         """Fit one booster per output column on a Dataset binned once."""
-        params = self.booster_params()
+        params = self.booster_params(len(train.X))
         labels = _columns(train.Y)
         # Dataset and train() get the same params: lgb.train silently re-bins a
         # Dataset (free_raw_data=False) whose binning params differ from its own.
@@ -121,7 +121,9 @@ class LGBMLearner(GBDTLearner):
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions of every booster at its best iteration."""
         X = as_float32(X)
-        columns = [b.predict(X, num_iteration=n) for b, n in zip(self.boosters_, self.best_iterations, strict=True)]
+        threads = self.threads(len(X))
+        boosters = zip(self.boosters_, self.best_iterations, strict=True)
+        columns = [b.predict(X, num_iteration=n, num_threads=threads) for b, n in boosters]
         return np.column_stack(columns).astype(np.float32)
 
     def save(self, folder: Path) -> list[Path]:

@@ -197,7 +197,7 @@ class MLPLearner(BaseLearner):
         Y = as_float32(train.Y).reshape(len(X), -1)
         recon = self._reconstruction(train, basis)
         device = torch.device(self.params.device)
-        with torch_session(self.seed, self.n_jobs, device):
+        with torch_session(self.seed, self.threads(len(X)), device):
             self.model_ = self._build(X, Y).to(device)
             X = X.to(device)
             Z = self._fit_scaling(X) if self.params.standardize_inputs else X
@@ -210,7 +210,7 @@ class MLPLearner(BaseLearner):
         """Predictions of the kept network (the mean of its heads)."""
         X = as_float32(X)
         out = np.empty((len(X), self.arch_["output_dim"]), dtype=np.float32)
-        with torch_session(self.seed, self.n_jobs, self.model_.x_mean.device):
+        with torch_session(self.seed, self.threads(len(X)), self.model_.x_mean.device):
             for start in range(0, len(X), PREDICT_BATCH):
                 out[start : start + PREDICT_BATCH] = self._forward(torch.from_numpy(X[start : start + PREDICT_BATCH]))
         return out

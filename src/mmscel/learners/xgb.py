@@ -93,15 +93,15 @@ class XGBLearner(GBDTLearner):
         "params.reg_lambda": {"type": "float", "low": 0.001, "high": 30.0, "log": True},
     }
 
-    def booster_params(self) -> dict[str, Any]:
-        """The parameters of :func:`xgboost.train`; ``device: cuda`` adds ``device="cuda"``."""
+    def booster_params(self, rows: int | None = None) -> dict[str, Any]:
+        """The parameters of :func:`xgboost.train` for ``rows`` rows; ``device: cuda`` adds ``device="cuda"``."""
         params = {
             "objective": "reg:squarederror",
             "eval_metric": "rmse",
             "tree_method": "hist",
             **self.params.library_params(),
             "seed": self.seed,
-            "nthread": self.n_jobs,
+            "nthread": self.threads(rows),
             "verbosity": 0,
         }
         if self.params.device == "cuda":
@@ -110,17 +110,20 @@ class XGBLearner(GBDTLearner):
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> XGBLearner:
         """Fit one XGBoost model over all outputs, early-stopping on ``valid``."""
-        dtrain = xgb.QuantileDMatrix(as_float32(train.X), label=targets_2d(train.Y), max_bin=self.params.max_bin)
+        threads = self.threads(len(train.X))
+        dtrain = xgb.QuantileDMatrix(
+            as_float32(train.X), label=targets_2d(train.Y), max_bin=self.params.max_bin, nthread=threads
+        )
         evals, stopping = [], None
         if valid is not None:
             dvalid = xgb.QuantileDMatrix(
-                as_float32(valid.X), label=targets_2d(valid.Y), ref=dtrain, max_bin=self.params.max_bin
+                as_float32(valid.X), label=targets_2d(valid.Y), ref=dtrain, max_bin=self.params.max_bin, nthread=threads
             )
             evals = [(dvalid, "valid")]
             stopping = self.params.early_stopping_rounds or None
         with steps("xgb rounds", self.params.n_estimators) as advance:
             self.booster_ = xgb.train(
-                self.booster_params(),
+                self.booster_params(len(train.X)),
                 dtrain,
                 num_boost_round=self.params.n_estimators,
                 evals=evals,
@@ -136,6 +139,7 @@ class XGBLearner(GBDTLearner):
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions up to the best iteration."""
         X = as_float32(X)
+        self.booster_.set_param({"nthread": self.threads(len(X))})
         pred = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iterations[0]))
         return np.asarray(pred, dtype=np.float32).reshape(len(X), -1)
 
