@@ -15,7 +15,7 @@ machine). Writes ``OUT/learner_overhead.json`` (section = rows, threads and lear
 
     python bench/learner_overhead.py --threads-by-rows 250 1000 2000 4000 [--repeats 3] [--only lgbm xgb]
 
-measures instead what sets ``mmscel.learners.base.ROWS_PER_THREAD``: each learner through mmscel on
+measures instead what sets each learner's ``rows_per_thread``: each learner through mmscel on
 one thread and on two (forced, whatever the rows), at each row count, in ABBA order; section
 ``threads_by_rows``.
 """
@@ -172,10 +172,11 @@ def compare(name: str, X, Y, repeats: int, threads: int) -> dict:
 
 def thread_scaling(name: str, rows: int, repeats: int) -> dict:
     """Median fit + predict seconds of ``name`` on ``rows`` rows with one thread and with two."""
-    import mmscel.learners.base as base
+    from mmscel.learners import learner_class
 
     X, Y = make_data(rows)
-    keep, base.ROWS_PER_THREAD = base.ROWS_PER_THREAD, 1  # two threads at any size
+    cls = learner_class(name)
+    keep, cls.rows_per_thread = cls.rows_per_thread, 0  # n_jobs threads at any size
     try:
         sides = {1: lambda: via_mmscel(name, X, Y, 1), 2: lambda: via_mmscel(name, X, Y, 2)}
         sides[1](), sides[2]()
@@ -184,7 +185,7 @@ def thread_scaling(name: str, rows: int, repeats: int) -> dict:
             for threads in (1, 2) if i % 2 == 0 else (2, 1):
                 times[threads].append(seconds(sides[threads]))
     finally:
-        base.ROWS_PER_THREAD = keep
+        cls.rows_per_thread = keep
     one, two = float(np.median(times[1])), float(np.median(times[2]))
     return {"learner": name, "rows": rows, "one_thread_s": one, "two_threads_s": two, "speedup": one / two}
 

@@ -28,7 +28,6 @@ SPECS = {
     "catboost_rmse": ("catboost", {"iterations": ROUNDS, "learning_rate": 0.1, "depth": 4, "loss": "RMSE"}),
 }
 ROUNDS_KEY = {"lgbm": "n_estimators", "xgb": "n_estimators", "catboost": "iterations"}
-THREAD_KEY = {"lgbm": "num_threads", "xgb": "nthread", "catboost": "thread_count"}
 
 
 def make_learner(spec: str, seed: int = 0, **overrides):
@@ -181,22 +180,20 @@ def test_catboost_module_does_not_shadow_library():
 
 
 def test_threads_follow_the_rows():
-    learner = learner_class("lgbm")({}, n_jobs=2)
-    assert [learner.threads(rows) for rows in (None, 10, 999, 1_999, 2_000, 10**6)] == [2, 1, 1, 1, 2, 2]
-    assert learner_class("xgb")({}, n_jobs=1).threads(10**6) == 1
-    assert learner_class("catboost")({}, n_jobs=4).threads(3_500) == 3
+    lgbm = learner_class("lgbm")({}, n_jobs=2)
+    assert [lgbm.threads(rows) for rows in (None, 10, 3_999, 4_000, 10**6)] == [2, 1, 1, 2, 2]
+    assert learner_class("lgbm")({}, n_jobs=1).threads(10**6) == 1
+    assert [learner_class(name)({}, n_jobs=2).threads(10) for name in ("xgb", "catboost")] == [2, 2]
 
 
-@pytest.mark.parametrize("spec", list(SPECS))
-def test_a_fit_on_few_rows_uses_one_thread_and_predicts_as_with_two(spec, data, monkeypatch):
+def test_a_lgbm_fit_on_few_rows_uses_one_thread_and_predicts_as_with_two(data, monkeypatch):
     """250 rows fit on one thread of two; forcing both threads changes no prediction."""
     train, valid, test = data
-    name = SPECS[spec][0]
-    learner = learner_class(name)(SPECS[spec][1], seed=3, n_jobs=2)
-    assert learner.booster_params(len(train.X))[THREAD_KEY[name]] == 1
+    learner = learner_class("lgbm")(SPECS["lgbm"][1], seed=3, n_jobs=2)
+    assert learner.booster_params(len(train.X))["num_threads"] == 1
     one = learner.fit(train, valid).predict(test.X)
 
-    monkeypatch.setattr("mmscel.learners.base.ROWS_PER_THREAD", 1)
-    assert learner.booster_params(len(train.X))[THREAD_KEY[name]] == 2
+    monkeypatch.setattr(type(learner), "rows_per_thread", 1)
+    assert learner.booster_params(len(train.X))["num_threads"] == 2
     two = learner.clone().fit(train, valid).predict(test.X)
     np.testing.assert_array_equal(one, two)

@@ -132,7 +132,7 @@ def test_a_fit_on_few_rows_runs_torch_on_one_thread(monkeypatch):
     assert threads[0::2] == [1, 1]  # fit and predict; the odd calls restore torch's setting
 
     threads.clear()
-    monkeypatch.setattr("mmscel.learners.base.ROWS_PER_THREAD", 1)
+    monkeypatch.setattr(MLPLearner, "rows_per_thread", 1)
     two = mlp(params, seed=2, n_jobs=2).fit(FitData(X, Y)).predict(X)
     assert threads[0::2] == [2, 2]
     np.testing.assert_allclose(one, two, rtol=0, atol=1e-4)

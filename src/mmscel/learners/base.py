@@ -30,10 +30,6 @@ from mmscel.errors import InputError
 from mmscel.targets import RowSubset, TargetBasis
 from mmscel.targets.moments import ShiftedRows
 
-# Below this many rows per thread, a library's thread start-up and synchronisation on every tree
-# or batch cost more than the thread's share of the work (bench/learner_overhead.py --threads-by-rows).
-ROWS_PER_THREAD = 1_000
-
 
 class LearnerParams(pydantic.BaseModel):
     """Base of every learner's parameters: frozen, and unknown keys are refused by name.
@@ -155,6 +151,9 @@ class BaseLearner(ABC):
     uses_validation: ClassVar[bool] = False  # True when fit() early-stops on `valid`
     # True when fit() reads FitData.Y_full (GBs at full scale: read it a batch of rows at a time)
     uses_full_targets: ClassVar[bool] = False
+    # Rows per thread below which a thread's start-up and synchronisation cost more than its share
+    # of the work (0: n_jobs at any size); measured by bench/learner_overhead.py --threads-by-rows.
+    rows_per_thread: ClassVar[int] = 0
 
     def __init__(self, params: Mapping[str, Any] | LearnerParams | None = None, seed: int = 0, n_jobs: int = 2):
         self.params = params if isinstance(params, self.Params) else self.Params(**dict(params or {}))
@@ -163,7 +162,7 @@ class BaseLearner(ABC):
         self.best_iterations: list[int] | None = None
 
     def threads(self, rows: int | None = None) -> int:
-        """Threads for work on ``rows`` rows: ``n_jobs``, lowered to one per ``ROWS_PER_THREAD`` rows.
+        """Threads for work on ``rows`` rows: ``n_jobs``, lowered to one per ``rows_per_thread`` rows.
 
         Parameters
         ----------
@@ -175,9 +174,9 @@ class BaseLearner(ABC):
         int
             At least one thread, at most ``n_jobs``.
         """
-        if rows is None:
+        if rows is None or not self.rows_per_thread:
             return max(1, self.n_jobs)
-        return max(1, min(self.n_jobs, int(rows) // ROWS_PER_THREAD))
+        return max(1, min(self.n_jobs, int(rows) // self.rows_per_thread))
 
     def clone(self, seed: int | None = None) -> BaseLearner:
         """An unfitted copy with the same parameters.

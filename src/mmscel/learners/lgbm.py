@@ -66,6 +66,7 @@ class LGBMLearner(GBDTLearner):
         "params.lambda_l2": {"type": "float", "low": 0.001, "high": 30.0, "log": True},
     }
     Params = LGBMParams
+    rows_per_thread = 2_000
 
     def booster_params(self, rows: int | None = None) -> dict[str, Any]:
         """The LightGBM parameters for a fit on ``rows`` rows; the Dataset and the training share them."""

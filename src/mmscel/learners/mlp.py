@@ -178,6 +178,7 @@ class MLPLearner(BaseLearner):
     Params = MLPParams
     uses_validation = True  # per instance: False when ``early_stopping`` is off
     uses_full_targets = True  # the in-network reconstruction and the early-stopping score use all genes
+    rows_per_thread = 1_000
 
     def __init__(self, params: Mapping[str, Any] | LearnerParams | None = None, seed: int = 0, n_jobs: int = 2):
         super().__init__(params, seed=seed, n_jobs=n_jobs)
