@@ -153,15 +153,21 @@ def seconds(func, *args) -> float:
     return time.perf_counter() - started
 
 
-def compare(name: str, X, Y, repeats: int, threads: int) -> dict:
-    """Median and fastest times of the wrapper and the library, after a warm-up, in ABBA order."""
-    sides = {"mmscel": lambda: via_mmscel(name, X, Y, threads), "direct": lambda: DIRECT[name](X, Y, threads)}
+def abba_times(sides: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each of two sides per repeat, after one untimed run of each, in ABBA order."""
     for run in sides.values():
         run()
     times = {side: [] for side in sides}
     for i in range(repeats):
         for side in sides if i % 2 == 0 else reversed(sides):
             times[side].append(seconds(sides[side]))
+    return times
+
+
+def compare(name: str, X, Y, repeats: int, threads: int) -> dict:
+    """Median and fastest times of the wrapper and the library, after a warm-up, in ABBA order."""
+    sides = {"mmscel": lambda: via_mmscel(name, X, Y, threads), "direct": lambda: DIRECT[name](X, Y, threads)}
+    times = abba_times(sides, repeats)
     row = {"learner": name}
     for side, values in times.items():
         row[f"{side}_s"], row[f"{side}_min_s"] = float(np.median(values)), float(min(values))
@@ -178,12 +184,7 @@ def thread_scaling(name: str, rows: int, repeats: int) -> dict:
     cls = learner_class(name)
     keep, cls.rows_per_thread = cls.rows_per_thread, 0  # n_jobs threads at any size
     try:
-        sides = {1: lambda: via_mmscel(name, X, Y, 1), 2: lambda: via_mmscel(name, X, Y, 2)}
-        sides[1](), sides[2]()
-        times = {threads: [] for threads in sides}
-        for i in range(repeats):
-            for threads in (1, 2) if i % 2 == 0 else (2, 1):
-                times[threads].append(seconds(sides[threads]))
+        times = abba_times({1: lambda: via_mmscel(name, X, Y, 1), 2: lambda: via_mmscel(name, X, Y, 2)}, repeats)
     finally:
         cls.rows_per_thread = keep
     one, two = float(np.median(times[1])), float(np.median(times[2]))
