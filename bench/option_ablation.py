@@ -49,6 +49,10 @@ WINNER_MLP = [  # the 1st place's network: a wide encoder, a decoder of blocks w
     "params.epochs=40",
     "params.early_stopping=false",
 ]
+UNSCALED = ["params.standardize_inputs=false"]  # the raw SVD scores: the leading components dominate the inputs
+UNSCALED_MLP = {"unscaled_inputs": UNSCALED, "unscaled_inputs_seeds_3": UNSCALED + SEEDS}
+UNSCALED_RIDGE = {"unscaled_inputs": ["params.standardize=false"]}
+DAY = ["features.day=true"]  # the sampling day as a feature column
 MORE_COMPONENTS = {"shipped": [], "components_32": ["targets.components=32"]}  # the GBDTs fit 32 target directions
 GBDT = {  # the variants of XGBoost, the same on both tasks
     **MORE_COMPONENTS,
@@ -74,11 +78,13 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "seeds_3": SEEDS,
             "winner_network": WINNER_MLP,
             "refit": REFIT,
+            **UNSCALED_MLP,
+            "day": DAY,
         },
         "xgb": GBDT,
         "lgbm": MORE_COMPONENTS,  # XGBoost's best change, on the other GBDTs
         "catboost": MORE_COMPONENTS,
-        "ridge": {"shipped": [], "alpha_30": ["params.alpha=30"]},
+        "ridge": {"shipped": [], "alpha_30": ["params.alpha=30"], **UNSCALED_RIDGE},
     },
     "multi": {
         "mlp": {
@@ -89,11 +95,17 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "seeds_3": SEEDS,
             "winner_network": WINNER_MLP,
             "refit": REFIT,
+            **UNSCALED_MLP,
         },
         "xgb": GBDT,
         "lgbm": MORE_COMPONENTS,
         "catboost": MORE_COMPONENTS,
-        "all": {"target_svd_128": ["features.target_svd_components=128"], **MULTI_FEATURES},  # every config, blended
+        "ridge": {"shipped": [], **UNSCALED_RIDGE},
+        "all": {
+            "target_svd_128": ["features.target_svd_components=128"],
+            **MULTI_FEATURES,
+            "day": DAY,
+        },  # every config, blended
     },
 }
 ONE_BATCH_SKIPPED = ("batch_features",)  # meaningless on one donor and one day

@@ -37,7 +37,13 @@ OLD_KEYS = {
     ],
 }
 OPTIONS = {
-    "cite": {"batch_svd_components": 3, "batch_cell_types": True, "impute_components": 4, "impute_iterations": 2},
+    "cite": {
+        "batch_svd_components": 3,
+        "batch_cell_types": True,
+        "impute_components": 4,
+        "impute_iterations": 2,
+        "day": True,
+    },
     "multi": {
         "transforms": ["row_median", "log1p"],
         "batch_svd_components": 3,
@@ -45,6 +51,7 @@ OPTIONS = {
         "target_clip_quantile": 0.01,
         "target_median_normalize": True,
         "target_impute_components": 4,
+        "day": True,
     },
 }
 
@@ -80,6 +87,7 @@ def test_default_feature_configs_dump_as_before(task):
         ("multi", {"target_clip_quantile": 0.5}, "features.target_clip_quantile"),
         ("multi", {"target_median_normalize": 3}, "features.target_median_normalize"),
         ("multi", {"target_impute_components": -1}, "features.target_impute_components"),
+        ("multi", {"day": "later"}, "features.day"),
     ],
 )
 def test_a_bad_feature_option_is_one_line_naming_its_key(task, features, key):
@@ -217,6 +225,21 @@ def test_options_at_their_defaults_change_no_feature_and_others_a_new_cache(task
         assert not np.array_equal(options.target_space.components, plain.target_space.components)
         np.testing.assert_array_equal(options.target_space.embedding, again.target_space.embedding)
         assert options.target_space.embedding.shape == plain.target_space.embedding.shape
+
+
+@pytest.mark.parametrize("task", list(FEATURE_CONFIGS))
+def test_the_day_column_is_each_cells_day(task, tiny_prepared, tmp_path):
+    from mmscel.data.load import load
+
+    small = {"svd_components": 8, "target_svd_components": 8} if task == "multi" else {"svd_components": 8}
+    plain = build_features(task, small, tiny_prepared, store=tmp_path, seed=0)
+    with_day = build_features(task, {**small, "day": True}, tiny_prepared, store=tmp_path, seed=0)
+    assert with_day.columns == [*plain.columns[: with_day.columns.index("day")], "day"]
+    splits = [load(task, split, tiny_prepared, inputs=False, targets=False) for split in ("train", "test")]
+    days = [split.metadata["day"].to_numpy() for split in splits]
+    np.testing.assert_array_equal(with_day.train[:, -1], days[0])
+    np.testing.assert_array_equal(with_day.test[:, -1], days[1])
+    np.testing.assert_array_equal(with_day.train[:, :-1], plain.train)
 
 
 def test_cite_and_multi_feature_models_know_their_blocks():

@@ -223,6 +223,18 @@ class DonorSex(FeatureBlock):
         return ["female"], female(ctx.metadata)
 
 
+@FEATURE_BLOCKS.register("day")
+class Day(FeatureBlock):
+    """The sampling day as a number, so that a model can extrapolate to a later day (the private set's)."""
+
+    name = "day"
+    switch = "day"
+
+    def compute(self, ctx: BlockContext) -> Columns:
+        """The ``day`` column (the metadata's whole-number day, as float32)."""
+        return ["day"], ctx.metadata["day"].to_numpy(np.float32)[:, None]
+
+
 @FEATURE_BLOCKS.register("batch_svd")
 class BatchSVD(FeatureBlock):
     """Batch context: an SVD of each (donor, day) batch's median expression, the same row for all its cells."""

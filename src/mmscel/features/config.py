@@ -58,11 +58,13 @@ class CiteFeatures(_Strict):
         "selected_genes",
         "cell_stats",
         "donor_sex",
+        "day",
         "batch_svd",
         "batch_cell_types",
     )
     quiet: ClassVar[tuple[str, ...]] = (
         *_BATCH_OPTIONS,
+        "day",
         "impute_components",
         "impute_iterations",
         "cells_per_component",
@@ -75,6 +77,7 @@ class CiteFeatures(_Strict):
     batch_centering: bool = False  # subtract each (donor, day) group's median
     cell_stats: bool = True
     donor_sex: bool = True
+    day: bool = False  # the sampling day as a column (the private set is a later day than any training day)
     batch_svd_components: int = pydantic.Field(0, ge=0, le=64)  # SVD of each batch's median expression; 0: off
     batch_cell_types: bool = False  # each batch's composition in predicted cell types
     impute_components: int = pydantic.Field(0, ge=0, le=1024)  # rank of the SVD that fills the zeros; 0: off
@@ -90,11 +93,13 @@ class MultiFeatures(_Strict):
         "cell_stats",
         "chromosome_ratios",
         "donor_sex",
+        "day",
         "batch_svd",
         "batch_cell_types",
     )
     quiet: ClassVar[tuple[str, ...]] = (
         *_BATCH_OPTIONS,
+        "day",
         "target_clip_quantile",
         "target_median_normalize",
         "target_impute_components",
@@ -109,6 +114,7 @@ class MultiFeatures(_Strict):
     cell_stats: bool = True
     chromosome_ratios: bool = True
     donor_sex: bool = True
+    day: bool = False  # the sampling day as a column (the private set is a later day than any training day)
     batch_centering: bool = False
     batch_svd_components: int = pydantic.Field(0, ge=0, le=64)
     batch_cell_types: bool = False
