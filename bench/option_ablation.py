@@ -134,10 +134,13 @@ def variant_config(
 
 
 def blend_with(bench: Bench, store: Path, task: str, name: str, runs: list[str]) -> dict:
-    """The shipped blend of ``runs`` for ``task`` (the other task's shipped runs alike); the task's blend row."""
+    """The shipped blend of ``runs`` for ``task`` (the other task's shipped runs alike); the task's blend row.
+
+    The other task's runs are named one by one: the store also holds its variants, some in another target space.
+    """
     other = "multi" if task == "cite" else "cite"
     raw = yaml.safe_load((ROOT / "configs" / "blend.yaml").read_text())
-    raw.update(name=name, runs={task: runs, other: [f"{other}_*"]})
+    raw.update(name=name, runs={task: runs, other: [f"{other}_{learner}" for learner in SHIPPED_LEARNERS]})
     config = bench.configs / f"{name}.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     bench.measured("level2", config, store=store, log=f"options_{name}_level2")
