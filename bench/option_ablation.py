@@ -105,6 +105,7 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "target_svd_128": ["features.target_svd_components=128"],
             **MULTI_FEATURES,
             "day": DAY,
+            "svd_64": ["features.svd_components=64"],  # fewer input components: the MLP's raw inputs less noisy
         },  # every config, blended
     },
 }

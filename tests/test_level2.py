@@ -159,6 +159,30 @@ def test_level2_nested_score_and_a_submission_that_passes_validation(tiny_prepar
     assert saved["blend"] == "b" and saved["runs"]["cite"] == ["cite_lgbm", "cite_ridge"]
 
 
+def test_weights_from_the_last_day_fit_the_runs_holdout_predictions(tiny_prepared, oof_with_runs, tmp_path):
+    from mmscel.blend.inputs import load_runs
+    from mmscel.blend.run import cell_statistics
+    from mmscel.data.load import load
+    from mmscel.store import RunStore
+
+    oof = tmp_path / "oof"
+    shutil.copytree(oof_with_runs, oof)
+    blend = run_level2(_blend_config(tmp_path, weights_from="last_day"), tiny_prepared, oof_root=oof)
+    info = blend.tasks["cite"]
+    runs = load_runs(RunStore(oof), "cite", info.runs)
+    train = load("cite", "train", tiny_prepared, inputs=False)
+    last = np.flatnonzero(train.metadata["day"].to_numpy() == train.metadata["day"].max())
+    holdout = cell_statistics([r.last_day for r in runs], train.targets[last], None)
+    expected = fit_weights("greedy", holdout, greedy_steps=25)
+    np.testing.assert_allclose(info.weights, expected)
+    assert info.n_cells == len(last) and info.in_sample == pytest.approx(holdout.score(expected))
+    assert info.last_day == info.nested <= info.in_sample + 1e-9
+    plain = run_level2(_blend_config(tmp_path, name="plain"), tiny_prepared, oof_root=oof)
+    assert plain.tasks["cite"].n_cells == train.n_cells != info.n_cells
+    result = run_cli("level2", _blend_config(tmp_path, weights_from="later"), "--data", tiny_prepared, "--oof", oof)
+    assert result.returncode == 2 and "weights_from" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_single_run_submission_fills_the_other_task(tiny_prepared, oof_with_runs, tmp_path):
     result = run_cli(
         "submit",

@@ -5,6 +5,11 @@ fitted on K-1 folds of the shared fold file, scored on the held-out fold) and
 a last-day score (weights fitted on earlier days, scored on the runs'
 last-day holdout predictions). A blend whose nested score falls below its
 best single run is flagged.
+
+``weights_from: last_day`` fits the weights on the runs' last-day holdout
+predictions instead of their OOF: models fitted on earlier days predicting a
+later one, as the private set asks. Its nested score (and last-day score) is
+then cross-fitted over the fold file's folds within the last day.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class BlendConfig(pydantic.BaseModel):
     nested_trials: int = pydantic.Field(60, ge=1, le=1_000_000)  # optuna trials per nested fold
     greedy_steps: int = pydantic.Field(25, ge=1, le=100_000)
     seed: int = pydantic.Field(0, ge=0, le=MAX_SEED)
+    weights_from: Literal["oof", "last_day"] = "oof"  # the predictions the weights are fitted on
     tracking: Tracking | None = pydantic.Field(None, exclude=True)  # log the blend to MLflow; never hashed
 
 
@@ -162,7 +168,8 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
     space = target_space(store, runs[0].record.target_space)
     basis = space.basis
     validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))
-    stats = cell_statistics([r.oof[validated] for r in runs], _rows(train.targets, validated), basis)
+    fold_labels = read_fold_labels(store, runs[0].record.manifest["fold_file"])
+    stats, cells = _fit_cells(config, runs, train, basis, validated)
     options = {
         "n_trials": config.n_trials,
         "seed": config.seed,
@@ -173,8 +180,8 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
     with timed(f"blend {config.name}/{task}: {config.method} weights of {len(runs)} runs on {len(validated)} cells"):
         weights = fit_weights(config.method, stats, **options)
     singles = {r.name: stats.score(np.eye(len(runs))[i]) for i, r in enumerate(runs)}
-    nested = _nested(config, stats, read_fold_labels(store, runs[0].record.manifest["fold_file"]), validated)
-    last_day = _last_day(config, runs, train, basis, validated)
+    nested = _nested(config, stats, fold_labels[cells])
+    last_day = _last_day(config, runs, train, basis, validated) if config.weights_from == "oof" else nested
     test = (
         objective.blend_dense([r.test for r in runs], weights)
         if basis is None
@@ -192,11 +199,27 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
         "best_single": {"run": max(singles, key=singles.get), "score": best_single},
         "single_runs": singles,
         "flag_nested_below_best_single": bool(nested < best_single),
-        "n_cells": int(len(validated)),
+        "n_cells": int(len(cells)),
         "target_space": runs[0].record.target_space,
         "fingerprints": {r.name: r.record.fingerprints for r in runs},
     }
     return info, test
+
+
+def _fit_cells(config: BlendConfig, runs: list[RunOutputs], train, basis, validated: np.ndarray):
+    """The statistics the weights are fitted on, and their cells' rows: every validated cell's OOF, or the last day's.
+
+    The last day's are the runs' holdout predictions of the last training day, from fits on the earlier days.
+    """
+    if config.weights_from == "oof":
+        return cell_statistics([r.oof[validated] for r in runs], _rows(train.targets, validated), basis), validated
+    lacking = [r.name for r in runs if r.last_day is None]
+    if lacking:
+        problem = "has no last-day holdout (one training day, or folds.scheme last_day)"
+        raise InputError(f"blend {config.name}: weights_from", f"run {lacking[0]} {problem}")
+    day = train.metadata["day"].to_numpy()
+    last_rows = np.flatnonzero(day == day.max())
+    return cell_statistics([r.last_day for r in runs], train.targets[last_rows], basis), last_rows
 
 
 def _rows(matrix, rows: np.ndarray):
@@ -215,6 +238,8 @@ def _study_key(config: BlendConfig, runs: list[RunOutputs], validated: np.ndarra
         "oof": array_digest(*(r.oof for r in runs)),
         "cells": array_digest(validated),
     }
+    if config.weights_from != "oof":  # the OOF-fitted studies keep the keys they had
+        inputs["weights_from"] = config.weights_from
     return digest(inputs)
 
 
@@ -269,10 +294,10 @@ def nested_per_cell(stats: objective.CellStatistics, folds: np.ndarray, method: 
     return scores
 
 
-def _nested(config: BlendConfig, stats, fold_labels: np.ndarray, validated: np.ndarray) -> float:
-    """Weights fitted on K-1 folds, scored on the held-out fold; mean over all validated cells."""
+def _nested(config: BlendConfig, stats, fold_labels: np.ndarray) -> float:
+    """Weights fitted on K-1 folds, scored on the held-out fold; mean over the cells of ``stats``."""
     options = {"n_trials": config.nested_trials, "seed": config.seed, "greedy_steps": config.greedy_steps}
-    scores = nested_per_cell(stats, fold_labels[validated], config.method, **options)
+    scores = nested_per_cell(stats, fold_labels, config.method, **options)
     return float("nan") if scores is None else float(scores.mean())  # last_day scheme: one fold, nothing to nest
 
 
