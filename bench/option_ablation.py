@@ -229,6 +229,14 @@ def real_rows(bench: Bench, variants: list[tuple[str, str, str]]) -> list[dict]:
     return rows
 
 
+def merged_real_rows(bench: Bench, variants: list[tuple[str, str, str]]) -> list[dict]:
+    """The real-data rows of ``variants``, measured now, in place of their earlier rows; the other rows kept."""
+    earlier = (load_result(bench.args.out, "option_ablation", "real") or {}).get("rows", [])
+    fresh = real_rows(bench, variants)
+    measured = {row["variant"] for row in fresh}
+    return [row for row in earlier if row["variant"] not in measured] + fresh
+
+
 HEADERS = ["variant", "settings", "CV", "last day", "public", "private", "fit wall s", "fit CPU s"]
 HEADERS += ["blend nested CV", "blend public", "blend private", "weight"]
 
@@ -277,7 +285,7 @@ def main() -> int:
         if args.part in ("small", "both"):
             save_result(args.out, "option_ablation", "small", measure(bench, variants, args.fresh))
         if args.part in ("real", "both"):
-            save_result(args.out, "option_ablation", "real", {"rows": real_rows(bench, variants)})
+            save_result(args.out, "option_ablation", "real", {"rows": merged_real_rows(bench, variants)})
     print(report(json.loads((args.out / "option_ablation.json").read_text())["sections"]))
     return 0
 
