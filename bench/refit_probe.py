@@ -25,12 +25,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import add_out_argument
-
 from mmscel.api import as_store
 from mmscel.config import load_run_config
 from mmscel.cv import Split, fit_split
-from mmscel.level1_inputs import REFIT, SEED_OFFSETS, load_inputs
 from mmscel.learners import make_learner
+from mmscel.level1_inputs import REFIT, SEED_OFFSETS, load_inputs
 
 
 def refit_predictions(config, data: Path, store: Path) -> tuple[pd.DataFrame, dict]:
