@@ -62,6 +62,15 @@ def test_component_space_metric_equals_the_naive_reconstruction():
         np.testing.assert_allclose(pearson_per_row(truth, reconstructed), naive, atol=1e-5)
 
 
+def test_nested_scores_leave_cells_of_no_fold_unscored():
+    from mmscel.blend.run import nested_per_cell
+
+    truth, predictions = _runs()
+    folds = np.tile([0, 1, 2, -1], len(truth) // 4)
+    scores = nested_per_cell(dense_statistics(predictions, truth), folds, "greedy", greedy_steps=5)
+    assert np.isnan(scores[folds == -1]).all() and np.isfinite(scores[folds >= 0]).all()
+
+
 @pytest.mark.parametrize("method", BLEND_METHODS.names())
 def test_every_blend_method_beats_equal_weights_or_matches(method, tmp_path):
     truth, predictions = _runs()

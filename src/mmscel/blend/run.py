@@ -272,7 +272,7 @@ def nested_per_cell(stats: objective.CellStatistics, folds: np.ndarray, method: 
     stats
         The runs' statistics of the validated cells.
     folds
-        The fold label of each of those cells (in the order of ``stats``).
+        The fold label of each of those cells (in the order of ``stats``; -1: in no fold, fitted on only).
     method
         A blend method (see :func:`mmscel.blend.methods.fit_weights`).
     **options
@@ -281,12 +281,12 @@ def nested_per_cell(stats: objective.CellStatistics, folds: np.ndarray, method: 
     Returns
     -------
     numpy.ndarray or None
-        One score per cell; None with fewer than two folds (nothing to nest).
+        One score per cell (NaN for a cell in no fold); None with fewer than two folds (nothing to nest).
     """
     fold_ids = [f for f in np.unique(folds) if f >= 0]
     if len(fold_ids) < 2:
         return None
-    scores = np.empty(len(folds))
+    scores = np.full(len(folds), np.nan)
     for k in fold_ids:
         held_out, fit_rows = np.flatnonzero(folds == k), np.flatnonzero(folds != k)
         weights = fit_weights(method, stats, fit_rows, **options)
@@ -295,10 +295,10 @@ def nested_per_cell(stats: objective.CellStatistics, folds: np.ndarray, method: 
 
 
 def _nested(config: BlendConfig, stats, fold_labels: np.ndarray) -> float:
-    """Weights fitted on K-1 folds, scored on the held-out fold; mean over the cells of ``stats``."""
+    """Weights fitted on K-1 folds, scored on the held-out fold; mean over the cells of ``stats`` in a fold."""
     options = {"n_trials": config.nested_trials, "seed": config.seed, "greedy_steps": config.greedy_steps}
     scores = nested_per_cell(stats, fold_labels, config.method, **options)
-    return float("nan") if scores is None else float(scores.mean())  # last_day scheme: one fold, nothing to nest
+    return float("nan") if scores is None else float(np.nanmean(scores))  # last_day scheme: one fold, nothing to nest
 
 
 def _last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, validated: np.ndarray) -> float | None:
