@@ -77,7 +77,7 @@ class MLPParams(LearnerParams):
     patience
         Epochs without a better validation score before stopping.
     standardize_inputs
-        Standardise the features with the training rows' mean and std (kept in the network).
+        Standardise the features by the training rows' mean and std (kept); off: raw, the SVD's spectrum kept.
     reconstruct
         With a basis and ``Y_full``: take the loss on ``z @ components + mean`` against ``Y_full``.
     decoder_blocks
