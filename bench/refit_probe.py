@@ -4,8 +4,8 @@
 
 A quick probe of a setting before it earns a row of the options ablation (bench/option_ablation.py): no
 folds, no blend, one fit of the run's learner on all training cells (the run's ``refit`` split), the test
-cells scored per cell on their evaluation rows, public and private as the synthetic truth splits them
-(private: the last day). Its scores equal those of the same config with ``test_predictions: refit`` on
+cells scored per cell on their evaluation rows by the local leaderboard's scorer, public and private as
+the synthetic truth splits them. Its scores equal those of the same config with ``test_predictions: refit`` on
 the leaderboard. The feature cache goes to ``--store`` (default ``OUT/probe_store``); each result is
 printed and appended to ``OUT/refit_probe.jsonl``.
 """
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -30,10 +29,15 @@ from mmscel.config import load_run_config
 from mmscel.cv import Split, fit_split
 from mmscel.learners import make_learner
 from mmscel.level1_inputs import REFIT, SEED_OFFSETS, load_inputs
+from mmscel.scoring import TaskScorer
 
 
-def refit_predictions(config, data: Path, store: Path) -> tuple[pd.DataFrame, dict]:
-    """The config's learner fitted on every training cell: test predictions (cells x targets) and its cost."""
+def refit_predictions(config, data: Path, store: Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """The config's learner fitted on every training cell: its test predictions, their components, its cost.
+
+    The predictions hold one row per test cell in test-input order; for a run fitted in a gene-SVD space they
+    are its coefficients and the components map them onto genes (else the components are None).
+    """
     inputs = load_inputs(config, data, None, as_store(store))
     space = inputs.target_space(config)
     if not space.per_fold and not space.fitted:
@@ -46,24 +50,7 @@ def refit_predictions(config, data: Path, store: Path) -> tuple[pd.DataFrame, di
     X, X_test = inputs.features.train, inputs.features.test
     result, _, _ = fit_split(learner, X, inputs.Y, split, X_test, space, targets, config.validation_fraction)
     cost = {"wall_s": round(time.perf_counter() - wall), "cpu_s": round(time.process_time() - cpu)}
-    predictions = np.asarray(space.reconstruct(result.test) if space.basis is not None else result.test)
-    return pd.DataFrame(predictions, index=inputs.features.test_ids.astype(str)), cost
-
-
-def leaderboard_scores(task: str, predictions: pd.DataFrame, data: Path) -> dict[str, float]:
-    """Mean per-cell Pearson over each test cell's evaluation rows: public, and private (the last day)."""
-    truth = pd.read_hdf(data / "truth" / f"test_{task}_targets.h5")
-    predictions.columns = truth.columns
-    rows = pd.read_csv(data / "evaluation_ids.csv")
-    rows = rows[rows.cell_id.isin(truth.index) & rows.gene_id.isin(truth.columns)]
-    scores = {
-        cell: np.corrcoef(truth.loc[cell, genes].to_numpy(float), predictions.loc[cell, genes].to_numpy(float))[0, 1]
-        for cell, genes in ((cell, group.to_numpy()) for cell, group in rows.groupby("cell_id").gene_id)
-    }
-    per_cell = pd.Series(scores)
-    day = pd.read_csv(data / "metadata.csv", index_col="cell_id").loc[per_cell.index, "day"]
-    private = (day == day.max()).to_numpy()
-    return {"public": round(float(per_cell[~private].mean()), 4), "private": round(float(per_cell[private].mean()), 4)}
+    return np.asarray(result.test), None if space.basis is None else space.basis.components, cost
 
 
 def main() -> int:
@@ -76,9 +63,10 @@ def main() -> int:
     args = parser.parse_args()
     config = load_run_config(args.config, args.set)
     data = args.data or args.out / "small"
-    predictions, cost = refit_predictions(config, data, args.store or args.out / "probe_store")
+    test, components, cost = refit_predictions(config, data, args.store or args.out / "probe_store")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-    result = {"config": str(args.config), "set": args.set, **leaderboard_scores(config.task, predictions, data)}
+    scores = TaskScorer(data).scores(config.task, test, components)
+    result = {"config": str(args.config), "set": args.set, **{k: round(v, 4) for k, v in scores.items()}}
     result.update(cost, peak_rss_mib=peak)
     print(json.dumps(result), flush=True)
     with (args.out / "refit_probe.jsonl").open("a") as log:

@@ -217,6 +217,11 @@ def _fit_cells(config: BlendConfig, runs: list[RunOutputs], train, basis, valida
     if lacking:
         problem = "has no last-day holdout (one training day, or folds.scheme last_day)"
         raise InputError(f"blend {config.name}: weights_from", f"run {lacking[0]} {problem}")
+    return _last_day_holdout(runs, train, basis)
+
+
+def _last_day_holdout(runs: list[RunOutputs], train, basis):
+    """The runs' holdout statistics on the last training day's cells, and those cells' rows."""
     day = train.metadata["day"].to_numpy()
     last_rows = np.flatnonzero(day == day.max())
     return cell_statistics([r.last_day for r in runs], train.targets[last_rows], basis), last_rows
@@ -306,13 +311,12 @@ def _last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, validat
     if any(r.last_day is None for r in runs):
         return None
     day = train.metadata["day"].to_numpy()
-    last_rows = np.flatnonzero(day == day.max())
     earlier = validated[day[validated] != day.max()]
     fit_stats = cell_statistics([r.oof[earlier] for r in runs], train.targets[earlier], basis)
     weights = fit_weights(
         config.method, fit_stats, n_trials=config.nested_trials, seed=config.seed, greedy_steps=config.greedy_steps
     )
-    holdout = cell_statistics([r.last_day for r in runs], train.targets[last_rows], basis)
+    holdout, _ = _last_day_holdout(runs, train, basis)
     return holdout.score(weights)
 
 
