@@ -67,6 +67,26 @@ def test_compressed_protein_space_and_refit(tiny_prepared, tmp_path):
     assert "refit" in manifest["folds"] and manifest["cv"] > manifest["cv_mean_profile"]
 
 
+def test_fold_mean_and_refit_averages_the_two(tiny_prepared, tmp_path):
+    tests = {}
+    for mode in ("fold_mean", "refit", "fold_mean_and_refit"):
+        config = write_config(tmp_path, mode, **fields("multi", "ridge", test_predictions=mode))
+        manifest = run_level1(config, tiny_prepared, oof_root=tmp_path / "oof").manifest
+        assert ("refit" in manifest["folds"]) == (mode != "fold_mean")
+        tests[mode] = load_array(tmp_path / "oof" / "multi" / mode / "test.npy")
+    expected = (tests["fold_mean"].astype(np.float64) + tests["refit"]) / 2
+    assert not np.allclose(tests["fold_mean"], tests["refit"], atol=1e-4)
+    np.testing.assert_allclose(tests["fold_mean_and_refit"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_unknown_test_predictions_value_is_one_line(tiny_prepared, tmp_path):
+    config = write_config(tmp_path, "odd", **fields("cite", "ridge", test_predictions="both"))
+    result = run_cli("level1", str(config), "--data", str(tiny_prepared), "--oof", str(tmp_path / "oof"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "test_predictions" in lines[0] and "odd.yaml" in lines[0], result.stderr
+
+
 def test_fold_files_are_shared_across_runs(tiny_prepared, tmp_path):
     oof = tmp_path / "oof"
     first = run_level1(

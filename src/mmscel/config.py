@@ -99,7 +99,7 @@ class RunConfig(_Strict):
     folds: Folds = Folds()
     targets: Targets = Targets()
     validation_fraction: float = pydantic.Field(0.1, gt=0, lt=0.5)  # early-stopping part of each training fold
-    test_predictions: Literal["fold_mean", "refit"] = "fold_mean"
+    test_predictions: Literal["fold_mean", "refit", "fold_mean_and_refit"] = "fold_mean"
     seed: int = pydantic.Field(0, ge=0, le=MAX_SEED)
     n_jobs: int = pydantic.Field(
         2, ge=1, le=1024

@@ -382,10 +382,10 @@ def _assemble(results: dict[str, FoldResult], splits: list[Split], Y, space: Tar
         oof[split.valid] = results[split.name].valid
         per_cell[split.valid] = space.score(results[split.name].valid, Y, split.valid)
     test = None
-    if with_test:
-        refit = [split.name for split in splits if split.role == "refit"]
-        sources = refit or [split.name for split in cv_splits]
-        test = np.mean([results[name].test for name in sources], axis=0).astype(np.float32)
+    if with_test:  # the folds' mean, the refit, or (both asked for) the mean of the two
+        groups = [[s.name for s in splits if s.role == role and s.predict_test] for role in ("cv", "refit")]
+        means = [np.mean([results[name].test for name in names], axis=0) for names in groups if names]
+        test = np.mean(means, axis=0).astype(np.float32)
     return CVResult(oof, test, per_cell, results, [split.name for split in cv_splits])
 
 

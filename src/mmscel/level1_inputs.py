@@ -110,15 +110,16 @@ def fold_plan(config: RunConfig, folds: folds_module.Folds, day: np.ndarray) -> 
     Returns
     -------
     list of Split
-        ``cv`` splits named by fold number, then ``last_day`` (a holdout) and ``refit`` where they apply.
+        ``cv`` splits named by fold number, then ``last_day`` (a holdout) and ``refit`` where they apply;
+        the ``cv`` splits predict the test cells unless the test predictions are the refit's alone.
     """
-    refit = config.test_predictions == "refit"
-    plan = [Split(str(k), *folds.split(k), seed_offset=k, predict_test=not refit) for k in folds.fold_ids]
+    fold_mean = config.test_predictions != "refit"
+    plan = [Split(str(k), *folds.split(k), seed_offset=k, predict_test=fold_mean) for k in folds.fold_ids]
     if config.folds.scheme != "last_day" and len(np.unique(day)) > 1:  # imported data may hold one day
         last = day == day.max()
         rows = (np.flatnonzero(~last), np.flatnonzero(last))
         plan.append(Split(LAST_DAY, *rows, role="holdout", seed_offset=SEED_OFFSETS[LAST_DAY], predict_test=False))
-    if refit:
+    if config.test_predictions != "fold_mean":
         rows = (np.arange(len(day)), np.zeros(0, dtype=np.int64))
         plan.append(Split(REFIT, *rows, role="refit", seed_offset=SEED_OFFSETS[REFIT]))
     return plan
