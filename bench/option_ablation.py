@@ -133,6 +133,7 @@ def variant_config(
     raw = apply_overrides(raw, settings)
     name = f"{dataset or task}_{learner}_{variant}"
     raw = {"name": name, **{key: value for key, value in raw.items() if key != "name"}}
+    bench.configs.mkdir(parents=True, exist_ok=True)  # a fresh OUT has no tuning section that made it
     path = bench.configs / f"{name}.yaml"
     header = f"# configs/{task}/{learner}.yaml with {' '.join(settings) or 'none'}\n"
     path.write_text(header + yaml.safe_dump(raw, sort_keys=False))
