@@ -233,3 +233,36 @@ def test_an_unwritable_path_says_which_options_write_elsewhere():
         input_problem(FileNotFoundError(errno.ENOENT, "No such file or directory", "x"))
         == "x: No such file or directory"
     )
+
+
+def test_score_by_group_scores_each_donors_cells(submission, tiny_prepared):
+    """Truth for one donor's test cells and the mean profile elsewhere: that donor scores 1, the others the floor."""
+    import pyarrow.parquet as pq
+
+    from mmscel.scoring import group_scores, score_values
+
+    solution = tiny_prepared / "truth" / "solution.parquet"
+    truth = pq.read_table(solution, columns=["target"]).column("target").to_numpy()
+    donor_of = pd.read_csv(tiny_prepared / "metadata.csv").set_index("cell_id")["donor"]
+    row_donor = donor_of.loc[pd.read_csv(tiny_prepared / "evaluation_ids.csv")["cell_id"]].to_numpy()
+    chosen = row_donor[0]
+    floor = pd.read_csv(submission)["target"].to_numpy()
+    values = np.where(row_donor == chosen, truth, floor)
+    pd.DataFrame({"row_id": np.arange(len(values)), "target": values}).to_csv(submission, index=False)
+
+    groups = group_scores(values, tiny_prepared, None, ["donor"])
+    assert np.allclose(groups.loc[groups["donor"] == chosen, "score"], 1.0)
+    assert (groups.loc[groups["donor"] != chosen, "score"] < 0.9).all()
+    scores = score_values(values, solution)
+    for (task, split), part in groups.groupby(["task", "split"]):
+        assert np.average(part["score"], weights=part["cells"]) == pytest.approx(scores.by_task[task][split])
+        assert part["cells"].sum() == scores.n_cells[task][split]
+
+    result = run_cli("score", submission, "--data", tiny_prepared, "--by", "donor", "--against", submission)
+    assert result.returncode == 0, result.stderr
+    assert "difference" in result.stdout and str(chosen) in result.stdout
+
+
+def test_score_by_an_unknown_column(submission, tiny_prepared):
+    result = run_cli("score", submission, "--data", tiny_prepared, "--by", "tissue")
+    _assert_bad_input(result, "metadata.csv", "tissue")

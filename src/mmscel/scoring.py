@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from mmscel.data import layout
@@ -91,8 +92,7 @@ def score_values(values: np.ndarray, solution_path: Path, where: str = "submissi
     truth = table.column("target").to_numpy()
     cell = table.column("cell").to_numpy()
     validate_values(np.asarray(values, dtype=np.float64), len(truth), None, where, check_constant=False)
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(cell) != 0) + 1])
-    per_cell = pearson_per_segment(truth, values, starts)
+    per_cell, starts = _per_cell(truth, values, cell)
     task = np.asarray(table.column("task").to_numpy(zero_copy_only=False), dtype=object)[starts]
     split = np.asarray(table.column("split").to_numpy(zero_copy_only=False), dtype=object)[starts]
     by_task, n_cells, pooled = {}, {}, {}
@@ -107,6 +107,63 @@ def score_values(values: np.ndarray, solution_path: Path, where: str = "submissi
         if mask.any():
             pooled[split_name] = float(per_cell[mask].mean())
     return Scores(by_task, pooled, n_cells)
+
+
+def group_scores(values: np.ndarray, data_dir: str | Path, cache_dir: str | Path | None, by: list[str]) -> pd.DataFrame:
+    """Mean per-cell Pearson per task, split and group of test cells sharing metadata values.
+
+    Parameters
+    ----------
+    values
+        One prediction per solution row (a submission's values).
+    data_dir, cache_dir
+        A prepared dataset with ``truth/``, and its cache.
+    by
+        Metadata columns to group the cells by (e.g. ``donor``, ``day``, ``cell_type``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``task``, ``split``, the ``by`` columns, ``cells`` and ``score``, one row per group.
+
+    Raises
+    ------
+    InputError
+        When the dataset has no truth, its cache is missing or stale, or a column is not in the metadata.
+    """
+    from mmscel.data.load import load
+    from mmscel.submission import evaluation_rows
+
+    _, solution = load_truth(data_dir)
+    rows = evaluation_rows(data_dir, cache_dir)
+    table = pq.read_table(solution, columns=["target", "split", "cell"])
+    cell = table.column("cell").to_numpy()
+    validate_values(np.asarray(values, dtype=np.float64), len(cell), None, "submission", check_constant=False)
+    per_cell, starts = _per_cell(table.column("target").to_numpy(), values, cell)
+    split = np.asarray(table.column("split").to_numpy(zero_copy_only=False), dtype=object)[starts]
+    frames = []
+    for task in ("cite", "multi"):
+        of_task = rows.is_cite[starts] == (task == "cite")
+        if not of_task.any():
+            continue
+        metadata = load(task, "test", data_dir, cache_dir, check=False, inputs=False, targets=False).metadata
+        unknown = [column for column in by if column not in metadata.columns]
+        if unknown:
+            raise InputError(
+                Path(data_dir) / layout.METADATA,
+                f"no column {unknown[0]!r} to group by; it has {', '.join(map(str, metadata.columns))}",
+            )
+        groups = metadata.iloc[rows.cell_code[starts[of_task]]][by].reset_index(drop=True)
+        frames.append(groups.assign(task=task, split=split[of_task], score=per_cell[of_task]))
+    frame = pd.concat(frames, ignore_index=True)
+    summary = frame.groupby(["task", "split", *by], sort=True, observed=True)["score"].agg(["size", "mean"])
+    return summary.rename(columns={"size": "cells", "mean": "score"}).reset_index()
+
+
+def _per_cell(truth: np.ndarray, values: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson of each cell's run of rows, and the first row of each run."""
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(cell) != 0) + 1])
+    return pearson_per_segment(truth, values, starts), starts
 
 
 def score_submission(path: str | Path, data_dir: str | Path) -> tuple[Scores, dict]:
@@ -130,9 +187,32 @@ def score_submission(path: str | Path, data_dir: str | Path) -> tuple[Scores, di
         When the dataset has no truth, or the file is unreadable or invalid.
     """
     truth, solution = load_truth(data_dir)
+    return score_values(read_solution_aligned(path, data_dir), solution, str(path)), truth
+
+
+def read_solution_aligned(path: str | Path, data_dir: str | Path) -> np.ndarray:
+    """A submission's values, checked to have one row per row of the dataset's hidden solution.
+
+    Parameters
+    ----------
+    path
+        The submission CSV.
+    data_dir
+        The dataset with ``truth/``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``target`` column, in ``row_id`` order.
+
+    Raises
+    ------
+    InputError
+        When the dataset has no truth, or the file is unreadable or invalid.
+    """
+    _, solution = load_truth(data_dir)
     n_rows = pq.ParquetFile(solution).metadata.num_rows
-    values = read_submission(path, n_rows, rows_of=f"{solution} of the dataset's truth")
-    return score_values(values, solution, str(path)), truth
+    return read_submission(path, n_rows, rows_of=f"{solution} of the dataset's truth")
 
 
 def leaderboard_rows(name: str, scores: Scores, truth: dict) -> list[dict]:
@@ -234,10 +314,8 @@ class TaskScorer:
 
         mask = self.rows.is_cite if task == "cite" else ~self.rows.is_cite
         cell, split = self.cell[mask], self.split[mask]
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(cell) != 0) + 1])
-        per_cell = pearson_per_segment(
-            self.truth[mask], task_values(self.rows, mask, test, components).astype(np.float64), starts
-        )
+        values = task_values(self.rows, mask, test, components).astype(np.float64)
+        per_cell, starts = _per_cell(self.truth[mask], values, cell)
         return {s: float(per_cell[split[starts] == s].mean()) for s in SPLIT_ORDER if (split[starts] == s).any()}
 
 

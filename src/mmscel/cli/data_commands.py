@@ -155,15 +155,24 @@ def baseline(
     out.print(f"wrote {path} ({len(values):,} rows)")
 
 
-@command(uses=("data",))
+@command(uses=("data", "cache"))
 def score(
     submission: Annotated[Path, typer.Argument(help="Submission CSV (row_id,target; .gz allowed).")],
     where: Where = DEFAULTS,
     name: Annotated[str | None, typer.Option(help="Name shown on the leaderboard.")] = None,
+    by: Annotated[
+        list[str] | None,
+        typer.Option(help="Also score per group of test cells of this metadata column (repeatable; needs prepare)."),
+    ] = None,
+    against: Annotated[
+        Path | None, typer.Option(help="Another submission to score per group beside it, with the difference.")
+    ] = None,
 ):
     """Score a submission on a dataset with truth/, per task and pooled, beside the floor and the oracle.
 
     Headroom is the share of the gap from the floor to the reachable reference that the score closes.
+    With --by, each group of test cells (e.g. --by donor --by cell_type) is scored too, and with --against
+    another submission beside it: where one submission gains or loses on the other.
     """
     from mmscel.scoring import leaderboard_rows, score_submission
 
@@ -187,3 +196,26 @@ def score(
             "" if row["headroom"] is None else f"{round(row['headroom'], 2) + 0.0:.0%}",
         )
     out.print(table)
+    if by:
+        out.print(_group_table(submission, against, where, by))
+
+
+def _group_table(submission: Path, against: Path | None, where: Where, by: list[str]):
+    from mmscel.scoring import group_scores, read_solution_aligned
+
+    groups = group_scores(read_solution_aligned(submission, where.data), where.data, where.cache, by)
+    columns = ["task", "split", *by, "cells", "score"]
+    if against is not None:
+        other = group_scores(read_solution_aligned(against, where.data), where.data, where.cache, by)
+        groups["against"] = other["score"].to_numpy()
+        groups["difference"] = groups["score"] - groups["against"]
+        columns += ["against", "difference"]
+    title = f"per {' x '.join(by)}: {submission.name}" + ("" if against is None else f" against {against.name}")
+    table = new_table(title, tuple(columns), left=("task", "split", *by))
+    for values in groups.to_dict("records"):
+        table.add_row(
+            *(str(values[c]) for c in ("task", "split", *by)),
+            f"{values['cells']:,}",
+            *(fmt(values[c]) for c in columns[len(by) + 3 :]),
+        )
+    return table
