@@ -15,10 +15,12 @@ from mmscel.blend.methods import BLEND_METHODS, fit_weights, optuna_weights
 from mmscel.blend.objective import blend_components, component_statistics, dense_statistics, standardize_rows
 from mmscel.blend.run import run_level2
 from mmscel.blend.submit import submit
+from mmscel.data.load import load
 from mmscel.errors import InputError
 from mmscel.level1 import run_level1
 from mmscel.metrics import pearson_per_row
 from mmscel.scoring import score_submission
+from mmscel.store import RunStore
 from mmscel.targets import TargetBasis
 
 
@@ -276,3 +278,52 @@ def test_invalid_submissions_are_rejected(tiny_prepared, tmp_path, damage):
     frame.to_csv(path, index=False)
     result = run_cli("score", path, "--data", tiny_prepared)
     assert result.returncode == 2 and "s.csv" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cis_correction_is_cross_fitted_and_reaches_submission_board_and_export(tiny_prepared, oof_with_runs, tmp_path):
+    import anndata
+
+    from mmscel.blend.submit import blend_predictions
+    from mmscel.h5ad_export import export
+    from mmscel.scoring import board
+    from mmscel.submission import evaluation_rows
+
+    oof = tmp_path / "oof"
+    shutil.copytree(oof_with_runs, oof)
+    plain = run_level2(_blend_config(tmp_path), tiny_prepared, oof_root=oof)
+    cis = {"peaks_per_gene": 3, "alpha": 100.0, "selection_cells": 500}
+    blend = run_level2(_blend_config(tmp_path, name="c", cis=cis), tiny_prepared, oof_root=oof)
+    info = blend.tasks["multi"].cis
+    assert info["applied"] and info["gain"] == pytest.approx(info["nested_corrected"] - info["nested_base"])
+    assert info["gain"] > 0 and info["folds"] == sorted(info["folds"]) and len(info["folds"]) >= 2
+    assert blend.tasks["cite"].cis is None and plain.tasks["multi"].cis is None
+    assert blend.tasks["multi"].weights == plain.tasks["multi"].weights  # the weights do not depend on it
+
+    record = submit(tiny_prepared, None, oof, tmp_path / "c.csv", blend="c")
+    scores, _ = score_submission(record["file"], tiny_prepared)
+    rows, _ = board(tiny_prepared, None, oof)
+    listed = {(r["task"], r["name"]): r for r in rows}
+    assert listed[("multi", "c")]["private"] == pytest.approx(scores.by_task["multi"]["private"], abs=1e-6)
+    assert listed[("multi", "c")]["private"] != pytest.approx(listed[("multi", "b")]["private"], abs=1e-6)
+
+    export(tmp_path / "c.h5ad", blend="c", task="multi", data_dir=tiny_prepared, oof_root=oof)
+    X = anndata.read_h5ad(tmp_path / "c.h5ad").X
+    evaluation = evaluation_rows(tiny_prepared)
+    multi = ~evaluation.is_cite
+    written = pd.read_csv(record["file"])["target"].to_numpy()[multi]
+    np.testing.assert_allclose(X[evaluation.cell_code[multi], evaluation.target_code[multi]], written, atol=1e-4)
+    predictions, _ = blend_predictions(RunStore(oof), "c", tiny_prepared)
+    assert predictions["multi"][2] is not None and predictions["cite"][2] is None
+
+    export(tmp_path / "c_oof.h5ad", blend="c", task="multi", split="oof", data_dir=tiny_prepared, oof_root=oof)
+    exported = anndata.read_h5ad(tmp_path / "c_oof.h5ad")
+    scored = np.isfinite(exported.X).all(axis=1)  # each cell corrected by the map fitted without its fold
+    truth = load("multi", "train", tiny_prepared, inputs=False).targets[scored].toarray()
+    assert pearson_per_row(truth, exported.X[scored]).mean() == pytest.approx(info["nested_corrected"], abs=1e-5)
+
+
+def test_cis_settings_are_checked(tiny_prepared, oof_with_runs, tmp_path):
+    with pytest.raises(InputError, match="peaks_per_gene"):
+        run_level2(_blend_config(tmp_path, cis={"peaks_per_gene": 0}), tiny_prepared, oof_root=oof_with_runs)
+    with pytest.raises(InputError, match="cis"):
+        run_level2(_blend_config(tmp_path, cis={"peak": 3}), tiny_prepared, oof_root=oof_with_runs)

@@ -19,6 +19,7 @@ import pandas as pd
 import mmscel
 from mmscel.blend import objective
 from mmscel.blend.inputs import check_data, target_space
+from mmscel.blend.submit import bound_cis
 from mmscel.data.h5_format import rows_per_chunk
 from mmscel.data.load import load
 from mmscel.errors import InputError
@@ -39,6 +40,14 @@ class Predictions:
     space: TargetSpace
     about: dict = field(default_factory=dict)
     fold_file: str | None = None  # out-of-fold predictions: the fold file of their runs
+    correction: object | None = None  # a blend's cis correction of these cells (an AppliedCis)
+
+    def targets(self, start: int, stop: int) -> np.ndarray:
+        """The predicted targets of rows ``start:stop`` (float32): reconstructed, and corrected when the blend is."""
+        values = self.space.reconstruct(self.values[start:stop])
+        if self.correction is not None:
+            values = values + self.correction.rows(start, min(stop, len(self.values)))
+        return np.asarray(values, dtype=np.float32)
 
 
 def export(
@@ -136,7 +145,7 @@ def to_anndata(
     [predictions] = _predictions(store, run, blend, task, split, None, data_dir, cache_dir)
     obs, var = _obs(predictions, data_dir, cache_dir, store), _var(predictions.task, data_dir, cache_dir)
     _check_rows(predictions, obs, data_dir)
-    X = predictions.space.reconstruct(predictions.values).astype(np.float32)
+    X = predictions.targets(0, len(predictions.values))
     return anndata.AnnData(X=X, obs=obs, var=var, uns={"mmscel": _uns(predictions)})
 
 
@@ -223,11 +232,15 @@ def _blend_predictions(store: RunStore, name: str, task, split: str, out, data_d
         about = {"kind": "blend", "name": name, "method": info.method, "cv": info.nested, "runs": info.runs}
         about.update(weights=info.weights, data_fingerprint=info.fingerprints[info.runs[0]]["data_fingerprint"])
         if split == "test":
-            found.append(Predictions(each, split, record.test(each), space, about))
+            values = record.test(each)
+            correction = bound_cis(store, record, each, values, "test", data_dir, cache_dir)
+            found.append(Predictions(each, split, values, space, about, correction=correction))
             continue
         runs = [_blended_run(store, name, each, run, info.fingerprints[run]) for run in info.runs]
         values = _blend(runs, space, np.asarray(info.weights))
-        found.append(Predictions(each, split, values, space, about, runs[0].manifest["fold_file"]))
+        fold_file = runs[0].manifest["fold_file"]
+        correction = bound_cis(store, record, each, values, "train", data_dir, cache_dir, fold_file)
+        found.append(Predictions(each, split, values, space, about, fold_file, correction))
     return found
 
 
@@ -273,7 +286,6 @@ def write_h5ad(
     from anndata.io import write_elem
 
     obs, var = _obs(predictions, data_dir, cache_dir, store), _var(predictions.task, data_dir, cache_dir)
-    values, space = predictions.values, predictions.space
     _check_rows(predictions, obs, data_dir)
     with atomic_path(path, durable=True) as tmp:
         with h5py.File(tmp, "w") as handle:
@@ -287,7 +299,7 @@ def write_h5ad(
             X.attrs["encoding-type"], X.attrs["encoding-version"] = "array", "0.2.0"
             step = chunk_rows or rows_per_chunk(len(var))
             for start in range(0, len(obs), step):
-                X[start : start + step] = space.reconstruct(values[start : start + step]).astype(np.float32)
+                X[start : start + step] = predictions.targets(start, start + step)
     return [len(obs), len(var)]
 
 

@@ -293,7 +293,7 @@ class TaskScorer:
         self.cell = table.column("cell").to_numpy()
         self.split = np.asarray(table.column("split").to_numpy(zero_copy_only=False), dtype=object)
 
-    def scores(self, task: str, test: np.ndarray, components: np.ndarray | None) -> dict[str, float]:
+    def scores(self, task: str, test: np.ndarray, components: np.ndarray | None, correction=None) -> dict[str, float]:
         """Score one task's test predictions per leaderboard split.
 
         Parameters
@@ -304,6 +304,8 @@ class TaskScorer:
             Test predictions (test cells x targets, or x components).
         components
             Components x genes for coefficient predictions, else None.
+        correction
+            A blend's cis correction of the test cells, or None.
 
         Returns
         -------
@@ -314,7 +316,7 @@ class TaskScorer:
 
         mask = self.rows.is_cite if task == "cite" else ~self.rows.is_cite
         cell, split = self.cell[mask], self.split[mask]
-        values = task_values(self.rows, mask, test, components).astype(np.float64)
+        values = task_values(self.rows, mask, test, components, correction).astype(np.float64)
         per_cell, starts = _per_cell(self.truth[mask], values, cell)
         return {s: float(per_cell[split[starts] == s].mean()) for s in SPLIT_ORDER if (split[starts] == s).any()}
 
@@ -363,9 +365,9 @@ def board(data_dir, cache_dir, oof_root) -> tuple[list[dict], dict]:
         if not set(blend.tasks) <= set(tasks):
             continue  # a blend that includes a task the dataset lacks was made from other data
         predictions, _ = blend_predictions(store, blend.name, data_dir, cache_dir)
-        for task, (test, components) in predictions.items():
+        for task, (test, components, correction) in predictions.items():
             info = blend.tasks[task]
-            scores = scorer.scores(task, test, components)
+            scores = scorer.scores(task, test, components, correction)
             kind = f"blend ({info.method})"
             rows.append(
                 {"task": task, "name": blend.name, "kind": kind, "cv": info.nested, "last_day": info.last_day, **scores}

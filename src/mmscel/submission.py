@@ -341,7 +341,7 @@ def submission_values(
     data_dir, cache_dir
         The prepared competition folder, whose cache holds the mean profiles and evaluation rows.
     predictions
-        Task -> (test, components or None).
+        Task -> (test, components or None, correction or None), as :func:`task_values` takes them.
     rows
         Evaluation rows decoded already, or None.
 
@@ -364,7 +364,9 @@ def submission_values(
     return values
 
 
-def task_values(rows: EvaluationRows, mask: np.ndarray, test: np.ndarray, components: np.ndarray | None) -> np.ndarray:
+def task_values(
+    rows: EvaluationRows, mask: np.ndarray, test: np.ndarray, components: np.ndarray | None, correction=None
+) -> np.ndarray:
     """Values of the evaluation rows selected by ``mask`` (one task) from its test predictions.
 
     Multiome coefficients are mapped onto genes for the scored entries only,
@@ -380,6 +382,8 @@ def task_values(rows: EvaluationRows, mask: np.ndarray, test: np.ndarray, compon
         That task's test predictions (test cells x targets, or x components).
     components
         Components x genes for coefficient predictions; None when ``test`` holds the targets.
+    correction
+        What to add at each (cell, target) pair (a blend's :class:`~mmscel.blend.cis.AppliedCis`), or None.
 
     Returns
     -------
@@ -397,4 +401,6 @@ def task_values(rows: EvaluationRows, mask: np.ndarray, test: np.ndarray, compon
             out[start : start + len(part)] = np.einsum(
                 "rk,kr->r", test[cells].astype(np.float32), components[:, targets]
             )
+        if correction is not None:
+            out[start : start + len(part)] += correction.at(cells, targets).astype(np.float32)
     return out

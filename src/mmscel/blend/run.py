@@ -40,6 +40,16 @@ log = logging.getLogger(__name__)
 BLEND_LOG = "blend.log"  # the blend's log lines, in its folder
 
 
+class CisConfig(pydantic.BaseModel):
+    """The Multiome blend's cis correction (see :mod:`mmscel.blend.cis`)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    peaks_per_gene: int = pydantic.Field(3, ge=1, le=50)
+    alpha: float = pydantic.Field(300.0, gt=0)  # ridge penalty of each gene's fit
+    selection_cells: int = pydantic.Field(8192, ge=100, le=10_000_000)  # cells that rank the peaks
+
+
 class BlendConfig(pydantic.BaseModel):
     """A level-2 blend: which runs per task and how to weight them."""
 
@@ -53,6 +63,7 @@ class BlendConfig(pydantic.BaseModel):
     greedy_steps: int = pydantic.Field(25, ge=1, le=100_000)
     seed: int = pydantic.Field(0, ge=0, le=MAX_SEED)
     weights_from: Literal["oof", "last_day"] = "oof"  # the predictions the weights are fitted on
+    cis: CisConfig | None = None  # Multiome: correct each gene from the peaks that track its error
     tracking: Tracking | None = pydantic.Field(None, exclude=True)  # log the blend to MLflow; never hashed
 
 
@@ -182,11 +193,7 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
     singles = {r.name: stats.score(np.eye(len(runs))[i]) for i, r in enumerate(runs)}
     nested = _nested(config, stats, fold_labels[cells])
     last_day = _last_day(config, runs, train, basis, validated) if config.weights_from == "oof" else nested
-    test = (
-        objective.blend_dense([r.test for r in runs], weights)
-        if basis is None
-        else objective.blend_components([r.test for r in runs], basis, weights)
-    )
+    test = _blend_values([r.test for r in runs], basis, weights)
     best_single = max(singles.values())
     log.info(f"blend {config.name}/{task}: in-sample {stats.score(weights):.4f}, nested {nested:.4f}")
     info = {
@@ -203,7 +210,39 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
         "target_space": runs[0].record.target_space,
         "fingerprints": {r.name: r.record.fingerprints for r in runs},
     }
+    if task == "multi" and config.cis is not None:
+        oof = _blend_values([r.oof[validated] for r in runs], basis, weights)
+        truth = _rows(train.targets, validated)
+        info["cis"] = _cis(config, store, oof, basis, truth, validated, fold_labels[validated], (data_dir, cache_dir))
     return info, test
+
+
+def _blend_values(predictions: list[np.ndarray], basis, weights: np.ndarray) -> np.ndarray:
+    if basis is None:
+        return objective.blend_dense(predictions, weights)
+    return objective.blend_components(predictions, basis, weights)
+
+
+def _cis(config: BlendConfig, store: RunStore, oof, basis, truth, validated, folds, data) -> dict:
+    """Cross-fit the cis correction on the blend's OOF predictions; keep it only if it gains on held-out folds."""
+    from mmscel.blend.cis_fit import cross_fit_cis
+
+    settings = config.cis.model_dump()
+    inputs = load("multi", "train", *data, check=False, targets=False).inputs[validated]
+    with timed(f"blend {config.name}/multi: cis correction, {config.cis.peaks_per_gene} peaks a gene"):
+        fitted = cross_fit_cis(inputs, oof, basis, truth, folds, seed=config.seed, **settings)
+    if fitted is None:
+        log.warning(f"blend {config.name}/multi: no cis correction: fewer than two folds to validate it on")
+        return {**settings, "applied": False, "why": "fewer than two folds to validate it on"}
+    summary = {**settings, "nested_base": fitted.base, "nested_corrected": fitted.corrected, "gain": fitted.gain}
+    log.info(f"blend {config.name}/multi: cis correction on held-out folds {fitted.base:.4f} -> {fitted.corrected:.4f}")
+    if fitted.gain <= 0:
+        log.warning(f"blend {config.name}/multi: cis correction not applied: no gain on held-out folds")
+        return {**summary, "applied": False, "why": "no gain on held-out folds"}
+    folds = sorted(fitted.by_fold)
+    packed = np.stack([fitted.full.to_array()] + [fitted.by_fold[f].to_array() for f in folds])
+    file = store.write_blend_array(config.name, "cis", "multi", packed)
+    return {**summary, "applied": True, "folds": folds, "file": file}
 
 
 def _fit_cells(config: BlendConfig, runs: list[RunOutputs], train, basis, validated: np.ndarray):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
+
 from mmscel.blend.inputs import check_data, target_space
 from mmscel.errors import InputError
 from mmscel.fsutil import write_json
 from mmscel.store import RunStore
 from mmscel.submission import cell_starts, evaluation_rows, submission_values, write_submission
 
-Predictions = dict[str, tuple]  # task -> (test predictions, components or None)
+Predictions = dict[str, tuple]  # task -> (test predictions, components or None, AppliedCis or None)
 
 
 def blend_predictions(store: RunStore, name: str, data_dir, cache_dir=None) -> tuple[Predictions, dict]:
@@ -29,7 +31,8 @@ def blend_predictions(store: RunStore, name: str, data_dir, cache_dir=None) -> t
     Returns
     -------
     tuple
-        Task -> (test predictions, components or None); and the blend's name, runs and weights per task.
+        Task -> (test predictions, components or None, its cis correction or None); and the blend's name,
+        runs and weights per task.
 
     Raises
     ------
@@ -40,7 +43,9 @@ def blend_predictions(store: RunStore, name: str, data_dir, cache_dir=None) -> t
     predictions = {}
     for task, info in blend.tasks.items():
         check_data(task, {run: fp["data_fingerprint"] for run, fp in info.fingerprints.items()}, data_dir, cache_dir)
-        predictions[task] = (blend.test(task), _components(store, info.target_space))
+        test = blend.test(task)
+        correction = bound_cis(store, blend, task, test, "test", data_dir, cache_dir)
+        predictions[task] = (test, _components(store, info.target_space), correction)
     source = {
         "blend": name,
         "runs": {task: info.runs for task, info in blend.tasks.items()},
@@ -64,7 +69,7 @@ def run_predictions(store: RunStore, specs: list[str], data_dir, cache_dir=None)
     Returns
     -------
     tuple
-        Task -> (test predictions, components or None); and ``{"runs": {task: [run]}}``.
+        Task -> (test predictions, components or None, None); and ``{"runs": {task: [run]}}``.
 
     Raises
     ------
@@ -80,9 +85,53 @@ def run_predictions(store: RunStore, specs: list[str], data_dir, cache_dir=None)
             raise InputError(f"--run {spec}", f"a second {task} run; blend them with mmscel level2 instead")
         record = store.run(task, name)
         check_data(task, {name: record.data_fingerprint}, data_dir, cache_dir)
-        predictions[task] = (record.test(), _components(store, record.target_space))
+        predictions[task] = (record.test(), _components(store, record.target_space), None)
         source["runs"][task] = [name]
     return predictions, source
+
+
+def bound_cis(store: RunStore, blend, task: str, values, split: str, data_dir, cache_dir=None, fold_file=None):
+    """A blend's cis correction bound to the cells of ``values``, or None when the blend has none for ``task``.
+
+    Test cells take the map fitted on every training cell; out-of-fold cells (``split="train"``) the
+    map fitted without their fold, as the correction was validated, never one fitted on themselves.
+
+    Parameters
+    ----------
+    store, blend
+        The store and the blend's record.
+    task
+        The task.
+    values
+        The blend's predictions of those cells (coefficients or genes).
+    split
+        ``"test"`` or ``"train"``.
+    data_dir, cache_dir
+        The prepared data (the cells' peaks).
+    fold_file
+        The fold file of the blend's runs (``train`` only).
+
+    Returns
+    -------
+    AppliedCis or None
+    """
+    found = blend.cis_maps(task)
+    if found is None:
+        return None
+    from mmscel.blend.cis import apply_cis
+    from mmscel.data.load import load
+    from mmscel.folds import read_fold_labels
+
+    maps, folds = found
+    which = np.zeros(len(values), dtype=np.int64)
+    if split == "train":
+        labels = read_fold_labels(store, fold_file)
+        which[:] = -1
+        for index, fold in enumerate(folds, start=1):
+            which[labels == fold] = index
+    inputs = load(task, split, data_dir, cache_dir, check=False, targets=False).inputs
+    basis = target_space(store, blend.tasks[task].target_space).basis
+    return apply_cis(maps, which, inputs, values, basis)
 
 
 def _components(store: RunStore, space: dict):

@@ -139,6 +139,14 @@ def level2(
         "pooled", "", fmt(pooled.get("in_sample")), fmt(pooled.get("nested")), fmt(pooled.get("last_day")), ""
     )
     out.print(table)
+    for task, info in blend.tasks.items():
+        if info.cis:
+            cis = info.cis
+            scores = ""
+            if "gain" in cis:
+                scores = f", held-out folds {fmt(cis['nested_base'])} -> {fmt(cis['nested_corrected'])}"
+            verdict = "applied" if cis["applied"] else f"not applied: {cis['why']}"
+            out.print(f"{task}: cis correction ({cis['peaks_per_gene']} peaks a gene){scores}: {verdict}")
 
 
 @command()

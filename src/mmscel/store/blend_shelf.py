@@ -37,8 +37,29 @@ class BlendShelf(StoreLayout):
         InputError
             For an unknown task or a blend name that is not a plain name.
         """
-        filename = f"test_{self._task(task)}-{array_digest(test)}.npy"
-        save_array(self.blend_dir(name) / filename, test)
+        return self.write_blend_array(name, "test", task, test)
+
+    def write_blend_array(self, name: str, kind: str, task: str, array) -> str:
+        """Write one of a blend's arrays of ``task`` under a name derived from its kind and content; return it.
+
+        Parameters
+        ----------
+        name
+            The blend being written.
+        kind
+            ``test`` (its predictions) or ``cis`` (its Multiome correction maps).
+        task
+            The task of the array.
+        array
+            The array.
+
+        Returns
+        -------
+        str
+            The file's name inside the blend's folder, for the manifest.
+        """
+        filename = f"{kind}_{self._task(task)}-{array_digest(array)}.npy"
+        save_array(self.blend_dir(name) / filename, array)
         return filename
 
     def write_blend(self, name: str, manifest: dict) -> BlendRecord:
@@ -61,7 +82,8 @@ class BlendShelf(StoreLayout):
         write_manifest(folder / "weights.json", {task: dict(zip(t["runs"], t["weights"])) for task, t in tasks.items()})
         write_manifest(folder / "manifest.json", manifest)
         current = {t["test_file"] for t in tasks.values()}
-        for stale in folder.glob("test_*.npy"):
+        current |= {t["cis"]["file"] for t in tasks.values() if "file" in (t.get("cis") or {})}
+        for stale in [*folder.glob("test_*.npy"), *folder.glob("cis_*.npy")]:
             if stale.name not in current:
                 stale.unlink()
         return BlendRecord.from_manifest(manifest, folder)

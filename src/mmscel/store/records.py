@@ -152,6 +152,7 @@ class BlendTask:
     fingerprints: dict[str, dict]
     test_file: str
     test_shape: list[int]
+    cis: dict | None = None  # the Multiome cis correction's settings and scores (and its file when applied)
 
     @classmethod
     def from_manifest(cls, info: dict) -> BlendTask:
@@ -171,7 +172,7 @@ class BlendTask:
         KeyError
             When a field is missing from ``info``.
         """
-        return cls(**{name: info[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: info[name] for name in cls.__dataclass_fields__ if name != "cis"}, cis=info.get("cis"))
 
     def as_dict(self) -> dict[str, Any]:
         """The manifest entry of this task."""
@@ -241,3 +242,30 @@ class BlendRecord:
             When its test file is missing or unreadable.
         """
         return load_array(self.path / self.tasks[task].test_file)
+
+    def cis_maps(self, task: str) -> tuple[list, list[int]] | None:
+        """The applied cis correction of ``task``: its map fitted on every cell, then one per fold, and the folds.
+
+        Parameters
+        ----------
+        task
+            A task the blend covers.
+
+        Returns
+        -------
+        tuple or None
+            The :class:`~mmscel.blend.cis.CisMap` list and the fold labels of its maps after the first;
+            None when the task has no applied correction.
+
+        Raises
+        ------
+        InputError
+            When its file is missing or unreadable.
+        """
+        from mmscel.blend.cis import CisMap
+
+        info = self.tasks[task].cis
+        if not info or not info.get("applied"):
+            return None
+        packed = load_array(self.path / info["file"])
+        return [CisMap.from_array(each) for each in packed], list(info["folds"])

@@ -1,0 +1,110 @@
+"""The Multiome blend's cis correction: exact moments and residuals, planted links found, honest gain."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mmscel.blend.cis import CisMap, apply_cis, corrected_scores, prediction_moments
+from mmscel.blend.cis_fit import cross_fit_cis, fit_cis_map, projected_residuals
+from mmscel.metrics import pearson_per_row
+from mmscel.targets import TargetBasis
+
+
+def _basis(rng, k=5, genes=40, mean=True):
+    components = rng.normal(size=(k, genes)).astype(np.float32)
+    offset = rng.normal(size=genes).astype(np.float32) if mean else np.zeros(genes, np.float32)
+    return TargetBasis(components, offset)
+
+
+@pytest.mark.parametrize("with_basis", [True, False])
+def test_moments_and_residuals_equal_the_reconstructed_genes(with_basis):
+    rng = np.random.default_rng(0)
+    basis = _basis(rng) if with_basis else None
+    predictions = rng.normal(size=(30, 5 if with_basis else 40))
+    genes = basis.reconstruct(predictions).astype(np.float64) if with_basis else predictions
+    mean, sd = prediction_moments(predictions, basis)
+    np.testing.assert_allclose(mean, genes.mean(axis=1), atol=1e-5)
+    np.testing.assert_allclose(sd, genes.std(axis=1), atol=1e-5)
+
+    truth = sp.random(30, 40, density=0.4, random_state=1, format="csr") * 5
+    residual, slope = projected_residuals(predictions, basis, truth)
+    y = truth.toarray()
+    y_centred = y - y.mean(axis=1, keepdims=True)
+    shape = (genes - genes.mean(axis=1, keepdims=True)) / genes.std(axis=1, keepdims=True)
+    slopes = (y_centred * shape).mean(axis=1)
+    some = np.array([3, 0, 17, 39])
+    np.testing.assert_allclose(residual(some), (y_centred - slopes[:, None] * shape)[:, some], atol=1e-5)
+    assert slope == pytest.approx(slopes.mean(), abs=1e-6)
+
+
+def _planted(n=1500, peaks=300, genes=30, seed=0):
+    """Genes that each follow one peak (genes 0-9, peaks 0-9), plus a shared program; predictions know the program."""
+    rng = np.random.default_rng(seed)
+    inputs = sp.csr_matrix(rng.random((n, peaks)) < 0.2, dtype=np.float32)
+    program = rng.normal(size=(n, 1))
+    loading = rng.normal(size=(1, genes))
+    truth = 2 + program @ loading + 0.3 * rng.normal(size=(n, genes))
+    truth[:, :10] += 1.5 * inputs[:, :10].toarray()
+    return inputs, sp.csr_matrix(truth), program @ loading + 2
+
+
+def test_planted_links_are_found_and_lift_held_out_cells():
+    inputs, truth, predictions = _planted()
+    fit_rows, held = np.arange(1000), np.arange(1000, 1500)
+    residual, slope = projected_residuals(predictions[fit_rows], None, truth[fit_rows])
+    options = {"peaks_per_gene": 2, "alpha": 10.0, "selection_cells": 600}
+    cis = fit_cis_map(inputs[fit_rows], residual, 30, **options).scaled(1 / slope)
+    assert all(g in cis.peaks[g] for g in range(10))  # each linked gene's own peak is among its two
+    base = corrected_scores(None, inputs[held], predictions[held], None, truth[held])
+    corrected = corrected_scores(cis, inputs[held], predictions[held], None, truth[held])
+    assert corrected.mean() > base.mean() + 0.01
+    again = fit_cis_map(inputs[fit_rows], residual, 30, **options)
+    np.testing.assert_array_equal(again.peaks, cis.peaks)  # deterministic
+    np.testing.assert_allclose(again.weights / slope, cis.weights)
+
+
+def test_cross_fitting_scores_each_fold_with_the_map_fitted_without_it():
+    inputs, truth, predictions = _planted(n=900)
+    folds = np.repeat([0, 1, 2], 300)
+    options = {"peaks_per_gene": 2, "alpha": 10.0, "selection_cells": 500}
+    fitted = cross_fit_cis(inputs, predictions, None, truth, folds, **options)
+    assert sorted(fitted.by_fold) == [0, 1, 2] and fitted.gain > 0.01
+    held = folds == 1
+    expected = corrected_scores(fitted.by_fold[1], inputs[held], predictions[held], None, truth[held])
+    base = corrected_scores(None, inputs, predictions, None, truth)
+    assert fitted.base == pytest.approx(base.mean())
+    assert np.isclose(expected.mean(), fitted.corrected, atol=0.05)  # one fold of three, near the mean
+    assert cross_fit_cis(inputs, predictions, None, truth, np.zeros(900, int), **options) is None
+
+
+def test_pairs_rows_and_packing_agree():
+    rng = np.random.default_rng(3)
+    inputs, truth, predictions = _planted(n=200)
+    cis = CisMap(rng.integers(0, 300, (30, 3)), rng.normal(size=(30, 3)), rng.normal(size=30))
+    again = CisMap.from_array(cis.to_array())
+    np.testing.assert_array_equal(again.peaks, cis.peaks)
+    np.testing.assert_array_equal(again.weights, cis.weights)
+    dense = cis.dense(inputs)
+    cells, genes = rng.integers(0, 200, 500), rng.integers(0, 30, 500)
+    np.testing.assert_allclose(cis.at(inputs, cells, genes), dense[cells, genes])
+
+    which = np.where(np.arange(200) < 50, -1, np.arange(200) % 2)
+    predictions[7] = np.nan
+    applied = apply_cis([cis, cis.scaled(2.0)], which, inputs, predictions, None)
+    rows = applied.rows(0, 200)
+    assert np.all(rows[:50] == 0) and np.all(rows[7] == 0)
+    np.testing.assert_allclose(applied.at(cells, genes), rows[cells, genes])
+    sd = predictions[60].std()
+    np.testing.assert_allclose(rows[60], sd * cis.dense(inputs[60]).ravel())  # even cells: the first map
+    np.testing.assert_allclose(rows[61], 2 * predictions[61].std() * cis.dense(inputs[61]).ravel())
+
+
+def test_the_correction_keeps_the_per_cell_pearson_of_z_plus_correction():
+    inputs, truth, predictions = _planted(n=100)
+    cis = CisMap(np.tile([[0, 1]], (30, 1)), np.full((30, 2), 0.3), np.zeros(30))
+    applied = apply_cis([cis], np.zeros(100, int), inputs, predictions * 3 + 1, None)
+    corrected = predictions * 3 + 1 + applied.rows(0, 100)
+    z = (predictions - predictions.mean(1, keepdims=True)) / predictions.std(1, keepdims=True)
+    np.testing.assert_allclose(
+        pearson_per_row(truth.toarray(), corrected), pearson_per_row(truth.toarray(), z + cis.dense(inputs)), atol=1e-9
+    )
