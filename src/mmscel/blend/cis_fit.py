@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from mmscel.blend.cis import CisMap, corrected_scores, prediction_moments
 from mmscel.targets.base import TargetBasis
 
-GENE_BUDGET = 20_000_000  # cells x genes x peaks held dense at a time while fitting
+GENE_BUDGET = 20_000_000  # cells x genes x M, and peaks x genes, held dense at a time while fitting
 
 
 def projected_residuals(
@@ -103,7 +103,7 @@ def fit_cis_map(
     frequency = np.asarray(ranking.mean(axis=0)).ravel()
     spread = np.sqrt(frequency * (1 - frequency))
     spread[spread == 0] = np.inf  # a peak open in none or all of the ranking cells is never chosen
-    chunk = int(max(1, min(n_genes, GENE_BUDGET // max(1, n_cells * m))))
+    chunk = int(max(1, min(n_genes, GENE_BUDGET // max(1, n_cells * m, opened.shape[1]))))
     peaks = np.zeros((n_genes, m), np.int64)
     weights = np.zeros((n_genes, m))
     offset = np.zeros(n_genes)
