@@ -212,3 +212,20 @@ def test_a_config_key_switches_tracking_on_without_changing_the_run(tiny_prepare
 
     result = run_cli("level1", write(tmp_path / "bad", "ridge", tracking="wandb", **RIDGE), "--data", tiny_prepared)
     assert result.returncode == 2 and "tracking" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_multiome_blend_logs_its_cis_gain(tiny_prepared, tmp_path, monkeypatch):
+    oof = tmp_path / "oof"
+    for name, alpha in (("multi_ridge_a", 10.0), ("multi_ridge_b", 1000.0)):
+        config = {**RIDGE, "task": "multi", "name": name, "params": {"alpha": alpha}}
+        run_level1(
+            {**config, "features": {"svd_components": 16, "target_svd_components": 8}}, tiny_prepared, oof_root=oof
+        )
+    uri = f"sqlite:///{tmp_path / 'tracking.db'}"
+    monkeypatch.setenv(tracking.ENV, uri)
+    cis = {"peaks_per_gene": 2, "alpha": 100.0}
+    config = {"name": "c", "method": "greedy", "runs": {"multi": ["multi_ridge_*"]}, "nested_trials": 10, "cis": cis}
+    blend = run_level2(config, tiny_prepared, oof_root=oof)
+    [run] = logged_runs(uri, tracking.LEVEL2_EXPERIMENT)
+    assert run.data.metrics["multi.cis_gain"] == pytest.approx(blend.tasks["multi"].cis["gain"])
+    assert run.data.params["cis.peaks_per_gene"] == "2"

@@ -142,7 +142,8 @@ def log_blend(record, store, configured: bool = False) -> None:
     """Log a finished blend when tracking is on: per task its scores and weights.
 
     Metrics are ``<task>.in_sample`` (the blend's CV), ``<task>.nested``, ``<task>.last_day``,
-    ``<task>.best_single``, ``<task>.weight.<run>`` and the pooled scores; params its config.
+    ``<task>.best_single``, ``<task>.weight.<run>``, ``<task>.cis_gain`` (when the blend has a cis
+    correction) and the pooled scores; params its config.
 
     Parameters
     ----------
@@ -164,6 +165,8 @@ def log_blend(record, store, configured: bool = False) -> None:
         metrics.update({f"{task}.{key}": getattr(info, key) for key in ("in_sample", "nested", "last_day")})
         metrics[f"{task}.best_single"] = info.best_single["score"]
         metrics.update({f"{task}.weight.{run}": weight for run, weight in zip(info.runs, info.weights)})
+        if info.cis and "gain" in info.cis:
+            metrics[f"{task}.cis_gain"] = info.cis["gain"]  # the cis correction on held-out folds
         tags[f"{task}.runs"] = ",".join(info.runs)
     entry = {
         "experiment": LEVEL2_EXPERIMENT,
