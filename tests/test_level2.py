@@ -297,6 +297,8 @@ def test_cis_correction_is_cross_fitted_and_reaches_submission_board_and_export(
     assert info["applied"] and info["gain"] == pytest.approx(info["nested_corrected"] - info["nested_base"])
     assert info["gain"] > 0 and info["folds"] == sorted(info["folds"]) and len(info["folds"]) >= 2
     assert blend.tasks["cite"].cis is None and plain.tasks["multi"].cis is None
+    assert info["last_day_base"] == pytest.approx(blend.tasks["multi"].last_day, abs=1e-6)  # same weights, same cells
+    assert np.isfinite(info["last_day_corrected"])
     assert blend.tasks["multi"].weights == plain.tasks["multi"].weights  # the weights do not depend on it
 
     record = submit(tiny_prepared, None, oof, tmp_path / "c.csv", blend="c")

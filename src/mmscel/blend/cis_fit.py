@@ -118,6 +118,30 @@ def fit_cis_map(
     return CisMap(peaks, weights, offset)
 
 
+def fit_blend_cis(
+    inputs: sp.csr_matrix, predictions: np.ndarray, basis: TargetBasis | None, truth: sp.csr_matrix, **options
+) -> CisMap:
+    """The correction of a blend's predictions, fitted on these cells and divided by their mean slope.
+
+    Parameters
+    ----------
+    inputs, predictions, truth
+        The cells' peaks, out-of-fold predictions (coefficients with ``basis``) and genes.
+    basis
+        The target basis, or None.
+    **options
+        ``peaks_per_gene``, ``alpha``, ``selection_cells``, ``seed`` of :func:`fit_cis_map`.
+
+    Returns
+    -------
+    CisMap
+        Ready to add as ``sd_c(p) * correction`` (see :mod:`mmscel.blend.cis`).
+    """
+    residual, slope = projected_residuals(predictions, basis, truth)
+    fitted = fit_cis_map(inputs, residual, truth.shape[1], **options)
+    return fitted.scaled(1 / slope if slope > 0 else 0.0)  # predictions with no positive slope: no correction
+
+
 def _ridge(opened: sp.csc_matrix, chosen: np.ndarray, error: np.ndarray, alpha: float):
     """Each gene's ridge weights on its chosen peaks (centred), and the offset that centres the fit."""
     n_cells = opened.shape[0]
@@ -189,12 +213,9 @@ def cross_fit_cis(
     if len(fold_ids) < 2:
         return None
     options = {"peaks_per_gene": peaks_per_gene, "alpha": alpha, "selection_cells": selection_cells, "seed": seed}
-    n_genes = truth.shape[1]
 
     def fit(rows: np.ndarray) -> CisMap:
-        residual, slope = projected_residuals(predictions[rows], basis, truth[rows])
-        fitted = fit_cis_map(inputs[rows], residual, n_genes, **options)
-        return fitted.scaled(1 / slope if slope > 0 else 0.0)  # predictions with no positive slope: no correction
+        return fit_blend_cis(inputs[rows], predictions[rows], basis, truth[rows], **options)
 
     by_fold, base, corrected = {}, [], []
     for fold in fold_ids:

@@ -211,9 +211,11 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
         "fingerprints": {r.name: r.record.fingerprints for r in runs},
     }
     if task == "multi" and config.cis is not None:
+        inputs = load("multi", "train", data_dir, cache_dir, check=False, targets=False).inputs
         oof = _blend_values([r.oof[validated] for r in runs], basis, weights)
         truth = _rows(train.targets, validated)
-        info["cis"] = _cis(config, store, oof, basis, truth, validated, fold_labels[validated], (data_dir, cache_dir))
+        info["cis"] = _cis(config, store, oof, basis, truth, inputs[validated], fold_labels[validated])
+        info["cis"].update(_cis_last_day(config, runs, train, basis, validated, inputs))
     return info, test
 
 
@@ -223,12 +225,11 @@ def _blend_values(predictions: list[np.ndarray], basis, weights: np.ndarray) -> 
     return objective.blend_components(predictions, basis, weights)
 
 
-def _cis(config: BlendConfig, store: RunStore, oof, basis, truth, validated, folds, data) -> dict:
+def _cis(config: BlendConfig, store: RunStore, oof, basis, truth, inputs, folds) -> dict:
     """Cross-fit the cis correction on the blend's OOF predictions; keep it only if it gains on held-out folds."""
     from mmscel.blend.cis_fit import cross_fit_cis
 
     settings = config.cis.model_dump()
-    inputs = load("multi", "train", *data, check=False, targets=False).inputs[validated]
     with timed(f"blend {config.name}/multi: cis correction, {config.cis.peaks_per_gene} peaks a gene"):
         fitted = cross_fit_cis(inputs, oof, basis, truth, folds, seed=config.seed, **settings)
     if fitted is None:
@@ -349,14 +350,34 @@ def _last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, validat
     """Weights fitted on the OOF of earlier days, scored on the runs' last-day holdout predictions."""
     if any(r.last_day is None for r in runs):
         return None
+    holdout, _ = _last_day_holdout(runs, train, basis)
+    return holdout.score(_earlier_weights(config, runs, train, basis, validated)[0])
+
+
+def _earlier_weights(config: BlendConfig, runs: list[RunOutputs], train, basis, validated: np.ndarray):
+    """Weights fitted on the OOF of the days before the last, and those cells' rows."""
     day = train.metadata["day"].to_numpy()
     earlier = validated[day[validated] != day.max()]
     fit_stats = cell_statistics([r.oof[earlier] for r in runs], train.targets[earlier], basis)
-    weights = fit_weights(
-        config.method, fit_stats, n_trials=config.nested_trials, seed=config.seed, greedy_steps=config.greedy_steps
-    )
-    holdout, _ = _last_day_holdout(runs, train, basis)
-    return holdout.score(weights)
+    options = {"n_trials": config.nested_trials, "seed": config.seed, "greedy_steps": config.greedy_steps}
+    return fit_weights(config.method, fit_stats, **options), earlier
+
+
+def _cis_last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, validated, inputs) -> dict:
+    """The last-day score of the blend weighted on earlier days, without and with a correction fitted on them."""
+    from mmscel.blend.cis import corrected_scores
+    from mmscel.blend.cis_fit import fit_blend_cis
+
+    if any(r.last_day is None for r in runs) or config.weights_from != "oof":
+        return {}
+    weights, earlier = _earlier_weights(config, runs, train, basis, validated)
+    oof = _blend_values([r.oof[earlier] for r in runs], basis, weights)
+    options = {"seed": config.seed, **config.cis.model_dump()}
+    cis = fit_blend_cis(inputs[earlier], oof, basis, train.targets[earlier], **options)
+    last = np.flatnonzero(train.metadata["day"].to_numpy() == train.metadata["day"].max())
+    holdout, truth = _blend_values([r.last_day for r in runs], basis, weights), train.targets[last]
+    scores = [corrected_scores(each, inputs[last], holdout, basis, truth).mean() for each in (None, cis)]
+    return {"last_day_base": float(scores[0]), "last_day_corrected": float(scores[1])}
 
 
 def _pooled(tasks: dict) -> dict:

@@ -145,6 +145,8 @@ def level2(
             scores = ""
             if "gain" in cis:
                 scores = f", held-out folds {fmt(cis['nested_base'])} -> {fmt(cis['nested_corrected'])}"
+            if "last_day_base" in cis:
+                scores += f", last day {fmt(cis['last_day_base'])} -> {fmt(cis['last_day_corrected'])}"
             verdict = "applied" if cis["applied"] else f"not applied: {cis['why']}"
             out.print(f"{task}: cis correction ({cis['peaks_per_gene']} peaks a gene){scores}: {verdict}")
 
