@@ -69,9 +69,10 @@ class CisMap:
 
     def dense(self, inputs: sp.csr_matrix) -> np.ndarray:
         """The correction of every gene of every row of ``inputs`` (rows x genes, float64)."""
-        n_genes, m = self.peaks.shape
-        opened = (inputs[:, self.peaks.ravel()] > 0).toarray().reshape(inputs.shape[0], n_genes, m)
-        return np.einsum("cgm,gm->cg", opened, self.weights) + self.offset
+        out = np.tile(self.offset, (inputs.shape[0], 1))
+        for j in range(self.peaks.shape[1]):  # one peak a gene at a time: rows x genes held, never x M
+            out += (inputs[:, self.peaks[:, j]] > 0).toarray() * self.weights[:, j]
+        return out
 
     def scaled(self, factor: float) -> CisMap:
         """The same correction times ``factor``."""
