@@ -88,13 +88,7 @@ def score_values(values: np.ndarray, solution_path: Path, where: str = "submissi
     InputError
         When the row count is wrong or a value is not finite.
     """
-    table = pq.read_table(solution_path, columns=["target", "task", "split", "cell"], read_dictionary=["task", "split"])
-    truth = table.column("target").to_numpy()
-    cell = table.column("cell").to_numpy()
-    validate_values(np.asarray(values, dtype=np.float64), len(truth), None, where, check_constant=False)
-    per_cell, starts = _per_cell(truth, values, cell)
-    task = np.asarray(table.column("task").to_numpy(zero_copy_only=False), dtype=object)[starts]
-    split = np.asarray(table.column("split").to_numpy(zero_copy_only=False), dtype=object)[starts]
+    per_cell, _, task, split = _cell_scores(values, solution_path, where)
     by_task, n_cells, pooled = {}, {}, {}
     for task_name in ("cite", "multi"):
         for split_name in SPLIT_ORDER:
@@ -136,14 +130,10 @@ def group_scores(values: np.ndarray, data_dir: str | Path, cache_dir: str | Path
 
     _, solution = load_truth(data_dir)
     rows = evaluation_rows(data_dir, cache_dir)
-    table = pq.read_table(solution, columns=["target", "split", "cell"])
-    cell = table.column("cell").to_numpy()
-    validate_values(np.asarray(values, dtype=np.float64), len(cell), None, "submission", check_constant=False)
-    per_cell, starts = _per_cell(table.column("target").to_numpy(), values, cell)
-    split = np.asarray(table.column("split").to_numpy(zero_copy_only=False), dtype=object)[starts]
+    per_cell, starts, cell_task, split = _cell_scores(values, solution, "submission")
     frames = []
     for task in ("cite", "multi"):
-        of_task = rows.is_cite[starts] == (task == "cite")
+        of_task = cell_task == task
         if not of_task.any():
             continue
         metadata = load(task, "test", data_dir, cache_dir, check=False, inputs=False, targets=False).metadata
@@ -158,6 +148,17 @@ def group_scores(values: np.ndarray, data_dir: str | Path, cache_dir: str | Path
     frame = pd.concat(frames, ignore_index=True)
     summary = frame.groupby(["task", "split", *by], sort=True, observed=True)["score"].agg(["size", "mean"])
     return summary.rename(columns={"size": "cells", "mean": "score"}).reset_index()
+
+
+def _cell_scores(values: np.ndarray, solution_path: Path, where: str):
+    """Per-cell Pearson of values aligned with the solution rows; each cell's first row, task and split."""
+    table = pq.read_table(solution_path, columns=["target", "task", "split", "cell"], read_dictionary=["task", "split"])
+    truth = table.column("target").to_numpy()
+    validate_values(np.asarray(values, dtype=np.float64), len(truth), None, where, check_constant=False)
+    per_cell, starts = _per_cell(truth, values, table.column("cell").to_numpy())
+    task = np.asarray(table.column("task").to_numpy(zero_copy_only=False), dtype=object)[starts]
+    split = np.asarray(table.column("split").to_numpy(zero_copy_only=False), dtype=object)[starts]
+    return per_cell, starts, task, split
 
 
 def _per_cell(truth: np.ndarray, values: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -175,7 +175,8 @@ def _tasks_with_data(config: BlendConfig, data_dir, cache_dir) -> list[str]:
 def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir, cache_dir, store: RunStore):
     """The blend of one task: its facts for the manifest, and its test predictions."""
     check_data(task, {r.name: r.record.data_fingerprint for r in runs}, data_dir, cache_dir)
-    train = load(task, "train", data_dir, cache_dir, inputs=False)
+    cis = task == "multi" and config.cis is not None
+    train = load(task, "train", data_dir, cache_dir, inputs=cis)  # the peaks only for the cis correction
     space = target_space(store, runs[0].record.target_space)
     basis = space.basis
     validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))
@@ -192,7 +193,8 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
         weights = fit_weights(config.method, stats, **options)
     singles = {r.name: stats.score(np.eye(len(runs))[i]) for i, r in enumerate(runs)}
     nested = _nested(config, stats, fold_labels[cells])
-    last_day = _last_day(config, runs, train, basis, validated) if config.weights_from == "oof" else nested
+    earlier = _earlier_weights(config, runs, train, basis, validated)
+    last_day = _last_day(runs, train, basis, earlier) if config.weights_from == "oof" else nested
     test = _blend_values([r.test for r in runs], basis, weights)
     best_single = max(singles.values())
     log.info(f"blend {config.name}/{task}: in-sample {stats.score(weights):.4f}, nested {nested:.4f}")
@@ -210,12 +212,11 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
         "target_space": runs[0].record.target_space,
         "fingerprints": {r.name: r.record.fingerprints for r in runs},
     }
-    if task == "multi" and config.cis is not None:
-        inputs = load("multi", "train", data_dir, cache_dir, check=False, targets=False).inputs
+    if cis:
         oof = _blend_values([r.oof[validated] for r in runs], basis, weights)
         truth = _rows(train.targets, validated)
-        info["cis"] = _cis(config, store, oof, basis, truth, inputs[validated], fold_labels[validated])
-        info["cis"].update(_cis_last_day(config, runs, train, basis, validated, inputs))
+        info["cis"] = _cis(config, store, oof, basis, truth, train.inputs[validated], fold_labels[validated])
+        info["cis"].update(_cis_last_day(config, runs, train, basis, earlier))
     return info, test
 
 
@@ -346,16 +347,21 @@ def _nested(config: BlendConfig, stats, fold_labels: np.ndarray) -> float:
     return float("nan") if scores is None else float(np.nanmean(scores))  # last_day scheme: one fold, nothing to nest
 
 
-def _last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, validated: np.ndarray) -> float | None:
-    """Weights fitted on the OOF of earlier days, scored on the runs' last-day holdout predictions."""
-    if any(r.last_day is None for r in runs):
+def _last_day(runs: list[RunOutputs], train, basis, earlier) -> float | None:
+    """The weights fitted on the OOF of earlier days (``earlier``), scored on the runs' last-day holdout predictions."""
+    if earlier is None:
         return None
     holdout, _ = _last_day_holdout(runs, train, basis)
-    return holdout.score(_earlier_weights(config, runs, train, basis, validated)[0])
+    return holdout.score(earlier[0])
 
 
 def _earlier_weights(config: BlendConfig, runs: list[RunOutputs], train, basis, validated: np.ndarray):
-    """Weights fitted on the OOF of the days before the last, and those cells' rows."""
+    """Weights fitted on the OOF of the days before the last, and those cells' rows.
+
+    None when the weights are fitted on the last day already or a run has no last-day holdout.
+    """
+    if config.weights_from != "oof" or any(r.last_day is None for r in runs):
+        return None
     day = train.metadata["day"].to_numpy()
     earlier = validated[day[validated] != day.max()]
     fit_stats = cell_statistics([r.oof[earlier] for r in runs], train.targets[earlier], basis)
@@ -363,20 +369,21 @@ def _earlier_weights(config: BlendConfig, runs: list[RunOutputs], train, basis, 
     return fit_weights(config.method, fit_stats, **options), earlier
 
 
-def _cis_last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, validated, inputs) -> dict:
-    """The last-day score of the blend weighted on earlier days, without and with a correction fitted on them."""
+def _cis_last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, earlier) -> dict:
+    """The last-day score of the blend weighted on earlier days (``earlier``), without and with a correction
+    fitted on them."""
     from mmscel.blend.cis import corrected_scores
     from mmscel.blend.cis_fit import fit_blend_cis
 
-    if any(r.last_day is None for r in runs) or config.weights_from != "oof":
+    if earlier is None:
         return {}
-    weights, earlier = _earlier_weights(config, runs, train, basis, validated)
-    oof = _blend_values([r.oof[earlier] for r in runs], basis, weights)
+    weights, rows = earlier
+    oof = _blend_values([r.oof[rows] for r in runs], basis, weights)
     options = {"seed": config.seed, **config.cis.model_dump()}
-    cis = fit_blend_cis(inputs[earlier], oof, basis, train.targets[earlier], **options)
+    cis = fit_blend_cis(train.inputs[rows], oof, basis, train.targets[rows], **options)
     last = np.flatnonzero(train.metadata["day"].to_numpy() == train.metadata["day"].max())
     holdout, truth = _blend_values([r.last_day for r in runs], basis, weights), train.targets[last]
-    scores = [corrected_scores(each, inputs[last], holdout, basis, truth).mean() for each in (None, cis)]
+    scores = [corrected_scores(each, train.inputs[last], holdout, basis, truth).mean() for each in (None, cis)]
     return {"last_day_base": float(scores[0]), "last_day_corrected": float(scores[1])}
 
 

@@ -174,9 +174,11 @@ def score(
     With --by, each group of test cells (e.g. --by donor --by cell_type) is scored too, and with --against
     another submission beside it: where one submission gains or loses on the other.
     """
-    from mmscel.scoring import leaderboard_rows, score_submission
+    from mmscel.scoring import leaderboard_rows, load_truth, read_solution_aligned, score_values
 
-    scores, truth = score_submission(submission, where.data)
+    truth, solution = load_truth(where.data)
+    values = read_solution_aligned(submission, where.data)  # read once: the groups below score it too
+    scores = score_values(values, solution, str(submission))
     rows = leaderboard_rows(name or Path(submission).name, scores, truth)
     table = new_table(
         f"local leaderboard ({where.data})",
@@ -197,13 +199,13 @@ def score(
         )
     out.print(table)
     if by:
-        out.print(_group_table(submission, against, where, by))
+        out.print(_group_table(submission, values, against, where, by))
 
 
-def _group_table(submission: Path, against: Path | None, where: Where, by: list[str]):
+def _group_table(submission: Path, values, against: Path | None, where: Where, by: list[str]):
     from mmscel.scoring import group_scores, read_solution_aligned
 
-    groups = group_scores(read_solution_aligned(submission, where.data), where.data, where.cache, by)
+    groups = group_scores(values, where.data, where.cache, by)
     columns = ["task", "split", *by, "cells", "score"]
     if against is not None:
         other = group_scores(read_solution_aligned(against, where.data), where.data, where.cache, by)
