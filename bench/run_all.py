@@ -40,6 +40,7 @@ def sections(out: Path, smoke: bool, peer_repo: str = "DIR") -> dict[str, list[l
             "blend": [
                 ["blend_bench.py", "--section", "methods", "--scale", "tiny", "--trials", "30"],
                 ["blend_bench.py", "--section", "component", "--cells", "2000", "--genes", "500", "--components", "16"],
+                ["cis_bench.py", "--cells", "2000", "--genes", "300"],
             ],
             "tune": [["tune_bench.py", "--smoke"]],
             "ceiling": [["multi_ceiling.py", "--data", str(out / "tiny")]],
@@ -63,6 +64,7 @@ def sections(out: Path, smoke: bool, peer_repo: str = "DIR") -> dict[str, list[l
         "blend": [
             ["blend_bench.py", "--section", "methods"],
             ["blend_bench.py", "--section", "component", *full_component, "--density", "0.32", "--basis", "random"],
+            ["cis_bench.py"],
         ],
         "tune": [  # the budgeted settings of BENCHMARKS.md; bench/tune_bench.py alone runs the full ones
             ["tune_bench.py", "--section", "mlp", "--pruners", "wilcoxon,median"],

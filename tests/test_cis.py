@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.linear_model import Ridge
 
 from mmscel.blend.cis import CisMap, apply_cis, corrected_scores, prediction_moments
-from mmscel.blend.cis_fit import cross_fit_cis, fit_cis_map, projected_residuals
+from mmscel.blend.cis_fit import cross_fit_cis, fit_blend_cis, fit_cis_map, projected_residuals
 from mmscel.metrics import pearson_per_row
 from mmscel.targets import TargetBasis
 
@@ -27,14 +28,14 @@ def test_moments_and_residuals_equal_the_reconstructed_genes(with_basis):
     np.testing.assert_allclose(sd, genes.std(axis=1), atol=1e-5)
 
     truth = sp.random(30, 40, density=0.4, random_state=1, format="csr") * 5
-    residual, slope = projected_residuals(predictions, basis, truth)
+    residual, cell_slopes = projected_residuals(predictions, basis, truth)
     y = truth.toarray()
     y_centred = y - y.mean(axis=1, keepdims=True)
     shape = (genes - genes.mean(axis=1, keepdims=True)) / genes.std(axis=1, keepdims=True)
     slopes = (y_centred * shape).mean(axis=1)
     some = np.array([3, 0, 17, 39])
     np.testing.assert_allclose(residual(some), (y_centred - slopes[:, None] * shape)[:, some], atol=1e-5)
-    assert slope == pytest.approx(slopes.mean(), abs=1e-6)
+    np.testing.assert_allclose(cell_slopes, slopes, atol=1e-6)
 
 
 def _planted(n=1500, peaks=300, genes=30, seed=0):
@@ -48,10 +49,30 @@ def _planted(n=1500, peaks=300, genes=30, seed=0):
     return inputs, sp.csr_matrix(truth), program @ loading + 2
 
 
+def test_peaks_and_weights_are_the_plain_ridge_on_the_most_correlated_peaks():
+    rng = np.random.default_rng(5)
+    n, peaks, genes, m = 400, 60, 12, 3
+    inputs = sp.csr_matrix(rng.random((n, peaks)) < rng.uniform(0.05, 0.9, peaks), dtype=np.float32)
+    error = rng.normal(size=(n, genes)) + rng.normal(scale=5, size=genes)  # far from centred
+    error += inputs[:, :genes].toarray() * rng.uniform(0.2, 1.0, genes)
+    cis = fit_cis_map(inputs, lambda g: error[:, g], genes, peaks_per_gene=m, alpha=7.0, selection_cells=n)
+    x = inputs.toarray().astype(np.float64)
+    frequency = x.mean(axis=0)
+    score = np.abs(x.T @ (error - error.mean(axis=0))) / np.sqrt(frequency * (1 - frequency))[:, None]
+    for gene in range(genes):
+        expected = np.sort(np.argsort(-score[:, gene])[:m])
+        order = np.argsort(cis.peaks[gene])
+        np.testing.assert_array_equal(cis.peaks[gene][order], expected)
+        fitted = Ridge(alpha=7.0).fit(x[:, expected], error[:, gene])
+        np.testing.assert_allclose(cis.weights[gene][order], fitted.coef_, atol=1e-9)
+        assert cis.offset[gene] == pytest.approx(fitted.intercept_ - error[:, gene].mean(), abs=1e-9)
+
+
 def test_planted_links_are_found_and_lift_held_out_cells():
     inputs, truth, predictions = _planted()
     fit_rows, held = np.arange(1000), np.arange(1000, 1500)
-    residual, slope = projected_residuals(predictions[fit_rows], None, truth[fit_rows])
+    residual, slopes = projected_residuals(predictions[fit_rows], None, truth[fit_rows])
+    slope = slopes.mean()
     options = {"peaks_per_gene": 2, "alpha": 10.0, "selection_cells": 600}
     cis = fit_cis_map(inputs[fit_rows], residual, 30, **options).scaled(1 / slope)
     assert all(g in cis.peaks[g] for g in range(10))  # each linked gene's own peak is among its two
@@ -75,6 +96,34 @@ def test_cross_fitting_scores_each_fold_with_the_map_fitted_without_it():
     assert fitted.base == pytest.approx(base.mean())
     assert np.isclose(expected.mean(), fitted.corrected, atol=0.05)  # one fold of three, near the mean
     assert cross_fit_cis(inputs, predictions, None, truth, np.zeros(900, int), **options) is None
+
+
+@pytest.mark.parametrize("selection_cells", [1000, 400])
+def test_cross_fitting_ranks_once_and_equals_separate_fits(selection_cells):
+    inputs, truth, predictions = _planted(n=900)
+    folds = np.repeat([-1, 0, 1, 2], [90, 270, 270, 270])  # cells in no fold are in every fit
+    options = {"peaks_per_gene": 2, "alpha": 10.0, "selection_cells": selection_cells}
+    fitted = cross_fit_cis(inputs, predictions, None, truth, folds, **options)
+    alone = fit_blend_cis(inputs, predictions, None, truth, **options)
+    _assert_same_map(fitted.full, alone)
+    if selection_cells < len(folds):
+        return  # the folds' fits rank on their cells among the one draw, not on a draw of their own
+    for fold in (0, 2):
+        rest = folds != fold
+        _assert_same_map(
+            fitted.by_fold[fold], fit_blend_cis(inputs[rest], predictions[rest], None, truth[rest], **options)
+        )
+
+
+def _assert_same_map(one: CisMap, other: CisMap):
+    """The same peaks and weights per gene, in any order of a gene's peaks."""
+    order, other_order = np.argsort(one.peaks, axis=1), np.argsort(other.peaks, axis=1)
+    np.testing.assert_array_equal(
+        np.take_along_axis(one.peaks, order, 1), np.take_along_axis(other.peaks, other_order, 1)
+    )
+    weights = np.take_along_axis(one.weights, order, 1)
+    np.testing.assert_allclose(weights, np.take_along_axis(other.weights, other_order, 1), atol=1e-12)
+    np.testing.assert_allclose(one.offset, other.offset, atol=1e-12)
 
 
 def test_pairs_rows_and_packing_agree():

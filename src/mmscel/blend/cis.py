@@ -12,8 +12,8 @@ least-squares slope of its genes on it. The per-cell Pearson of ``a_c z(p) + r``
 ``z(p) + r / a_c``; with ``a`` the mean slope of the fitted cells, the corrected prediction is
 ``p_cg + sd_c(p) * correction_cg / a``, the same per-cell Pearson as ``z(p) + correction / a``.
 Peaks are ranked on at most ``selection_cells`` cells (the sparse product that ranks them costs
-peaks x genes per cell); the weights are fitted on every cell given; ``b_g`` centres the
-correction on the fitted cells.
+peaks x genes per cell; a cross-fit computes it once for all its fits); the weights are fitted on
+every cell given; ``b_g`` centres the correction on the fitted cells.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +16,7 @@ GENE_BUDGET = 20_000_000  # cells x genes x M, and peaks x genes, held dense at 
 
 def projected_residuals(
     predictions: np.ndarray, basis: TargetBasis | None, truth: sp.csr_matrix
-) -> tuple[Callable[[np.ndarray], np.ndarray], float]:
+) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]:
     """The error the correction fits: each cell's centred genes less their projection on its standardised prediction.
 
     ``r_cg = (y_cg - mean_c(y)) - a_c z(p)_cg`` with ``a_c = mean_g((y_cg - mean_c(y)) z(p)_cg)``, the
@@ -35,7 +35,7 @@ def projected_residuals(
     Returns
     -------
     tuple
-        ``genes -> rows x len(genes)`` float64; and the mean slope over the rows.
+        ``genes -> rows x len(genes)`` float64; and each row's slope ``a_c``.
     """
     predictions = np.asarray(predictions, dtype=np.float64)
     p_mean, p_sd = prediction_moments(predictions, basis)
@@ -59,7 +59,7 @@ def projected_residuals(
         shape = (p - p_mean[:, None]) / p_sd[:, None]
         return columns[:, genes].toarray() - y_mean[:, None] - slope[:, None] * shape
 
-    return residual, float(slope.mean())
+    return residual, slope
 
 
 def fit_cis_map(
@@ -94,28 +94,92 @@ def fit_cis_map(
     -------
     CisMap
     """
+    single = np.zeros(inputs.shape[0], np.int64)
+    options = {"peaks_per_gene": peaks_per_gene, "alpha": alpha, "selection_cells": selection_cells, "seed": seed}
+    return fit_cis_maps(inputs, residual, single, {0: [0]}, n_genes, **options)[0]
+
+
+def fit_cis_maps(
+    inputs: sp.csr_matrix,
+    residual: Callable[[np.ndarray], np.ndarray],
+    groups: np.ndarray,
+    fits: dict[Hashable, list],
+    n_genes: int,
+    peaks_per_gene: int,
+    alpha: float,
+    selection_cells: int,
+    seed: int = 0,
+) -> dict[Hashable, CisMap]:
+    """Choose each gene's peaks and fit their ridge weights, for several sets of cells in one pass.
+
+    Each fit ranks the peaks on its cells among ``selection_cells`` cells drawn once (with ``seed``)
+    from all the rows, and fits the weights on all its cells. Ranking is the costly step (a sparse
+    product of peaks x genes per ranking cell); it is computed once per group and summed per fit, so
+    cross-fitting ``F`` folds costs one ranking, not ``F + 1``. With one group and one fit this is
+    :func:`fit_cis_map`.
+
+    Parameters
+    ----------
+    inputs
+        Cells x peaks.
+    residual
+        ``genes -> cells x genes``: the error to fit, rows as in ``inputs``.
+    groups
+        Group label of each row.
+    fits
+        Key -> the group labels whose cells that fit uses.
+    n_genes, peaks_per_gene, alpha, selection_cells, seed
+        As in :func:`fit_cis_map` (the ranking cells drawn from all the rows).
+
+    Returns
+    -------
+    dict
+        Key of ``fits`` -> its :class:`CisMap` (not yet divided by the slope).
+    """
     opened = sp.csc_matrix(inputs > 0, dtype=np.float64)
-    n_cells, m = opened.shape[0], peaks_per_gene
-    rank_rows = np.arange(n_cells)
-    if n_cells > selection_cells:
-        rank_rows = np.sort(np.random.default_rng(seed).choice(n_cells, selection_cells, replace=False))
-    ranking = opened[rank_rows]
-    frequency = np.asarray(ranking.mean(axis=0)).ravel()
-    spread = np.sqrt(frequency * (1 - frequency))
-    spread[spread == 0] = np.inf  # a peak open in none or all of the ranking cells is never chosen
-    chunk = int(max(1, min(n_genes, GENE_BUDGET // max(1, n_cells * m, opened.shape[1]))))
-    peaks = np.zeros((n_genes, m), np.int64)
-    weights = np.zeros((n_genes, m))
-    offset = np.zeros(n_genes)
+    n_cells, n_peaks = opened.shape
+    ranked = np.zeros(n_cells, bool)
+    ranked[_ranking_rows(n_cells, selection_cells, seed)] = True
+    members = {g: np.flatnonzero(groups == g) for g in np.unique(groups)}
+    rankers = {g: rows[ranked[rows]] for g, rows in members.items()}
+    ranking = {g: opened[rows] for g, rows in rankers.items()}
+    open_counts = {g: np.asarray(matrix.sum(axis=0)).ravel() for g, matrix in ranking.items()}
+    rows_of = {key: np.sort(np.concatenate([members[g] for g in gs])) for key, gs in fits.items()}
+    spread_of = {
+        key: _spread(sum(open_counts[g] for g in gs), sum(len(rankers[g]) for g in gs)) for key, gs in fits.items()
+    }
+    m = peaks_per_gene
+    chunk = int(max(1, min(n_genes, GENE_BUDGET // max(1, n_cells * m, n_peaks * (len(members) + 2)))))
+    maps = {key: (np.zeros((n_genes, m), np.int64), np.zeros((n_genes, m)), np.zeros(n_genes)) for key in fits}
     for start in range(0, n_genes, chunk):
         genes = np.arange(start, min(n_genes, start + chunk))
         error = residual(genes)
-        error -= error.mean(axis=0)
-        score = np.abs(ranking.T @ error[rank_rows]) / spread[:, None]  # peaks x genes, ~|correlation|
-        chosen = np.argpartition(-score, m - 1, axis=0)[:m].T
-        peaks[genes] = chosen
-        weights[genes], offset[genes] = _ridge(opened, chosen, error, alpha)
-    return CisMap(peaks, weights, offset)
+        sums = {g: error[rows].sum(axis=0) for g, rows in members.items()}
+        cross = {g: ranking[g].T @ error[rows] for g, rows in rankers.items()}  # peaks x genes
+        for key, gs in fits.items():
+            rows = rows_of[key]
+            centre = sum(sums[g] for g in gs) / len(rows)
+            moment = sum(cross[g] for g in gs) - np.outer(sum(open_counts[g] for g in gs), centre)
+            chosen = np.argpartition(-np.abs(moment) / spread_of[key][:, None], m - 1, axis=0)[:m].T
+            peaks, weights, offset = maps[key]
+            peaks[genes] = chosen
+            weights[genes], offset[genes] = _ridge(opened, rows, chosen, error[rows] - centre, alpha)
+    return {key: CisMap(*arrays) for key, arrays in maps.items()}
+
+
+def _ranking_rows(n_cells: int, selection_cells: int, seed: int) -> np.ndarray:
+    if n_cells <= selection_cells:
+        return np.arange(n_cells)
+    return np.sort(np.random.default_rng(seed).choice(n_cells, selection_cells, replace=False))
+
+
+def _spread(open_counts: np.ndarray, n_ranking: int) -> np.ndarray:
+    """Each peak's standard deviation over the ranking cells; infinite for one open in none or all of them
+    (never chosen)."""
+    frequency = open_counts / max(1, n_ranking)
+    spread = np.sqrt(frequency * (1 - frequency))
+    spread[spread == 0] = np.inf
+    return spread
 
 
 def fit_blend_cis(
@@ -137,16 +201,20 @@ def fit_blend_cis(
     CisMap
         Ready to add as ``sd_c(p) * correction`` (see :mod:`mmscel.blend.cis`).
     """
-    residual, slope = projected_residuals(predictions, basis, truth)
-    fitted = fit_cis_map(inputs, residual, truth.shape[1], **options)
-    return fitted.scaled(1 / slope if slope > 0 else 0.0)  # predictions with no positive slope: no correction
+    residual, slopes = projected_residuals(predictions, basis, truth)
+    return _divided(fit_cis_map(inputs, residual, truth.shape[1], **options), slopes)
 
 
-def _ridge(opened: sp.csc_matrix, chosen: np.ndarray, error: np.ndarray, alpha: float):
-    """Each gene's ridge weights on its chosen peaks (centred), and the offset that centres the fit."""
-    n_cells = opened.shape[0]
+def _divided(fitted: CisMap, slopes: np.ndarray) -> CisMap:
+    """A map divided by its cells' mean slope; predictions with no positive slope get no correction."""
+    slope = float(slopes.mean())
+    return fitted.scaled(1 / slope if slope > 0 else 0.0)
+
+
+def _ridge(opened: sp.csc_matrix, rows: np.ndarray, chosen: np.ndarray, error: np.ndarray, alpha: float):
+    """Each gene's ridge weights on its chosen peaks (centred over ``rows``), and the offset that centres the fit."""
     genes, m = chosen.shape
-    design = opened[:, chosen.ravel()].toarray().reshape(n_cells, genes, m)
+    design = opened[:, chosen.ravel()][rows].toarray().reshape(len(rows), genes, m)
     centre = design.mean(axis=0)
     design -= centre
     gram = np.einsum("cgm,cgk->gmk", design, design) + alpha * np.eye(m)
@@ -193,6 +261,10 @@ def cross_fit_cis(
 ) -> CrossFittedCis | None:
     """Fit the correction on every cell and, for each fold, on the other folds' cells, scoring the held-out fold.
 
+    All the fits share one ranking pass (:func:`fit_cis_maps`): each fold's map is the one
+    :func:`fit_blend_cis` would fit on the other folds' cells, except that with more than
+    ``selection_cells`` cells it ranks on its cells among one draw from all of them.
+
     Parameters
     ----------
     inputs, predictions, truth
@@ -213,15 +285,15 @@ def cross_fit_cis(
     if len(fold_ids) < 2:
         return None
     options = {"peaks_per_gene": peaks_per_gene, "alpha": alpha, "selection_cells": selection_cells, "seed": seed}
-
-    def fit(rows: np.ndarray) -> CisMap:
-        return fit_blend_cis(inputs[rows], predictions[rows], basis, truth[rows], **options)
-
+    residual, slopes = projected_residuals(predictions, basis, truth)
+    groups = [int(g) for g in np.unique(folds)]
+    fits = {fold: [g for g in groups if g != fold] for fold in fold_ids}
+    maps = fit_cis_maps(inputs, residual, folds, {**fits, "full": groups}, truth.shape[1], **options)
     by_fold, base, corrected = {}, [], []
     for fold in fold_ids:
-        held, rest = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
-        by_fold[fold] = fit(rest)
+        held = np.flatnonzero(folds == fold)
+        by_fold[fold] = _divided(maps[fold], slopes[folds != fold])
         base.append(corrected_scores(None, inputs[held], predictions[held], basis, truth[held]))
         corrected.append(corrected_scores(by_fold[fold], inputs[held], predictions[held], basis, truth[held]))
-    full = fit(np.arange(len(folds)))
+    full = _divided(maps["full"], slopes)
     return CrossFittedCis(full, by_fold, float(np.concatenate(base).mean()), float(np.concatenate(corrected).mean()))
