@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import resource
+import subprocess
 import time
 from pathlib import Path
 
@@ -69,6 +70,21 @@ def digest(maps) -> str:
     return h.hexdigest()[:16]
 
 
+def code_version(source: Path) -> str:
+    """The commit of the checkout that holds ``source`` ("+changes" when its tree differs), or its path."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    return (
+        f"{commit}{'+changes' if git('status', '--porcelain', '--untracked-files=no') else ''}"
+        if commit
+        else str(source)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=16_384)
@@ -93,7 +109,7 @@ def main() -> None:
     options = {"peaks_per_gene": 3, "alpha": 300.0, "selection_cells": 8192, "seed": 0}
     fitted = cross_fit_cis(inputs, predictions, basis, truth, folds, **options)
     result = {
-        "code": str(Path(mmscel.__file__).resolve().parents[1]),
+        "code": code_version(Path(mmscel.__file__).resolve().parents[1]),
         "cells": args.cells,
         "peaks": PEAKS,
         "genes": args.genes,

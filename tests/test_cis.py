@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import Ridge
 
 from mmscel.blend.cis import CisMap, apply_cis, corrected_scores, prediction_moments
-from mmscel.blend.cis_fit import cross_fit_cis, fit_blend_cis, fit_cis_map, projected_residuals
+from mmscel.blend.cis_fit import cross_fit_cis, fit_blend_cis, fit_cis_map, fit_cis_maps, projected_residuals
 from mmscel.metrics import pearson_per_row
 from mmscel.targets import TargetBasis
 
@@ -113,6 +113,18 @@ def test_cross_fitting_ranks_once_and_equals_separate_fits(selection_cells):
         _assert_same_map(
             fitted.by_fold[fold], fit_blend_cis(inputs[rest], predictions[rest], None, truth[rest], **options)
         )
+
+
+def test_the_maps_do_not_depend_on_the_threads():
+    inputs, truth, predictions = _planted(n=900)
+    residual, _ = projected_residuals(predictions, None, truth)
+    folds = np.repeat([0, 1, 2], 300)
+    fits = {0: [1, 2], 1: [0, 2], "full": [0, 1, 2]}
+    options = {"peaks_per_gene": 2, "alpha": 10.0, "selection_cells": 700}
+    one, two = (fit_cis_maps(inputs, residual, folds, fits, 30, **options, threads=t) for t in (1, 2))
+    for key in fits:
+        np.testing.assert_array_equal(one[key].peaks, two[key].peaks)
+        np.testing.assert_array_equal(one[key].weights, two[key].weights)
 
 
 def _assert_same_map(one: CisMap, other: CisMap):

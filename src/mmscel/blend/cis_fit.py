@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from mmscel.blend.cis import CisMap, corrected_scores, prediction_moments
+from mmscel.features.blockops import default_threads
 from mmscel.targets.base import TargetBasis
 
 GENE_BUDGET = 20_000_000  # cells x genes x M, and peaks x genes, held dense at a time while fitting
@@ -109,14 +111,16 @@ def fit_cis_maps(
     alpha: float,
     selection_cells: int,
     seed: int = 0,
+    threads: int | None = None,
 ) -> dict[Hashable, CisMap]:
     """Choose each gene's peaks and fit their ridge weights, for several sets of cells in one pass.
 
     Each fit ranks the peaks on its cells among ``selection_cells`` cells drawn once (with ``seed``)
     from all the rows, and fits the weights on all its cells. Ranking is the costly step (a sparse
-    product of peaks x genes per ranking cell); it is computed once per group and summed per fit, so
-    cross-fitting ``F`` folds costs one ranking, not ``F + 1``. With one group and one fit this is
-    :func:`fit_cis_map`.
+    product of peaks x genes per ranking cell); it is computed once per group, its genes split
+    between ``threads`` threads, and summed per fit, so cross-fitting ``F`` folds costs one ranking, not
+    ``F + 1``. With one group and one fit this is :func:`fit_cis_map`. The maps do not depend on
+    ``threads``.
 
     Parameters
     ----------
@@ -130,6 +134,8 @@ def fit_cis_maps(
         Key -> the group labels whose cells that fit uses.
     n_genes, peaks_per_gene, alpha, selection_cells, seed
         As in :func:`fit_cis_map` (the ranking cells drawn from all the rows).
+    threads
+        Threads of the ranking product (None: the cores this process may use).
 
     Returns
     -------
@@ -142,8 +148,8 @@ def fit_cis_maps(
     ranked[_ranking_rows(n_cells, selection_cells, seed)] = True
     members = {g: np.flatnonzero(groups == g) for g in np.unique(groups)}
     rankers = {g: rows[ranked[rows]] for g, rows in members.items()}
-    ranking = {g: opened[rows] for g, rows in rankers.items()}
-    open_counts = {g: np.asarray(matrix.sum(axis=0)).ravel() for g, matrix in ranking.items()}
+    ranking = {g: sp.csr_matrix(opened[rows].T) for g, rows in rankers.items()}  # peaks x ranking cells
+    open_counts = {g: np.asarray(matrix.sum(axis=1)).ravel() for g, matrix in ranking.items()}
     rows_of = {key: np.sort(np.concatenate([members[g] for g in gs])) for key, gs in fits.items()}
     spread_of = {
         key: _spread(sum(open_counts[g] for g in gs), sum(len(rankers[g]) for g in gs)) for key, gs in fits.items()
@@ -151,20 +157,41 @@ def fit_cis_maps(
     m = peaks_per_gene
     chunk = int(max(1, min(n_genes, GENE_BUDGET // max(1, n_cells * m, n_peaks * (len(members) + 2)))))
     maps = {key: (np.zeros((n_genes, m), np.int64), np.zeros((n_genes, m)), np.zeros(n_genes)) for key in fits}
-    for start in range(0, n_genes, chunk):
-        genes = np.arange(start, min(n_genes, start + chunk))
-        error = residual(genes)
-        sums = {g: error[rows].sum(axis=0) for g, rows in members.items()}
-        cross = {g: ranking[g].T @ error[rows] for g, rows in rankers.items()}  # peaks x genes
-        for key, gs in fits.items():
-            rows = rows_of[key]
-            centre = sum(sums[g] for g in gs) / len(rows)
-            moment = sum(cross[g] for g in gs) - np.outer(sum(open_counts[g] for g in gs), centre)
-            chosen = np.argpartition(-np.abs(moment) / spread_of[key][:, None], m - 1, axis=0)[:m].T
-            peaks, weights, offset = maps[key]
-            peaks[genes] = chosen
-            weights[genes], offset[genes] = _ridge(opened, rows, chosen, error[rows] - centre, alpha)
+    threads = threads or default_threads()
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, n_genes, chunk):
+            genes = np.arange(start, min(n_genes, start + chunk))
+            error = residual(genes)
+            sums = {g: error[rows].sum(axis=0) for g, rows in members.items()}
+            cross = _products(pool, threads, ranking, {g: error[rows] for g, rows in rankers.items()})  # peaks x genes
+            for key, gs in fits.items():
+                rows = rows_of[key]
+                centre = sum(sums[g] for g in gs) / len(rows)
+                moment = sum(cross[g] for g in gs) - np.outer(sum(open_counts[g] for g in gs), centre)
+                score = np.divide(np.abs(moment).T, spread_of[key], out=np.empty((len(genes), n_peaks)))
+                chosen = np.argpartition(score, -m, axis=1)[:, -m:]  # each gene's row is contiguous
+                peaks, weights, offset = maps[key]
+                peaks[genes] = chosen
+                weights[genes], offset[genes] = _ridge(opened, rows, chosen, error[rows] - centre, alpha)
     return {key: CisMap(*arrays) for key, arrays in maps.items()}
+
+
+def _products(pool: ThreadPoolExecutor, threads: int, ranking: dict, errors: dict) -> dict:
+    """``ranking[g] @ errors[g]`` for every group, the genes split between the pool's threads.
+
+    scipy's sparse product runs on one core and releases the GIL; each task writes its own columns,
+    so the result does not depend on the number of threads.
+    """
+    out = {g: np.empty((matrix.shape[0], errors[g].shape[1])) for g, matrix in ranking.items()}
+
+    def one(task):
+        g, columns = task
+        out[g][:, columns] = ranking[g] @ np.ascontiguousarray(errors[g][:, columns])
+
+    tasks = [(g, part) for g in ranking for part in np.array_split(np.arange(errors[g].shape[1]), threads) if len(part)]
+    for _ in pool.map(one, tasks):
+        pass
+    return out
 
 
 def _ranking_rows(n_cells: int, selection_cells: int, seed: int) -> np.ndarray:
