@@ -97,6 +97,7 @@ def main() -> None:
     import mmscel
     from mmscel.blend.cis_fit import cross_fit_cis
 
+    code = code_version(Path(mmscel.__file__).resolve().parents[1])  # before the run: the code it imported
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
     inputs = binary_inputs(rng, args.cells, PEAKS, PEAKS_PER_CELL)
@@ -109,7 +110,7 @@ def main() -> None:
     options = {"peaks_per_gene": 3, "alpha": 300.0, "selection_cells": 8192, "seed": 0}
     fitted = cross_fit_cis(inputs, predictions, basis, truth, folds, **options)
     result = {
-        "code": code_version(Path(mmscel.__file__).resolve().parents[1]),
+        "code": code,
         "cells": args.cells,
         "peaks": PEAKS,
         "genes": args.genes,

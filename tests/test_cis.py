@@ -115,6 +115,23 @@ def test_cross_fitting_ranks_once_and_equals_separate_fits(selection_cells):
         )
 
 
+def test_a_draw_of_fit_cells_bounds_the_fit_and_every_cell_is_scored():
+    inputs, truth, predictions = _planted(n=900)
+    folds = np.repeat([0, 1, 2], 300)
+    options = {"peaks_per_gene": 2, "alpha": 10.0, "selection_cells": 500}
+    everyone = cross_fit_cis(inputs, predictions, None, truth, folds, **options)
+    all_cells = cross_fit_cis(inputs, predictions, None, truth, folds, **options, fit_cells=900)
+    _assert_same_map(all_cells.full, everyone.full)
+    drawn = cross_fit_cis(inputs, predictions, None, truth, folds, **options, fit_cells=450)
+    again = cross_fit_cis(inputs, predictions, None, truth, folds, **options, fit_cells=450)
+    _assert_same_map(drawn.full, again.full)  # deterministic
+    assert drawn.base == pytest.approx(everyone.base)  # scored on every cell of the folds
+    assert all(g in drawn.full.peaks[g] for g in range(10)) and drawn.gain > 0.01
+    assert not np.allclose(drawn.full.weights, everyone.full.weights)  # fitted on fewer cells
+    alone = fit_blend_cis(inputs, predictions, None, truth, **options, fit_cells=450)
+    _assert_same_map(alone, drawn.full)  # the same draw
+
+
 def test_the_maps_do_not_depend_on_the_threads():
     inputs, truth, predictions = _planted(n=900)
     residual, _ = projected_residuals(predictions, None, truth)

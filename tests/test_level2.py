@@ -291,7 +291,7 @@ def test_cis_correction_is_cross_fitted_and_reaches_submission_board_and_export(
     oof = tmp_path / "oof"
     shutil.copytree(oof_with_runs, oof)
     plain = run_level2(_blend_config(tmp_path), tiny_prepared, oof_root=oof)
-    cis = {"peaks_per_gene": 3, "alpha": 100.0, "selection_cells": 500}
+    cis = {"peaks_per_gene": 3, "alpha": 100.0, "selection_cells": 500, "fit_cells": 600}  # a draw of the cells
     blend = run_level2(_blend_config(tmp_path, name="c", cis=cis), tiny_prepared, oof_root=oof)
     info = blend.tasks["multi"].cis
     assert info["applied"] and info["gain"] == pytest.approx(info["nested_corrected"] - info["nested_base"])
@@ -329,3 +329,5 @@ def test_cis_settings_are_checked(tiny_prepared, oof_with_runs, tmp_path):
         run_level2(_blend_config(tmp_path, cis={"peaks_per_gene": 0}), tiny_prepared, oof_root=oof_with_runs)
     with pytest.raises(InputError, match="cis"):
         run_level2(_blend_config(tmp_path, cis={"peak": 3}), tiny_prepared, oof_root=oof_with_runs)
+    with pytest.raises(InputError, match="fit_cells"):
+        run_level2(_blend_config(tmp_path, cis={"fit_cells": 10}), tiny_prepared, oof_root=oof_with_runs)

@@ -13,7 +13,8 @@ least-squares slope of its genes on it. The per-cell Pearson of ``a_c z(p) + r``
 ``p_cg + sd_c(p) * correction_cg / a``, the same per-cell Pearson as ``z(p) + correction / a``.
 Peaks are ranked on at most ``selection_cells`` cells (the sparse product that ranks them costs
 peaks x genes per cell; a cross-fit computes it once for all its fits); the weights are fitted on
-every cell given; ``b_g`` centres the correction on the fitted cells.
+at most ``fit_cells`` cells (their peaks and genes are held column by column); ``b_g`` centres the
+correction on the fitted cells.
 """
 
 from __future__ import annotations

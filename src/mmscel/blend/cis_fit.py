@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from mmscel.blend.cis import CisMap, corrected_scores, prediction_moments
 from mmscel.features.blockops import default_threads
+from mmscel.features.compute import row_blocks
 from mmscel.targets.base import TargetBasis
 
 GENE_BUDGET = 20_000_000  # cells x genes x M, and peaks x genes, held dense at a time while fitting
@@ -42,14 +43,14 @@ def projected_residuals(
     predictions = np.asarray(predictions, dtype=np.float64)
     p_mean, p_sd = prediction_moments(predictions, basis)
     p_sd = np.where(p_sd > 0, p_sd, 1.0)  # a constant prediction has no shape to project on
-    truth = sp.csr_matrix(truth, dtype=np.float64)
+    truth = sp.csr_matrix(truth)  # kept in its own dtype: values are widened a chunk of genes at a time
     n_genes = truth.shape[1]
-    y_mean = np.asarray(truth.sum(axis=1)).ravel() / n_genes
+    y_mean = _row_sums(truth) / n_genes
     if basis is None:
         y_dot_p = np.asarray(truth.multiply(predictions).sum(axis=1)).ravel()
     else:
         V = np.asarray(basis.components, dtype=np.float64)
-        y_dot_p = np.einsum("ck,ck->c", truth @ V.T, predictions) + truth @ np.asarray(basis.mean, np.float64)
+        y_dot_p = _times_basis(truth, V, np.asarray(basis.mean, np.float64), predictions)
     slope = (y_dot_p / n_genes - y_mean * p_mean) / p_sd
     columns = truth.tocsc()
 
@@ -59,9 +60,26 @@ def projected_residuals(
         else:
             p = predictions @ np.asarray(basis.components[:, genes], dtype=np.float64) + basis.mean[genes]
         shape = (p - p_mean[:, None]) / p_sd[:, None]
-        return columns[:, genes].toarray() - y_mean[:, None] - slope[:, None] * shape
+        return columns[:, genes].toarray().astype(np.float64) - y_mean[:, None] - slope[:, None] * shape
 
     return residual, slope
+
+
+def _row_sums(matrix: sp.csr_matrix) -> np.ndarray:
+    """Row sums accumulated in float64 (scipy sums a float32 matrix in float32), a block of rows at a time."""
+    out = np.empty(matrix.shape[0])
+    for start, stop in row_blocks(matrix):
+        out[start:stop] = np.asarray(matrix[start:stop].astype(np.float64).sum(axis=1)).ravel()
+    return out
+
+
+def _times_basis(truth: sp.csr_matrix, V: np.ndarray, mean: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """``y . (p V + m)`` per row, in float64 a block of rows at a time (no widened copy of ``truth``)."""
+    out = np.empty(truth.shape[0])
+    for start, stop in row_blocks(truth):
+        block = truth[start:stop].astype(np.float64)
+        out[start:stop] = np.einsum("ck,ck->c", block @ V.T, predictions[start:stop]) + block @ mean
+    return out
 
 
 def fit_cis_map(
@@ -142,13 +160,13 @@ def fit_cis_maps(
     dict
         Key of ``fits`` -> its :class:`CisMap` (not yet divided by the slope).
     """
-    opened = sp.csc_matrix(inputs > 0, dtype=np.float64)
+    opened = sp.csc_matrix(inputs > 0, dtype=np.float32)  # ones: exact in float32, half the memory
     n_cells, n_peaks = opened.shape
     ranked = np.zeros(n_cells, bool)
     ranked[_ranking_rows(n_cells, selection_cells, seed)] = True
     members = {g: np.flatnonzero(groups == g) for g in np.unique(groups)}
     rankers = {g: rows[ranked[rows]] for g, rows in members.items()}
-    ranking = {g: sp.csr_matrix(opened[rows].T) for g, rows in rankers.items()}  # peaks x ranking cells
+    ranking = {g: sp.csr_matrix(opened[rows].T, dtype=np.float64) for g, rows in rankers.items()}  # peaks x cells
     open_counts = {g: np.asarray(matrix.sum(axis=1)).ravel() for g, matrix in ranking.items()}
     rows_of = {key: np.sort(np.concatenate([members[g] for g in gs])) for key, gs in fits.items()}
     spread_of = {
@@ -210,7 +228,13 @@ def _spread(open_counts: np.ndarray, n_ranking: int) -> np.ndarray:
 
 
 def fit_blend_cis(
-    inputs: sp.csr_matrix, predictions: np.ndarray, basis: TargetBasis | None, truth: sp.csr_matrix, **options
+    inputs: sp.csr_matrix,
+    predictions: np.ndarray,
+    basis: TargetBasis | None,
+    truth: sp.csr_matrix,
+    *,
+    fit_cells: int | None = None,
+    **options,
 ) -> CisMap:
     """The correction of a blend's predictions, fitted on these cells and divided by their mean slope.
 
@@ -220,6 +244,9 @@ def fit_blend_cis(
         The cells' peaks, out-of-fold predictions (coefficients with ``basis``) and genes.
     basis
         The target basis, or None.
+    fit_cells
+        At most this many of the cells (drawn with ``seed``) are fitted on; None: all. The fit holds
+        their peaks and genes column by column, so this bounds its memory.
     **options
         ``peaks_per_gene``, ``alpha``, ``selection_cells``, ``seed`` of :func:`fit_cis_map`.
 
@@ -228,8 +255,17 @@ def fit_blend_cis(
     CisMap
         Ready to add as ``sd_c(p) * correction`` (see :mod:`mmscel.blend.cis`).
     """
-    residual, slopes = projected_residuals(predictions, basis, truth)
-    return _divided(fit_cis_map(inputs, residual, truth.shape[1], **options), slopes)
+    take = _drawn(truth.shape[0], fit_cells, options.get("seed", 0))
+    residual, slopes = projected_residuals(take(predictions), basis, take(truth))
+    return _divided(fit_cis_map(take(inputs), residual, truth.shape[1], **options), slopes)
+
+
+def _drawn(n_cells: int, at_most: int | None, seed: int) -> Callable:
+    """``rows -> rows`` of at most ``at_most`` cells drawn with ``seed`` (all of them, uncopied, if fewer)."""
+    if at_most is None or n_cells <= at_most:
+        return lambda values: values
+    rows = _ranking_rows(n_cells, at_most, seed)
+    return lambda values: values[rows]
 
 
 def _divided(fitted: CisMap, slopes: np.ndarray) -> CisMap:
@@ -241,7 +277,7 @@ def _divided(fitted: CisMap, slopes: np.ndarray) -> CisMap:
 def _ridge(opened: sp.csc_matrix, rows: np.ndarray, chosen: np.ndarray, error: np.ndarray, alpha: float):
     """Each gene's ridge weights on its chosen peaks (centred over ``rows``), and the offset that centres the fit."""
     genes, m = chosen.shape
-    design = opened[:, chosen.ravel()][rows].toarray().reshape(len(rows), genes, m)
+    design = opened[:, chosen.ravel()][rows].toarray().astype(np.float64).reshape(len(rows), genes, m)
     centre = design.mean(axis=0)
     design -= centre
     gram = np.einsum("cgm,cgk->gmk", design, design) + alpha * np.eye(m)
@@ -284,6 +320,7 @@ def cross_fit_cis(
     peaks_per_gene: int,
     alpha: float,
     selection_cells: int,
+    fit_cells: int | None = None,
     seed: int = 0,
 ) -> CrossFittedCis | None:
     """Fit the correction on every cell and, for each fold, on the other folds' cells, scoring the held-out fold.
@@ -302,6 +339,8 @@ def cross_fit_cis(
         Fold label of each cell (-1: in no fold, fitted on only).
     peaks_per_gene, alpha, selection_cells, seed
         As in :func:`fit_cis_map`.
+    fit_cells
+        As in :func:`fit_blend_cis` (one draw for all the fits); the held-out scores are over every cell.
 
     Returns
     -------
@@ -312,14 +351,16 @@ def cross_fit_cis(
     if len(fold_ids) < 2:
         return None
     options = {"peaks_per_gene": peaks_per_gene, "alpha": alpha, "selection_cells": selection_cells, "seed": seed}
-    residual, slopes = projected_residuals(predictions, basis, truth)
-    groups = [int(g) for g in np.unique(folds)]
+    take = _drawn(len(folds), fit_cells, seed)
+    residual, slopes = projected_residuals(take(predictions), basis, take(truth))
+    fitted_folds = take(folds)
+    groups = [int(g) for g in np.unique(fitted_folds)]
     fits = {fold: [g for g in groups if g != fold] for fold in fold_ids}
-    maps = fit_cis_maps(inputs, residual, folds, {**fits, "full": groups}, truth.shape[1], **options)
+    maps = fit_cis_maps(take(inputs), residual, fitted_folds, {**fits, "full": groups}, truth.shape[1], **options)
     by_fold, base, corrected = {}, [], []
     for fold in fold_ids:
         held = np.flatnonzero(folds == fold)
-        by_fold[fold] = _divided(maps[fold], slopes[folds != fold])
+        by_fold[fold] = _divided(maps[fold], slopes[fitted_folds != fold])
         base.append(corrected_scores(None, inputs[held], predictions[held], basis, truth[held]))
         corrected.append(corrected_scores(by_fold[fold], inputs[held], predictions[held], basis, truth[held]))
     full = _divided(maps["full"], slopes)

@@ -48,6 +48,7 @@ class CisConfig(pydantic.BaseModel):
     peaks_per_gene: int = pydantic.Field(3, ge=1, le=50)
     alpha: float = pydantic.Field(300.0, gt=0)  # ridge penalty of each gene's fit
     selection_cells: int = pydantic.Field(8192, ge=100, le=10_000_000)  # cells that rank the peaks
+    fit_cells: int = pydantic.Field(32768, ge=100, le=10_000_000)  # cells that fit the weights (bounds the memory)
 
 
 class BlendConfig(pydantic.BaseModel):
