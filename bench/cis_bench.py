@@ -7,12 +7,13 @@ Generates (seeded) what level-2 hands ``mmscel.blend.cis_fit.cross_fit_cis``: bi
 competition's 228,942 peaks and 5,572 draws a cell (its mean number of stored values; ~5,500 once
 repeats merge), gene targets at its 32 % density (``--genes`` of them), out-of-fold predictions as 128
 target-SVD coefficients (the truth projected on a random orthonormal basis, plus noise), and ``--folds``
-folds; then cross-fits the correction at the shipped settings (3 peaks a gene, alpha 300, 8,192 ranking
-cells) in this process. The ranking product, the costly step, grows with the ranking cells (at most
-8,192 whatever the number of cells) and the genes: ``--genes 2342`` is a tenth of the competition's
-23,418, so a full-size run costs about ten times the ranking seconds printed here. Prints one JSON line
-(wall and CPU seconds, peak RSS, the held-out scores and a digest of the fitted peaks, equal between two
-commits that fit the same maps) and appends it to ``OUT/cis_bench.jsonl``.
+folds; then cross-fits the correction in this process at the settings the imported code ships (its
+``CisConfig`` defaults: 3 peaks a gene, alpha 300, 8,192 ranking cells, and from 6976b7c on at most
+32,768 fitted cells). The ranking product, the costly step, grows with the ranking cells (at most 8,192
+whatever the number of cells) and with the genes: ``--genes 2342`` is a tenth of the competition's
+23,418 (a full-width run took 9.6 times as long). Prints one JSON line (wall and CPU seconds, peak RSS,
+the held-out scores and a digest of the fitted peaks, equal between two commits that fit the same maps)
+and appends it to ``OUT/cis_bench.jsonl``.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def main() -> None:
 
     import mmscel
     from mmscel.blend.cis_fit import cross_fit_cis
+    from mmscel.blend.run import CisConfig
 
     code = code_version(Path(mmscel.__file__).resolve().parents[1])  # before the run: the code it imported
     rng = np.random.default_rng(args.seed)
@@ -107,14 +109,15 @@ def main() -> None:
     generated = time.perf_counter() - started
 
     wall, cpu = time.perf_counter(), time.process_time()
-    options = {"peaks_per_gene": 3, "alpha": 300.0, "selection_cells": 8192, "seed": 0}
-    fitted = cross_fit_cis(inputs, predictions, basis, truth, folds, **options)
+    settings = CisConfig().model_dump()  # what the code it runs ships
+    fitted = cross_fit_cis(inputs, predictions, basis, truth, folds, seed=0, **settings)
     result = {
         "code": code,
         "cells": args.cells,
         "peaks": PEAKS,
         "genes": args.genes,
         "folds": args.folds,
+        "settings": settings,
         "stored_a_cell": round(inputs.nnz / args.cells, 1),
         "generate_s": round(generated, 1),
         "cross_fit_s": round(time.perf_counter() - wall, 1),
