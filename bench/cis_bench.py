@@ -72,18 +72,15 @@ def digest(maps) -> str:
 
 
 def code_version(source: Path) -> str:
-    """The commit of the checkout that holds ``source`` ("+changes" when its tree differs), or its path."""
+    """The commit of the checkout that holds ``source`` ("+changes" when files under it differ), or its path."""
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, check=False)
         return done.stdout.strip() if done.returncode == 0 else ""
 
     commit = git("rev-parse", "--short", "HEAD")
-    return (
-        f"{commit}{'+changes' if git('status', '--porcelain', '--untracked-files=no') else ''}"
-        if commit
-        else str(source)
-    )
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".")  # under ``source`` only
+    return f"{commit}{'+changes' if changed else ''}" if commit else str(source)
 
 
 def main() -> None:
