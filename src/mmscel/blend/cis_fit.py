@@ -163,7 +163,7 @@ def fit_cis_maps(
     opened = sp.csc_matrix(inputs > 0, dtype=np.float32)  # ones: exact in float32, half the memory
     n_cells, n_peaks = opened.shape
     ranked = np.zeros(n_cells, bool)
-    ranked[_ranking_rows(n_cells, selection_cells, seed)] = True
+    ranked[_draw_rows(n_cells, selection_cells, seed)] = True
     members = {g: np.flatnonzero(groups == g) for g in np.unique(groups)}
     rankers = {g: rows[ranked[rows]] for g, rows in members.items()}
     ranking = {g: sp.csr_matrix(opened[rows].T, dtype=np.float64) for g, rows in rankers.items()}  # peaks x cells
@@ -173,7 +173,7 @@ def fit_cis_maps(
         key: _spread(sum(open_counts[g] for g in gs), sum(len(rankers[g]) for g in gs)) for key, gs in fits.items()
     }
     m = peaks_per_gene
-    chunk = int(max(1, min(n_genes, GENE_BUDGET // max(1, n_cells * m, n_peaks * (len(members) + 2)))))
+    chunk = int(max(1, min(n_genes, GENE_BUDGET // max(1, n_cells * m, n_peaks * (len(members) + 3)))))
     maps = {key: (np.zeros((n_genes, m), np.int64), np.zeros((n_genes, m)), np.zeros(n_genes)) for key in fits}
     threads = threads or default_threads()
     with ThreadPoolExecutor(threads) as pool:
@@ -186,12 +186,17 @@ def fit_cis_maps(
                 rows = rows_of[key]
                 centre = sum(sums[g] for g in gs) / len(rows)
                 moment = sum(cross[g] for g in gs) - np.outer(sum(open_counts[g] for g in gs), centre)
-                score = np.divide(np.abs(moment).T, spread_of[key], out=np.empty((len(genes), n_peaks)))
-                chosen = np.argpartition(score, -m, axis=1)[:, -m:]  # each gene's row is contiguous
+                chosen = _strongest(moment, spread_of[key], m)
                 peaks, weights, offset = maps[key]
                 peaks[genes] = chosen
                 weights[genes], offset[genes] = _ridge(opened, rows, chosen, error[rows] - centre, alpha)
     return {key: CisMap(*arrays) for key, arrays in maps.items()}
+
+
+def _strongest(moment: np.ndarray, spread: np.ndarray, m: int) -> np.ndarray:
+    """Genes x ``m``: each gene's peaks of largest ``|moment| / spread`` (~|correlation|) from peaks x genes."""
+    score = np.divide(np.abs(moment).T, spread, out=np.empty(moment.shape[::-1]))  # a gene's scores contiguous
+    return np.argpartition(score, -m, axis=1)[:, -m:]
 
 
 def _products(pool: ThreadPoolExecutor, threads: int, ranking: dict, errors: dict) -> dict:
@@ -212,10 +217,11 @@ def _products(pool: ThreadPoolExecutor, threads: int, ranking: dict, errors: dic
     return out
 
 
-def _ranking_rows(n_cells: int, selection_cells: int, seed: int) -> np.ndarray:
-    if n_cells <= selection_cells:
+def _draw_rows(n_cells: int, at_most: int, seed: int) -> np.ndarray:
+    """At most ``at_most`` of ``n_cells`` rows, drawn with ``seed``, in order (all of them if fewer)."""
+    if n_cells <= at_most:
         return np.arange(n_cells)
-    return np.sort(np.random.default_rng(seed).choice(n_cells, selection_cells, replace=False))
+    return np.sort(np.random.default_rng(seed).choice(n_cells, at_most, replace=False))
 
 
 def _spread(open_counts: np.ndarray, n_ranking: int) -> np.ndarray:
@@ -264,7 +270,7 @@ def _drawn(n_cells: int, at_most: int | None, seed: int) -> Callable:
     """``rows -> rows`` of at most ``at_most`` cells drawn with ``seed`` (all of them, uncopied, if fewer)."""
     if at_most is None or n_cells <= at_most:
         return lambda values: values
-    rows = _ranking_rows(n_cells, at_most, seed)
+    rows = _draw_rows(n_cells, at_most, seed)
     return lambda values: values[rows]
 
 
