@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import resource
 import subprocess
 import time
@@ -120,7 +121,7 @@ def main() -> None:
         "cross_fit_s": round(time.perf_counter() - wall, 1),
         "cross_fit_cpu_s": round(time.process_time() - cpu, 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-        "load_1min": round(__import__("os").getloadavg()[0], 1),
+        "load_1min": round(os.getloadavg()[0], 1),
         "held_out_base": round(fitted.base, 6),
         "held_out_corrected": round(fitted.corrected, 6),
         "peaks_digest": digest([fitted.full, *(fitted.by_fold[f] for f in sorted(fitted.by_fold))]),

@@ -45,12 +45,8 @@ def projected_residuals(
     p_sd = np.where(p_sd > 0, p_sd, 1.0)  # a constant prediction has no shape to project on
     truth = sp.csr_matrix(truth)  # kept in its own dtype: values are widened a chunk of genes at a time
     n_genes = truth.shape[1]
-    y_mean = _row_sums(truth) / n_genes
-    if basis is None:
-        y_dot_p = np.asarray(truth.multiply(predictions).sum(axis=1)).ravel()
-    else:
-        V = np.asarray(basis.components, dtype=np.float64)
-        y_dot_p = _times_basis(truth, V, np.asarray(basis.mean, np.float64), predictions)
+    y_sum, y_dot_p = _row_moments(truth, predictions, basis)
+    y_mean = y_sum / n_genes
     slope = (y_dot_p / n_genes - y_mean * p_mean) / p_sd
     columns = truth.tocsc()
 
@@ -65,21 +61,23 @@ def projected_residuals(
     return residual, slope
 
 
-def _row_sums(matrix: sp.csr_matrix) -> np.ndarray:
-    """Row sums accumulated in float64 (scipy sums a float32 matrix in float32), a block of rows at a time."""
-    out = np.empty(matrix.shape[0])
-    for start, stop in row_blocks(matrix):
-        out[start:stop] = np.asarray(matrix[start:stop].astype(np.float64).sum(axis=1)).ravel()
-    return out
+def _row_moments(truth: sp.csr_matrix, predictions: np.ndarray, basis: TargetBasis | None):
+    """Each row's ``sum(y)`` and ``y . p`` (``p = z V + m`` with a basis), in float64 a block of rows at a time.
 
-
-def _times_basis(truth: sp.csr_matrix, V: np.ndarray, mean: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-    """``y . (p V + m)`` per row, in float64 a block of rows at a time (no widened copy of ``truth``)."""
-    out = np.empty(truth.shape[0])
+    scipy sums a float32 matrix in float32; widening one block at a time keeps that precision without a
+    float64 copy of ``truth``.
+    """
+    sums, dots = np.empty(truth.shape[0]), np.empty(truth.shape[0])
+    if basis is not None:
+        V, mean = np.asarray(basis.components, np.float64), np.asarray(basis.mean, np.float64)
     for start, stop in row_blocks(truth):
-        block = truth[start:stop].astype(np.float64)
-        out[start:stop] = np.einsum("ck,ck->c", block @ V.T, predictions[start:stop]) + block @ mean
-    return out
+        block, p = truth[start:stop].astype(np.float64), predictions[start:stop]
+        sums[start:stop] = np.asarray(block.sum(axis=1)).ravel()
+        if basis is None:
+            dots[start:stop] = np.asarray(block.multiply(p).sum(axis=1)).ravel()
+        else:
+            dots[start:stop] = np.einsum("ck,ck->c", block @ V.T, p) + block @ mean
+    return sums, dots
 
 
 def fit_cis_map(
@@ -367,7 +365,8 @@ def cross_fit_cis(
     for fold in fold_ids:
         held = np.flatnonzero(folds == fold)
         by_fold[fold] = _divided(maps[fold], slopes[fitted_folds != fold])
-        base.append(corrected_scores(None, inputs[held], predictions[held], basis, truth[held]))
-        corrected.append(corrected_scores(by_fold[fold], inputs[held], predictions[held], basis, truth[held]))
+        cells = (inputs[held], predictions[held], basis, truth[held])  # sliced once for both scores
+        base.append(corrected_scores(None, *cells))
+        corrected.append(corrected_scores(by_fold[fold], *cells))
     full = _divided(maps["full"], slopes)
     return CrossFittedCis(full, by_fold, float(np.concatenate(base).mean()), float(np.concatenate(corrected).mean()))
