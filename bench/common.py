@@ -23,6 +23,7 @@ ROOT = BENCH.parent
 OUT = BENCH / "out"
 PYTHON = sys.executable
 MIB = 2**20
+PROGRESS_EVERY = 30.0  # seconds between progress files of a measured run
 PACKAGES = ("numpy", "scipy", "pandas", "tables", "scikit-learn", "lightgbm", "xgboost", "catboost", "torch", "optuna")
 
 
@@ -55,12 +56,17 @@ def run_command(cmd: list, *, log: Path | None = None, cwd: Path = ROOT) -> str:
 # ----------------------------------------------------------------------------- measured subprocesses
 
 
-def run_measured(cmd: list, *, log: Path | None = None, poll: float = 0.2, cwd: Path = ROOT) -> dict:
+def run_measured(
+    cmd: list, *, log: Path | None = None, poll: float = 0.2, cwd: Path = ROOT, progress: Path | None = None
+) -> dict:
     """Run ``cmd`` in a fresh process: wall and CPU seconds, peak RSS, mean load while it ran.
 
     Peak RSS is the kernel's ``ru_maxrss`` of the child (``os.wait4``); a poller also sums the RSS
-    of the child's process tree every ``poll`` seconds as a cross-check. Raises ``RuntimeError``
-    with the log's tail when the command fails.
+    of the child's process tree every ``poll`` seconds as a cross-check. With ``progress``, the poller
+    also keeps the figures so far (wall, the tree's CPU, polled peak RSS, mean load) in that JSON file
+    every :data:`PROGRESS_EVERY` seconds, and removes it when the command ends: what is left there
+    after a kill is the measured part of an interrupted attempt. Raises ``RuntimeError`` with the
+    log's tail when the command fails.
     """
     cmd = [str(c) for c in cmd]
     if log:
@@ -68,11 +74,13 @@ def run_measured(cmd: list, *, log: Path | None = None, poll: float = 0.2, cwd: 
     sink = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed after wait4)
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd)
-    poller = _TreePoller(proc.pid, poll)
+    poller = _TreePoller(proc.pid, poll, progress, started)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     polled_peak, mean_load = poller.stop()
+    if progress:
+        progress.unlink(missing_ok=True)
     if log:
         sink.close()
     if proc.returncode != 0:
@@ -91,9 +99,9 @@ def run_measured(cmd: list, *, log: Path | None = None, poll: float = 0.2, cwd: 
     }
 
 
-def measured_step(cmd: list, log: Path, cwd: Path = ROOT) -> dict:
+def measured_step(cmd: list, log: Path, cwd: Path = ROOT, progress: Path | None = None) -> dict:
     """``run_measured``, merged with the last JSON object the step printed (its own timings)."""
-    result = run_measured(cmd, log=log, cwd=cwd)
+    result = run_measured(cmd, log=log, cwd=cwd, progress=progress)
     printed = last_json_line(log.read_text(errors="replace"))
     return {**result, **printed} if printed else result
 
@@ -126,9 +134,10 @@ def best_of(results: list[dict], key: str = "loop_s") -> dict:
 class _TreePoller:
     """Samples the summed RSS of a process tree and the load average in a background thread."""
 
-    def __init__(self, pid: int, interval: float):
+    def __init__(self, pid: int, interval: float, progress: Path | None = None, started: float = 0.0):
         self.pid, self.interval = pid, interval
-        self.peak, self.loads = 0, []
+        self.progress, self.started, self.written = progress, started, time.perf_counter()
+        self.peak, self.loads, self.cpu = 0, [], 0.0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -152,7 +161,22 @@ class _TreePoller:
                 break
             self.peak = max(self.peak, sum(_rss(p) for p in processes))
             self.loads.append(os.getloadavg()[0])
+            if self.progress and time.perf_counter() - self.written >= PROGRESS_EVERY:
+                self._write_progress(processes)
             self.done.wait(self.interval)
+
+    def _write_progress(self, processes: list) -> None:
+        # A reaped child's CPU lives on in its parent's children_* times; the live ones count their own.
+        self.cpu = max(self.cpu, sum(_cpu_s(p, p is processes[0]) for p in processes))
+        self.written = time.perf_counter()
+        figures = {
+            "wall_s": self.written - self.started,
+            "cpu_s": self.cpu,
+            "polled_peak_rss_mib": self.peak / MIB,
+            "mean_loadavg": sum(self.loads) / len(self.loads),
+            "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        write_json(self.progress, figures)
 
 
 def _rss(process) -> int:
@@ -162,6 +186,17 @@ def _rss(process) -> int:
         return process.memory_info().rss
     except psutil.Error:
         return 0
+
+
+def _cpu_s(process, with_children: bool) -> float:
+    import psutil
+
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    reaped = times.children_user + times.children_system if with_children else 0.0
+    return times.user + times.system + reaped
 
 
 def _own_rss_mib() -> float:
