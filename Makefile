@@ -35,7 +35,7 @@ demo: install
 test: install
 	bash .ci/ensure-postgres
 	bash .ci/ensure-chromium
-	$(BIN)/python -m pytest; rc=$$?; \
+	$(BIN)/python -m pytest -n auto; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install
