@@ -17,6 +17,7 @@ import pandas as pd
 
 from mmscel.errors import InputError
 from mmscel.fold_schemes import FOLD_SCHEMES, FoldScheme, choose_scheme
+from mmscel.fsutil import read_parquet_frame
 from mmscel.store import RunStore, array_digest, read_manifest, write_manifest, write_parquet
 
 __all__ = ["FOLD_SCHEMES", "FoldScheme", "Folds", "choose_scheme", "load_or_create", "read_fold_labels"]
@@ -165,7 +166,7 @@ def read_fold_labels(store: RunStore, stored: str) -> np.ndarray:
 
 def _read_fold_file(path) -> pd.DataFrame:
     try:
-        frame = pd.read_parquet(path)
+        frame = read_parquet_frame(path)
     except Exception as exc:
         raise InputError(
             path, f"unreadable fold file ({type(exc).__name__}); delete it and its .json to make it again"

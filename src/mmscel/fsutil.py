@@ -1,4 +1,5 @@
-"""Small file-system helpers: atomic (and durable) writes, sweeping what killed processes left, file fingerprints."""
+"""Small file-system helpers: atomic (and durable) writes, sweeping what killed processes left, file fingerprints,
+parquet reads."""
 
 from __future__ import annotations
 
@@ -206,3 +207,29 @@ def replace_dir(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out_dir)
+
+
+def read_parquet_frame(path: str | Path, columns: list[str] | None = None):
+    """A parquet file as a pandas DataFrame, read through Arrow's own file reader.
+
+    ``pandas.read_parquet`` opens a local path as a Python file object, so Arrow's I/O threads read
+    it by calling back into Python. One of them still running when the interpreter shuts down
+    cannot take the GIL and aborts the whole process ("terminate called without an active
+    exception", exit -6) after the work is done. Given the path itself, Arrow reads the file
+    natively and its threads never enter Python.
+
+    Parameters
+    ----------
+    path
+        The parquet file.
+    columns
+        The columns to read (None: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table, with the index pandas stored in it, as ``pandas.read_parquet`` returns it.
+    """
+    import pyarrow.parquet as pq
+
+    return pq.read_table(os.fspath(path), columns=columns, use_pandas_metadata=True).to_pandas()

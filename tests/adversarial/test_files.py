@@ -87,3 +87,20 @@ def test_synth_and_import_sweep_what_a_killed_run_left(tmp_path):
     rna.obs_names = adt.obs_names = [f"c{i}" for i in range(30)]
     import_anndata(tmp_path / "imported", "cite", inputs=rna, targets=adt)
     assert not left.exists() and (tmp_path / "imported" / "metadata.csv").exists()
+
+
+def test_parquet_frames_read_natively_equal_what_pandas_reads(tmp_path):
+    import pandas as pd
+
+    from mmscel.fsutil import read_parquet_frame
+
+    frame = pd.DataFrame(
+        {"cell_id": ["c1", "c2", "c3"], "fold": [0, 1, -1], "day": [2.0, 3.0, None]},
+        index=pd.Index(["a", "b", "c"], name="row"),
+    )
+    path = tmp_path / "frame.parquet"
+    frame.to_parquet(path)
+    pd.testing.assert_frame_equal(read_parquet_frame(path), pd.read_parquet(path))
+    pd.testing.assert_frame_equal(read_parquet_frame(str(path)), frame)
+    chosen = read_parquet_frame(path, columns=["fold"])
+    pd.testing.assert_frame_equal(chosen, pd.read_parquet(path, columns=["fold"]))

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 import mmscel
 from mmscel.data import layout
@@ -61,7 +60,7 @@ from mmscel.data.h5_reader import FrameReader
 from mmscel.data.table_checks import check_scoring_tables, is_full_competition
 from mmscel.errors import InputError
 from mmscel.fsutil import file_checksum as file_checksum
-from mmscel.fsutil import write_json
+from mmscel.fsutil import read_parquet_frame, write_json
 
 __all__ = [
     "CACHE_FORMAT",
@@ -158,7 +157,7 @@ def _prepare_tables(
         known: set[str] = set()
         for name, path in staged.paths.items():
             if name.startswith("metadata"):
-                known |= set(pd.read_parquet(path)["cell_id"].astype(str))
+                known |= set(read_parquet_frame(path, columns=["cell_id"])["cell_id"].astype(str))
     record_tables(manifest, report, staged, cache)
     return known
 

@@ -21,6 +21,7 @@ from mmscel.data.cache_files import (
 from mmscel.data.error_text import one_line, shown
 from mmscel.data.sparse_npz import StackedReadError, read_stacked
 from mmscel.errors import InputError
+from mmscel.fsutil import read_parquet_frame
 
 T = TypeVar("T")
 
@@ -174,7 +175,7 @@ def read_cached_table(path: Path, read: Callable[[Path], T]) -> T:
     path : pathlib.Path
         The parquet file.
     read : callable
-        Reads it (``pandas.read_parquet``, ``pyarrow.parquet.read_table``, ...).
+        Reads it (:func:`mmscel.fsutil.read_parquet_frame`, ``pyarrow.parquet.read_table``, ...).
 
     Returns
     -------
@@ -280,7 +281,7 @@ def load(
             target_matrix = load_stacked(cache, [spec.train_targets])
             if task == "cite":
                 target_matrix = target_matrix.toarray()
-    metadata = read_cached_table(cache / "metadata.parquet", pd.read_parquet).set_index("cell_id")
+    metadata = read_cached_table(cache / "metadata.parquet", read_parquet_frame).set_index("cell_id")
     missing = ~pd.Index(cell_ids).isin(metadata.index)
     if missing.any():
         raise InputError(cache / "metadata.parquet", f"{missing.sum()} cells of {input_stem} are not in the metadata")
