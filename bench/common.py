@@ -63,10 +63,10 @@ def run_measured(
 
     Peak RSS is the kernel's ``ru_maxrss`` of the child (``os.wait4``); a poller also sums the RSS
     of the child's process tree every ``poll`` seconds as a cross-check. With ``progress``, the poller
-    also keeps the figures so far (wall, the tree's CPU, polled peak RSS, mean load) in that JSON file
-    every :data:`PROGRESS_EVERY` seconds, and removes it when the command ends: what is left there
-    after a kill is the measured part of an interrupted attempt. Raises ``RuntimeError`` with the
-    log's tail when the command fails.
+    also keeps the figures so far (wall, the tree's CPU, polled peak RSS, mean load) in that JSON file,
+    from its first poll on and every :data:`PROGRESS_EVERY` seconds, and removes it when the command
+    ends: what is left there after a kill is the measured part of an interrupted attempt. Raises
+    ``RuntimeError`` with the log's tail when the command fails.
     """
     cmd = [str(c) for c in cmd]
     if log:
@@ -96,6 +96,21 @@ def run_measured(
         "polled_peak_rss_mib": polled_peak / MIB,
         "mean_loadavg": mean_load,  # 1-minute load average while it ran: > 1 means other work shared the cores
         "driver_rss_mib": _own_rss_mib(),
+    }
+
+
+def combined_measures(measures: list[dict]) -> dict:
+    """One measure of work done in several attempts: wall and CPU summed, the largest peak RSS, the load
+    weighted by wall time; attempts that were never measured (no ``wall_s``) are counted apart."""
+    measured = [m for m in measures if "wall_s" in m]
+    wall = sum(m["wall_s"] for m in measured)
+    return {
+        "wall_s": wall,
+        "cpu_s": sum(m["cpu_s"] for m in measured),
+        "peak_rss_mib": max(m["peak_rss_mib"] for m in measured),
+        "mean_loadavg": sum((m["mean_loadavg"] or 0) * m["wall_s"] for m in measured) / wall if wall else None,
+        "attempts": len(measures),
+        "unmeasured_attempts": len(measures) - len(measured),
     }
 
 
@@ -136,7 +151,7 @@ class _TreePoller:
 
     def __init__(self, pid: int, interval: float, progress: Path | None = None, started: float = 0.0):
         self.pid, self.interval = pid, interval
-        self.progress, self.started, self.written = progress, started, time.perf_counter()
+        self.progress, self.started, self.written = progress, started, None
         self.peak, self.loads, self.cpu = 0, [], 0.0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -161,7 +176,7 @@ class _TreePoller:
                 break
             self.peak = max(self.peak, sum(_rss(p) for p in processes))
             self.loads.append(os.getloadavg()[0])
-            if self.progress and time.perf_counter() - self.written >= PROGRESS_EVERY:
+            if self.progress and (self.written is None or time.perf_counter() - self.written >= PROGRESS_EVERY):
                 self._write_progress(processes)
             self.done.wait(self.interval)
 
@@ -172,6 +187,7 @@ class _TreePoller:
         figures = {
             "wall_s": self.written - self.started,
             "cpu_s": self.cpu,
+            "peak_rss_mib": self.peak / MIB,  # the kernel's figure comes only once the child is reaped
             "polled_peak_rss_mib": self.peak / MIB,
             "mean_loadavg": sum(self.loads) / len(self.loads),
             "written": time.strftime("%Y-%m-%d %H:%M:%S"),

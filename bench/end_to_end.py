@@ -34,6 +34,7 @@ from common import (
     SHIPPED_TASKS,
     add_out_argument,
     bench_script,
+    combined_measures,
     load_result,
     markdown_table,
     measured_step,
@@ -59,7 +60,7 @@ class Pipeline:
         self.oof = out / f"oof_e2e_{scale}"
         self.submission = self.oof / "submissions" / "end_to_end.csv.gz"
         self.section = scale
-        self.saved = load_result(out, "end_to_end", self.section) or {"stages": {}, "started": []}
+        self.saved = load_result(out, "end_to_end", self.section) or {"stages": {}}
 
     def stages(self) -> list[tuple[str, list]]:
         """Every stage: its name and command, in order."""
@@ -81,20 +82,19 @@ class Pipeline:
             if name in self.saved["stages"] and name not in redo:
                 print(f"{name}: recorded, skipped", flush=True)
                 continue
-            resumed = name in self.saved["started"]
-            self.saved["started"] = sorted({*self.saved["started"], name})
             progress = self.out / "logs" / f"end_to_end_{self.scale}_{name}.progress.json"
             interrupted = self.saved.setdefault("interrupted", {}).setdefault(name, [])
             if progress.exists():  # the measured part of an attempt that was killed
-                interrupted.append(json.loads(progress.read_text()))
+                attempt = json.loads(progress.read_text())
+                attempt.setdefault("peak_rss_mib", attempt["polled_peak_rss_mib"])  # files holding the polled key only
+                interrupted.append(attempt)
                 progress.unlink()
             self.save()
             print(f"{name} ...", flush=True)
             log = self.out / "logs" / f"end_to_end_{self.scale}_{name}.log"
             step = measured_step if name.startswith("features") else run_measured
             result = step(command, log=log, progress=progress)
-            record = {**result, "resumed": resumed, "interrupted": interrupted, "commit": source_commit()}
-            self.saved["stages"][name] = record
+            self.saved["stages"][name] = {**result, "interrupted": interrupted, "commit": source_commit()}
             self.save()
             print(f"{name}: {result['wall_s']:,.1f} s, peak RSS {result['peak_rss_mib']:,.0f} MiB", flush=True)
         if self.submission.exists() and (not only or "submit" in only):
@@ -116,15 +116,7 @@ def stage_totals(stage: dict) -> dict:
     An interrupted attempt's work up to its last checkpoint is not redone, the rest is, so the sums
     bound from above what one uninterrupted attempt would have taken.
     """
-    attempts = [stage, *stage.get("interrupted", [])]
-    peaks = [stage["peak_rss_mib"]] + [a["polled_peak_rss_mib"] for a in attempts[1:]]
-    return {
-        "attempts": len(attempts),
-        "wall_s": sum(a["wall_s"] for a in attempts),
-        "cpu_s": sum(a["cpu_s"] for a in attempts),
-        "peak_rss_mib": max(peaks),
-        "mean_loadavg": stage.get("mean_loadavg"),
-    }
+    return combined_measures([stage, *stage.get("interrupted", [])])
 
 
 def report(saved: dict, hours: float, stage_gib: float) -> str:

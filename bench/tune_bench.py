@@ -54,6 +54,7 @@ from common import (
     PYTHON,
     ROOT,
     add_out_argument,
+    combined_measures,
     last_json_line,
     markdown_table,
     mmscel_command,
@@ -289,17 +290,13 @@ def finished_trials(bench: Bench, store: Path, study: str) -> int:
 
 
 def combined(invocations: list[dict]) -> dict:
-    """One measure of a session's invocations: summed wall and CPU, the largest peak, wall-weighted load."""
-    measured = [m for m in invocations if "wall_s" in m]
-    wall = sum(m["wall_s"] for m in measured)
+    """One measure of a session's invocations (:func:`common.combined_measures`), with its start time."""
+    total = combined_measures(invocations)
     return {
         "started": invocations[0]["started"],
-        "wall_s": wall,
-        "cpu_s": sum(m["cpu_s"] for m in measured),
-        "peak_rss_mib": max(m["peak_rss_mib"] for m in measured),
-        "mean_loadavg": sum((m["mean_loadavg"] or 0) * m["wall_s"] for m in measured) / wall,
-        "invocations": len(invocations),
-        "killed_invocations": len(invocations) - len(measured),
+        **pick(total, ("wall_s", "cpu_s", "peak_rss_mib", "mean_loadavg")),
+        "invocations": total["attempts"],
+        "killed_invocations": total["unmeasured_attempts"],
     }
 
 
