@@ -249,6 +249,33 @@ def prepared(data: Path, out_dir: Path) -> Path:
     return data
 
 
+def seeded_competition(scale: str, seed: int, out: Path) -> Path:
+    """``OUT/<scale>`` (seed 0) or ``OUT/<scale>_seed<S>``: the synthetic competition, made and prepared if needed.
+
+    Parameters
+    ----------
+    scale, seed
+        ``mmscel synth --scale`` and ``--seed``.
+    out
+        The bench output folder.
+
+    Returns
+    -------
+    Path
+        The competition folder, prepared (default cache).
+    """
+    data = out / (scale if seed == 0 else f"{scale}_seed{seed}")
+    truth = data / "truth" / "truth.json"
+    if not truth.exists():
+        print(f"generating the {scale} synthetic competition (seed {seed}) in {data} ...", flush=True)
+        command = mmscel_command() + ["synth", "--scale", scale, "--seed", seed, "--out", data, "--overwrite"]
+        run_command(command, log=out / "logs" / f"synth_{data.name}.log")
+    made = json.loads(truth.read_text())
+    if (made.get("scale"), made.get("seed")) != (scale, seed):
+        raise SystemExit(f"{data} holds scale {made.get('scale')} seed {made.get('seed')}, not {scale} seed {seed}")
+    return prepared(data, out)
+
+
 SHIPPED_TASKS = ("cite", "multi")
 SHIPPED_LEARNERS = ("ridge", "lgbm", "xgb", "catboost", "mlp")  # configs/<task>/<learner>.yaml
 

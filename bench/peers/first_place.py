@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -65,11 +64,11 @@ from common import (
     load_result,
     markdown_table,
     mmscel_command,
-    prepared,
     publish,
     run_command,
     run_measured,
     save_result,
+    seeded_competition,
     shipped_pipeline,
     submission_scores,
 )
@@ -119,31 +118,10 @@ for task, pickled in (("cite", "citeseq_pred.pickle"), ("multi", "multimodal_pre
 
 
 def competition(scale: str, seed: int, out: Path) -> Path:
-    """``OUT/<scale>`` (seed 0) or ``OUT/<scale>_seed<S>``: the synthetic competition, made and prepared if needed.
-
-    Parameters
-    ----------
-    scale, seed
-        ``mmscel synth --scale`` and ``--seed``.
-    out
-        The bench output folder.
-
-    Returns
-    -------
-    Path
-        The competition folder, prepared (default cache).
-    """
-    data = out / (scale if seed == 0 else f"{scale}_seed{seed}")
-    truth = data / "truth" / "truth.json"
-    if not truth.exists():
-        print(f"generating the {scale} synthetic competition (seed {seed}) in {data} ...", flush=True)
-        command = mmscel_command() + ["synth", "--scale", scale, "--seed", seed, "--out", data, "--overwrite"]
-        run_command(command, log=out / "logs" / f"synth_{data.name}.log")
-    made = json.loads(truth.read_text())
-    if (made.get("scale"), made.get("seed")) != (scale, seed):
-        raise SystemExit(f"{data} holds scale {made.get('scale')} seed {made.get('seed')}, not {scale} seed {seed}")
+    """The synthetic competition of ``scale`` and ``seed`` (:func:`common.seeded_competition`), checked for the peer."""
+    data = seeded_competition(scale, seed, out)
     check_peer_ids(data)
-    return prepared(data, out)
+    return data
 
 
 def check_peer_ids(data: Path) -> None:
