@@ -10,7 +10,10 @@ then the submission is scored (public, private, per task; not timed). Each stage
 process (:func:`common.run_measured`): wall and CPU time, peak RSS, mean load.
 
 Every stage's result is saved in section ``<scale>`` of ``OUT/end_to_end.json`` as soon as it ends, and
-a stage already recorded is not run again (``--redo`` names stages to run anyway). A stage killed in the
+a stage already recorded is not run again. ``--redo`` names recorded stages to measure again from scratch:
+their record and killed attempts are dropped, and a level-1 stage's run is removed from the store (its
+fold checkpoints would make a second run a mere assembly). Name the stages that read its output
+(``level2``, ``submit``) as well, or they keep their earlier result. A stage killed in the
 middle is run again from the start of its process; mmscel's own resumability (the cache, the fold
 checkpoints) makes it continue where it stopped. While a stage runs, its figures so far are kept in
 ``OUT/logs/end_to_end_<scale>_<stage>.progress.json``; the next attempt adds that file to the stage's
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -79,9 +83,11 @@ class Pipeline:
         for name, command in self.stages():
             if only and name not in only:
                 continue
-            if name in self.saved["stages"] and name not in redo:
-                print(f"{name}: recorded, skipped", flush=True)
-                continue
+            if name in self.saved["stages"]:
+                if name not in redo:
+                    print(f"{name}: recorded, skipped", flush=True)
+                    continue
+                self.forget(name)
             progress = self.out / "logs" / f"end_to_end_{self.scale}_{name}.progress.json"
             interrupted = self.saved.setdefault("interrupted", {}).setdefault(name, [])
             if progress.exists():  # the measured part of an attempt that was killed
@@ -100,6 +106,18 @@ class Pipeline:
         if self.submission.exists() and (not only or "submit" in only):
             self.saved["scores"] = submission_scores(self.data, self.submission)
             self.save()
+
+    def forget(self, name: str) -> None:
+        """Drop a recorded stage, its killed attempts and, for a level-1 stage, its run: measured again from scratch.
+
+        Done only while the stage is recorded, so that a redo killed midway goes on from its checkpoints.
+        """
+        del self.saved["stages"][name]
+        self.saved.get("interrupted", {}).pop(name, None)
+        if name.startswith("level1_"):
+            task, learner = name.removeprefix("level1_").split("_", 1)
+            shutil.rmtree(self.oof / task / f"{task}_{learner}", ignore_errors=True)
+        self.save()
 
     def save(self) -> None:
         save_result(self.out, "end_to_end", self.section, self.saved)
