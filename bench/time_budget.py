@@ -1,13 +1,13 @@
 """Settings that bring the whole competition within a time budget, and what they cost in score on ``small``.
 
-    python bench/time_budget.py --part small [--seeds 0,1] [--profiles NAME,...]   # each profile's scores on small
+    python bench/time_budget.py --part scores [--seeds 0,1] [--profiles NAME,...]   # each profile's scores on small
     python bench/time_budget.py --part full [--profiles NAME,...]                  # its changed stages at full size
     python bench/time_budget.py --report [--hours 3]
 
 A *profile* is the shipped pipeline with some level-1 configs left out and some fitted with ``--set``
 settings (``PROFILES``); level-2 is ``configs/blend.yaml`` over the runs the profile keeps.
 
-``small``: per generator seed, a store of its own (``OUT/time_budget/small_seed<S>/``, cache and ``oof``) on the
+``scores``: per generator seed, a store of its own (``OUT/time_budget/small_seed<S>/``, cache and ``oof``) on the
 synthetic competition of that seed (``OUT/small``, ``OUT/small_seed1``); every shipped config is fitted there
 once, each changed config under its own run name (``<task>_<learner>_<settings>``, shared by the profiles that
 change it alike), then the profile's blend, submission and scores (public and private, per task and pooled), as
@@ -21,7 +21,8 @@ stages and unchanged level-1 stages, these measured stages, and the end-to-end l
 all ten runs, a profile fewer (the cis correction and the submission cost the same, Optuna's trials less), so
 that part is an upper bound.
 
-Writes sections ``small`` and ``full`` of ``OUT/time_budget.json``.
+``--scale tiny`` scores the profiles on the tiny competitions instead; ``--smoke`` does so into /tmp/bench_smoke.
+Writes sections ``small`` (or ``tiny``) and ``full`` of ``OUT/time_budget.json``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ PROFILES: dict[str, dict[str, dict[str, list[str] | None]]] = {  # task -> learn
     "lean": {"cite": {"xgb": DROP, "mlp": ONE_SEED}, "multi": {"xgb": DROP, "catboost": DROP, "mlp": ONE_SEED}},
 }
 SPLITS = ("public", "private")
+SMOKE_OUT = Path("/tmp/bench_smoke")
 
 
 def runs_of(profile: str) -> dict[str, dict[str, str]]:
@@ -101,12 +103,12 @@ def level1_command(task: str, learner: str, settings: list[str], run: str, where
 # ----------------------------------------------------------------------------- small
 
 
-def small_scores(out: Path, seed: int, profiles: list[str]) -> dict:
-    """Profile -> scores (task -> split -> score, ``pooled`` too) on the small competition of ``seed``."""
-    data = seeded_competition("small", seed, out)
-    folder = out / "time_budget" / f"small_seed{seed}"
+def small_scores(out: Path, scale: str, seed: int, profiles: list[str]) -> dict:
+    """Profile -> scores (task -> split -> score, ``pooled`` too) on the competition of ``scale`` and ``seed``."""
+    data = seeded_competition(scale, seed, out)
+    folder = out / "time_budget" / f"{scale}_seed{seed}"
     where = ["--data", data, "--cache", folder / "cache", "--oof", folder / "oof"]
-    logs = out / "logs" / "time_budget" / f"small_seed{seed}"
+    logs = out / "logs" / "time_budget" / f"{scale}_seed{seed}"
     run_command(mmscel_command() + ["prepare", *where[:4]], log=logs / "prepare.log")
     scores = {}
     for profile in profiles:
@@ -170,9 +172,9 @@ def profile_wall(profile: str, stages: dict, measured: dict) -> tuple[float | No
 # ----------------------------------------------------------------------------- report
 
 
-def report(out: Path, hours: float) -> str:
-    """One row per profile: its changes, full-size wall and peak, scores on small (mean over the seeds)."""
-    small = load_result(out, "time_budget", "small") or {}
+def report(out: Path, hours: float, scale: str) -> str:
+    """One row per profile: its changes, full-size wall and peak, scores on ``scale`` (mean over the seeds)."""
+    small = load_result(out, "time_budget", scale) or {}
     measured = load_result(out, "time_budget", "full") or {}
     stages = (load_result(out, "end_to_end", "full") or {}).get("stages", {})
     seeds = sorted(small)
@@ -192,7 +194,7 @@ def report(out: Path, hours: float) -> str:
         rows.append(row)
     headers = ["profile", "changes", "full-size wall h", f"≤ {hours:g} h", "peak GiB"]
     headers += [f"{task} {split}" for task, split in SCORE_COLUMNS] + [f"Δ pooled {split}" for split in SPLITS]
-    return markdown_table(headers, rows, left=2) + f"\n\nsmall: mean over generator seeds {', '.join(seeds) or '-'}"
+    return markdown_table(headers, rows, left=2) + f"\n\n{scale}: mean over generator seeds {', '.join(seeds) or '-'}"
 
 
 SCORE_COLUMNS = [(task, split) for task in ("pooled", *SHIPPED_TASKS) for split in SPLITS]
@@ -216,25 +218,29 @@ def changes_cell(profile: str) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["small", "full"], help="what to measure (nothing: the report only)")
+    parser.add_argument("--part", choices=["scores", "full"], help="what to measure (nothing: the report only)")
     parser.add_argument("--seeds", default="0,1", help="generator seeds of the small competitions")
     parser.add_argument("--profiles", default=",".join(PROFILES), help="comma-separated profiles")
     parser.add_argument("--hours", type=float, default=3.0, help="the time budget of the whole pipeline")
+    parser.add_argument("--scale", default="small", choices=["tiny", "small"], help="the scale of --part scores")
     parser.add_argument("--report", action="store_true", help="print the report only")
+    parser.add_argument("--smoke", action="store_true", help="--scale tiny into /tmp/bench_smoke")
     add_out_argument(parser)
     args = parser.parse_args(argv)
     profiles = [name for name in args.profiles.split(",") if name]
     unknown = sorted(set(profiles) - set(PROFILES))
     if unknown:
         parser.error(f"unknown profiles {unknown}; choose from {', '.join(PROFILES)}")
-    if args.part == "small" and not args.report:
-        saved = load_result(args.out, "time_budget", "small") or {}
+    if args.smoke:
+        args.scale, args.out = "tiny", SMOKE_OUT
+    if args.part == "scores" and not args.report:
+        saved = load_result(args.out, "time_budget", args.scale) or {}
         for seed in (int(s) for s in args.seeds.split(",")):
-            saved[str(seed)] = {**saved.get(str(seed), {}), **small_scores(args.out, seed, profiles)}
-            save_result(args.out, "time_budget", "small", saved)
+            saved[str(seed)] = {**saved.get(str(seed), {}), **small_scores(args.out, args.scale, seed, profiles)}
+            save_result(args.out, "time_budget", args.scale, saved)
     if args.part == "full" and not args.report:
         full_stages(args.out, profiles, load_result(args.out, "time_budget", "full") or {})
-    print(report(args.out, args.hours))
+    print(report(args.out, args.hours, args.scale))
     return 0
 
 
