@@ -114,6 +114,19 @@ def combined_measures(measures: list[dict]) -> dict:
     }
 
 
+def collect_interrupted(progress: Path, attempts: list[dict]) -> None:
+    """Move what a killed attempt left in ``progress`` (see :func:`run_measured`) into ``attempts``.
+
+    The caller saves ``attempts`` before it runs the command again, so that a second kill loses neither.
+    """
+    if not progress.exists():
+        return
+    attempt = json.loads(progress.read_text())
+    attempt.setdefault("peak_rss_mib", attempt["polled_peak_rss_mib"])  # files holding the polled key only
+    attempts.append(attempt)
+    progress.unlink()
+
+
 def measured_step(cmd: list, log: Path, cwd: Path = ROOT, progress: Path | None = None) -> dict:
     """``run_measured``, merged with the last JSON object the step printed (its own timings)."""
     result = run_measured(cmd, log=log, cwd=cwd, progress=progress)

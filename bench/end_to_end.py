@@ -26,7 +26,6 @@ runs on the tiny scale into /tmp/bench_smoke.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -38,6 +37,7 @@ from common import (
     SHIPPED_TASKS,
     add_out_argument,
     bench_script,
+    collect_interrupted,
     combined_measures,
     load_result,
     markdown_table,
@@ -90,11 +90,7 @@ class Pipeline:
                 self.forget(name)
             progress = self.out / "logs" / f"end_to_end_{self.scale}_{name}.progress.json"
             interrupted = self.saved.setdefault("interrupted", {}).setdefault(name, [])
-            if progress.exists():  # the measured part of an attempt that was killed
-                attempt = json.loads(progress.read_text())
-                attempt.setdefault("peak_rss_mib", attempt["polled_peak_rss_mib"])  # files holding the polled key only
-                interrupted.append(attempt)
-                progress.unlink()
+            collect_interrupted(progress, interrupted)
             self.save()
             print(f"{name} ...", flush=True)
             log = self.out / "logs" / f"end_to_end_{self.scale}_{name}.log"

@@ -40,6 +40,7 @@ from common import (
     SHIPPED_LEARNERS,
     SHIPPED_TASKS,
     add_out_argument,
+    collect_interrupted,
     combined_measures,
     load_result,
     markdown_table,
@@ -100,10 +101,10 @@ def level1_command(task: str, learner: str, settings: list[str], run: str, where
     return mmscel_command() + ["level1", ROOT / "configs" / task / f"{learner}.yaml", *sets, *where]
 
 
-# ----------------------------------------------------------------------------- small
+# ----------------------------------------------------------------------------- scores
 
 
-def small_scores(out: Path, scale: str, seed: int, profiles: list[str]) -> dict:
+def profile_scores(out: Path, scale: str, seed: int, profiles: list[str]) -> dict:
     """Profile -> scores (task -> split -> score, ``pooled`` too) on the competition of ``scale`` and ``seed``."""
     data = seeded_competition(scale, seed, out)
     folder = out / "time_budget" / f"{scale}_seed{seed}"
@@ -135,23 +136,23 @@ def small_scores(out: Path, scale: str, seed: int, profiles: list[str]) -> dict:
 
 
 def full_stages(out: Path, profiles: list[str], saved: dict) -> dict:
-    """Run name -> the measured ``mmscel level1`` of each changed config at full size (kept when recorded)."""
+    """``runs``: run name -> the measured ``mmscel level1`` of each changed config at full size (kept when
+    recorded); ``interrupted``: run name -> its killed attempts, saved before each attempt."""
     data, store = out / "full", out / "oof_e2e_full"
     where = ["--data", data, "--oof", store]
     for profile in profiles:
         for task, learner, settings in changed_configs(profile):
             run = changed_run(task, learner, settings)
-            if run in saved:
+            if run in saved.get("runs", {}):
                 continue
             progress = out / "logs" / f"time_budget_full_{run}.progress.json"
-            interrupted = []
-            if progress.exists():  # the measured part of an attempt that was killed
-                interrupted.append(json.loads(progress.read_text()))
-                progress.unlink()
+            interrupted = saved.setdefault("interrupted", {}).setdefault(run, [])
+            collect_interrupted(progress, interrupted)
+            save_result(out, "time_budget", "full", saved)
             print(f"full {run} ...", flush=True)
             log = out / "logs" / f"time_budget_full_{run}.log"
             result = run_measured(level1_command(task, learner, settings, run, where), log=log, progress=progress)
-            saved[run] = {**result, "interrupted": interrupted}
+            saved.setdefault("runs", {})[run] = {**result, "interrupted": interrupted}
             save_result(out, "time_budget", "full", saved)
     return saved
 
@@ -174,10 +175,10 @@ def profile_wall(profile: str, stages: dict, measured: dict) -> tuple[float | No
 
 def report(out: Path, hours: float, scale: str) -> str:
     """One row per profile: its changes, full-size wall and peak, scores on ``scale`` (mean over the seeds)."""
-    small = load_result(out, "time_budget", scale) or {}
-    measured = load_result(out, "time_budget", "full") or {}
+    scored = load_result(out, "time_budget", scale) or {}
+    measured = (load_result(out, "time_budget", "full") or {}).get("runs", {})
     stages = (load_result(out, "end_to_end", "full") or {}).get("stages", {})
-    seeds = sorted(small)
+    seeds = sorted(scored)
     rows = []
     for profile in PROFILES:
         wall, peak = profile_wall(profile, stages, measured)
@@ -186,10 +187,10 @@ def report(out: Path, hours: float, scale: str) -> str:
             row += [None, None, None]
         else:
             row += [f"{wall / 3600:.2f}", "yes" if wall <= hours * 3600 else "no", f"{peak / 1024:.1f}"]
-        scores = {key: mean_score(small, seeds, profile, *key) for key in SCORE_COLUMNS}
+        scores = {key: mean_score(scored, seeds, profile, *key) for key in SCORE_COLUMNS}
         row += [None if value is None else f"{value:.4f}" for value in scores.values()]
         for split in SPLITS:
-            shipped, own = mean_score(small, seeds, "shipped", "pooled", split), scores["pooled", split]
+            shipped, own = mean_score(scored, seeds, "shipped", "pooled", split), scores["pooled", split]
             row.append(None if shipped is None or own is None else f"{own - shipped:+.4f}")
         rows.append(row)
     headers = ["profile", "changes", "full-size wall h", f"≤ {hours:g} h", "peak GiB"]
@@ -200,9 +201,9 @@ def report(out: Path, hours: float, scale: str) -> str:
 SCORE_COLUMNS = [(task, split) for task in ("pooled", *SHIPPED_TASKS) for split in SPLITS]
 
 
-def mean_score(small: dict, seeds: list[str], profile: str, task: str, split: str) -> float | None:
+def mean_score(scored: dict, seeds: list[str], profile: str, task: str, split: str) -> float | None:
     """The profile's score over the seeds (None unless every seed has it)."""
-    values = [small[seed][profile]["scores"][task][split] for seed in seeds if profile in small[seed]]
+    values = [scored[seed][profile]["scores"][task][split] for seed in seeds if profile in scored[seed]]
     return sum(values) / len(values) if values and len(values) == len(seeds) else None
 
 
@@ -236,7 +237,7 @@ def main(argv: list[str]) -> int:
     if args.part == "scores" and not args.report:
         saved = load_result(args.out, "time_budget", args.scale) or {}
         for seed in (int(s) for s in args.seeds.split(",")):
-            saved[str(seed)] = {**saved.get(str(seed), {}), **small_scores(args.out, args.scale, seed, profiles)}
+            saved[str(seed)] = {**saved.get(str(seed), {}), **profile_scores(args.out, args.scale, seed, profiles)}
             save_result(args.out, "time_budget", args.scale, saved)
     if args.part == "full" and not args.report:
         full_stages(args.out, profiles, load_result(args.out, "time_budget", "full") or {})
