@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.linear_model import Ridge
 
-from mmscel.blend.cis import CisMap, apply_cis, corrected_scores, prediction_moments
+from mmscel.blend.cis import CisMap, apply_cis, corrected_scores, opened_peaks, prediction_moments
 from mmscel.blend.cis_fit import cross_fit_cis, fit_blend_cis, fit_cis_map, fit_cis_maps, projected_residuals
 from mmscel.metrics import pearson_per_row
 from mmscel.targets import TargetBasis
@@ -130,6 +130,34 @@ def test_a_draw_of_fit_cells_bounds_the_fit_and_every_cell_is_scored():
     assert not np.allclose(drawn.full.weights, everyone.full.weights)  # fitted on fewer cells
     alone = fit_blend_cis(inputs, predictions, None, truth, **options, fit_cells=450)
     _assert_same_map(alone, drawn.full)  # the same draw
+
+
+def test_rows_of_the_whole_set_and_its_open_peaks_fit_what_their_copies_fit():
+    """Level-2 passes the whole training set, its peaks as a bool pattern, with the rows of the blended cells."""
+    whole, whole_truth, whole_predictions = _planted(n=1200)
+    counts = whole.copy()
+    counts.data *= np.random.default_rng(1).integers(1, 5, counts.nnz).astype(np.float32)
+    counts.data[::7] = 0  # stored zeros: not open
+    rows = np.random.default_rng(2).permutation(1200)[:900]
+    predictions, folds = whole_predictions[rows], np.repeat([0, 1, 2], 300)
+    options = {"peaks_per_gene": 2, "alpha": 10.0, "selection_cells": 500, "fit_cells": 450, "seed": 3}
+    opened = opened_peaks(counts)
+    assert opened.dtype == bool and opened.nnz == counts.nnz and np.shares_memory(opened.indices, counts.indices)
+
+    copied = cross_fit_cis(counts[rows], predictions, None, whole_truth[rows], folds, **options)
+    by_rows = cross_fit_cis(opened, predictions, None, whole_truth, folds, rows=rows, **options)
+    for one, other in [(copied.full, by_rows.full)] + [(copied.by_fold[f], by_rows.by_fold[f]) for f in (0, 1, 2)]:
+        np.testing.assert_array_equal(one.peaks, other.peaks)
+        np.testing.assert_array_equal(one.weights, other.weights)
+        np.testing.assert_array_equal(one.offset, other.offset)
+    assert (by_rows.base, by_rows.corrected) == (copied.base, copied.corrected) and by_rows.gain > 0.01
+
+    alone = fit_blend_cis(counts[rows], predictions, None, whole_truth[rows], **options)
+    np.testing.assert_array_equal(
+        fit_blend_cis(opened, predictions, None, whole_truth, rows=rows, **options).weights, alone.weights
+    )
+    sliced = corrected_scores(alone, counts[rows], predictions, None, whole_truth[rows])
+    np.testing.assert_array_equal(corrected_scores(alone, opened, predictions, None, whole_truth, rows), sliced)
 
 
 def test_the_maps_do_not_depend_on_the_threads():

@@ -158,7 +158,7 @@ def fit_cis_maps(
     dict
         Key of ``fits`` -> its :class:`CisMap` (not yet divided by the slope).
     """
-    opened = sp.csc_matrix(inputs > 0, dtype=np.float32)  # ones: exact in float32, half the memory
+    opened = (inputs > 0).tocsc()  # bool: exact, and a quarter of float32's memory a value
     n_cells, n_peaks = opened.shape
     ranked = np.zeros(n_cells, bool)
     ranked[_draw_rows(n_cells, selection_cells, seed)] = True
@@ -237,6 +237,7 @@ def fit_blend_cis(
     basis: TargetBasis | None,
     truth: sp.csr_matrix,
     *,
+    rows: np.ndarray | None = None,
     fit_cells: int | None = None,
     **options,
 ) -> CisMap:
@@ -248,6 +249,9 @@ def fit_blend_cis(
         The cells' peaks, out-of-fold predictions (coefficients with ``basis``) and genes.
     basis
         The target basis, or None.
+    rows
+        The rows of ``inputs`` and ``truth`` that hold the predictions' cells, in their order (None: the
+        same rows as ``predictions``); only the fitted cells' rows are copied.
     fit_cells
         At most this many of the cells (drawn with ``seed``) are fitted on; None: all. The fit holds
         their peaks and genes column by column, so this bounds its memory.
@@ -259,17 +263,28 @@ def fit_blend_cis(
     CisMap
         Ready to add as ``sd_c(p) * correction`` (see :mod:`mmscel.blend.cis`).
     """
-    take = _drawn(truth.shape[0], fit_cells, options.get("seed", 0))
-    residual, slopes = projected_residuals(take(predictions), basis, take(truth))
-    return _divided(fit_cis_map(take(inputs), residual, truth.shape[1], **options), slopes)
+    take, take_rows = _drawn(len(predictions), fit_cells, options.get("seed", 0), rows)
+    residual, slopes = projected_residuals(take(predictions), basis, take_rows(truth))
+    return _divided(fit_cis_map(take_rows(inputs), residual, truth.shape[1], **options), slopes)
 
 
-def _drawn(n_cells: int, at_most: int | None, seed: int) -> Callable:
-    """``rows -> rows`` of at most ``at_most`` cells drawn with ``seed`` (all of them, uncopied, if fewer)."""
-    if at_most is None or n_cells <= at_most:
-        return lambda values: values
-    rows = _draw_rows(n_cells, at_most, seed)
-    return lambda values: values[rows]
+def _drawn(n_cells: int, at_most: int | None, seed: int, rows: np.ndarray | None = None) -> tuple[Callable, Callable]:
+    """One draw of at most ``at_most`` of ``n_cells`` cells (seeded; all of them if fewer), as two selections.
+
+    The first takes the drawn cells of an array of the ``n_cells`` cells, the second their ``rows`` of a
+    matrix (None: the first); either returns its argument uncopied when it selects every row in order.
+    """
+    drawn = None if at_most is None or n_cells <= at_most else _draw_rows(n_cells, at_most, seed)
+    if rows is not None and drawn is not None:
+        rows = rows[drawn]
+
+    def take(values):
+        return values if drawn is None else values[drawn]
+
+    def take_rows(values):
+        return take(values) if rows is None else values[rows]
+
+    return take, take_rows
 
 
 def _divided(fitted: CisMap, slopes: np.ndarray) -> CisMap:
@@ -326,6 +341,7 @@ def cross_fit_cis(
     selection_cells: int,
     fit_cells: int | None = None,
     seed: int = 0,
+    rows: np.ndarray | None = None,
 ) -> CrossFittedCis | None:
     """Fit the correction on every cell and, for each fold, on the other folds' cells, scoring the held-out fold.
 
@@ -345,6 +361,8 @@ def cross_fit_cis(
         As in :func:`fit_cis_map`.
     fit_cells
         As in :func:`fit_blend_cis` (one draw for all the fits); the held-out scores are over every cell.
+    rows
+        As in :func:`fit_blend_cis`: ``inputs`` and ``truth`` may be the whole training set.
 
     Returns
     -------
@@ -355,17 +373,18 @@ def cross_fit_cis(
     if len(fold_ids) < 2:
         return None
     options = {"peaks_per_gene": peaks_per_gene, "alpha": alpha, "selection_cells": selection_cells, "seed": seed}
-    take = _drawn(len(folds), fit_cells, seed)
-    residual, slopes = projected_residuals(take(predictions), basis, take(truth))
+    take, take_rows = _drawn(len(folds), fit_cells, seed, rows)
+    residual, slopes = projected_residuals(take(predictions), basis, take_rows(truth))
     fitted_folds = take(folds)
     groups = [int(g) for g in np.unique(fitted_folds)]
     fits = {fold: [g for g in groups if g != fold] for fold in fold_ids}
-    maps = fit_cis_maps(take(inputs), residual, fitted_folds, {**fits, "full": groups}, truth.shape[1], **options)
+    maps = fit_cis_maps(take_rows(inputs), residual, fitted_folds, {**fits, "full": groups}, truth.shape[1], **options)
+    del residual  # its genes by column: the held-out scores need the memory
     by_fold, base, corrected = {}, [], []
     for fold in fold_ids:
         held = np.flatnonzero(folds == fold)
         by_fold[fold] = _divided(maps[fold], slopes[fitted_folds != fold])
-        cells = (inputs[held], predictions[held], basis, truth[held])  # sliced once for both scores
+        cells = (inputs, predictions[held], basis, truth, held if rows is None else rows[held])
         base.append(corrected_scores(None, *cells))
         corrected.append(corrected_scores(by_fold[fold], *cells))
     full = _divided(maps["full"], slopes)

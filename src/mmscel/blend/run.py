@@ -25,6 +25,7 @@ import pydantic
 
 from mmscel import tracking
 from mmscel.blend import objective
+from mmscel.blend.cis import corrected_scores, opened_peaks
 from mmscel.blend.inputs import RunOutputs, check_data, load_runs, target_space
 from mmscel.blend.methods import BLEND_METHODS, fit_weights
 from mmscel.config import MAX_SEED, PlainName, Tracking, describe_validation_error, read_yaml
@@ -178,6 +179,8 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
     check_data(task, {r.name: r.record.data_fingerprint for r in runs}, data_dir, cache_dir)
     cis = task == "multi" and config.cis is not None
     train = load(task, "train", data_dir, cache_dir, inputs=cis)  # the peaks only for the cis correction
+    if cis:
+        train.inputs = opened_peaks(train.inputs)  # all the correction reads, in a quarter of the values' memory
     space = target_space(store, runs[0].record.target_space)
     basis = space.basis
     validated = np.flatnonzero(np.all([np.isfinite(r.oof).all(axis=1) for r in runs], axis=0))
@@ -215,8 +218,7 @@ def _blend_task(config: BlendConfig, task: str, runs: list[RunOutputs], data_dir
     }
     if cis:
         oof = _blend_values([r.oof[validated] for r in runs], basis, weights)
-        truth = _rows(train.targets, validated)
-        info["cis"] = _cis(config, store, oof, basis, truth, train.inputs[validated], fold_labels[validated])
+        info["cis"] = _cis(config, store, oof, basis, train, validated, fold_labels[validated])
         info["cis"].update(_cis_last_day(config, runs, train, basis, earlier))
     return info, test
 
@@ -227,13 +229,15 @@ def _blend_values(predictions: list[np.ndarray], basis, weights: np.ndarray) -> 
     return objective.blend_components(predictions, basis, weights)
 
 
-def _cis(config: BlendConfig, store: RunStore, oof, basis, truth, inputs, folds) -> dict:
-    """Cross-fit the cis correction on the blend's OOF predictions; keep it only if it gains on held-out folds."""
+def _cis(config: BlendConfig, store: RunStore, oof, basis, train, validated: np.ndarray, folds) -> dict:
+    """Cross-fit the cis correction on the ``validated`` rows' OOF blend; keep it only if it gains on held-out folds."""
     from mmscel.blend.cis_fit import cross_fit_cis
 
     settings = config.cis.model_dump()
     with timed(f"blend {config.name}/multi: cis correction, {config.cis.peaks_per_gene} peaks a gene"):
-        fitted = cross_fit_cis(inputs, oof, basis, truth, folds, seed=config.seed, **settings)
+        fitted = cross_fit_cis(
+            train.inputs, oof, basis, train.targets, folds, rows=validated, seed=config.seed, **settings
+        )
     if fitted is None:
         log.warning(f"blend {config.name}/multi: no cis correction: fewer than two folds to validate it on")
         return {**settings, "applied": False, "why": "fewer than two folds to validate it on"}
@@ -373,7 +377,6 @@ def _earlier_weights(config: BlendConfig, runs: list[RunOutputs], train, basis, 
 def _cis_last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, earlier) -> dict:
     """The last-day score of the blend weighted on earlier days (``earlier``), without and with a correction
     fitted on them."""
-    from mmscel.blend.cis import corrected_scores
     from mmscel.blend.cis_fit import fit_blend_cis
 
     if earlier is None:
@@ -381,10 +384,10 @@ def _cis_last_day(config: BlendConfig, runs: list[RunOutputs], train, basis, ear
     weights, rows = earlier
     oof = _blend_values([r.oof[rows] for r in runs], basis, weights)
     options = {"seed": config.seed, **config.cis.model_dump()}
-    cis = fit_blend_cis(train.inputs[rows], oof, basis, train.targets[rows], **options)
+    cis = fit_blend_cis(train.inputs, oof, basis, train.targets, rows=rows, **options)
     last = np.flatnonzero(train.metadata["day"].to_numpy() == train.metadata["day"].max())
-    holdout, truth = _blend_values([r.last_day for r in runs], basis, weights), train.targets[last]
-    scores = [corrected_scores(each, train.inputs[last], holdout, basis, truth).mean() for each in (None, cis)]
+    holdout = _blend_values([r.last_day for r in runs], basis, weights)
+    scores = [corrected_scores(each, train.inputs, holdout, basis, train.targets, last).mean() for each in (None, cis)]
     return {"last_day_base": float(scores[0]), "last_day_corrected": float(scores[1])}
 
 

@@ -118,7 +118,7 @@ def bound_cis(store: RunStore, blend, task: str, values, split: str, data_dir, c
     found = blend.cis_maps(task)
     if found is None:
         return None
-    from mmscel.blend.cis import apply_cis
+    from mmscel.blend.cis import apply_cis, opened_peaks
     from mmscel.data.load import load
     from mmscel.folds import read_fold_labels
 
@@ -129,7 +129,7 @@ def bound_cis(store: RunStore, blend, task: str, values, split: str, data_dir, c
         which[:] = -1
         for index, fold in enumerate(folds, start=1):
             which[labels == fold] = index
-    inputs = load(task, split, data_dir, cache_dir, check=False, targets=False).inputs
+    inputs = opened_peaks(load(task, split, data_dir, cache_dir, check=False, targets=False).inputs)
     basis = target_space(store, blend.tasks[task].target_space).basis
     return apply_cis(maps, which, inputs, values, basis)
 
