@@ -36,6 +36,7 @@ from mmscel.errors import InputError
 from mmscel.folds import read_fold_labels
 from mmscel.progress import log_file, timed
 from mmscel.store import BlendRecord, RunStore, array_digest, digest
+from mmscel.targets import RowSubset
 
 log = logging.getLogger(__name__)
 BLEND_LOG = "blend.log"  # the blend's log lines, in its folder
@@ -268,14 +269,13 @@ def _fit_cells(config: BlendConfig, runs: list[RunOutputs], train, basis, valida
 
 def _last_day_holdout(runs: list[RunOutputs], train, basis):
     """The runs' holdout statistics on the last training day's cells, and those cells' rows."""
-    day = train.metadata["day"].to_numpy()
-    last_rows = np.flatnonzero(day == day.max())
-    return cell_statistics([r.last_day for r in runs], train.targets[last_rows], basis), last_rows
+    last_rows = np.flatnonzero(train.metadata["day"].to_numpy() == train.metadata["day"].max())
+    return cell_statistics([r.last_day for r in runs], _rows(train.targets, last_rows), basis), last_rows
 
 
 def _rows(matrix, rows: np.ndarray):
-    """``matrix[rows]``, without a copy when ``rows`` is every row."""
-    return matrix if len(rows) == matrix.shape[0] and np.array_equal(rows, np.arange(len(rows))) else matrix[rows]
+    """``matrix[rows]``; read on demand from a sparse gene matrix, whose copy would take GBs at full size."""
+    return matrix[rows] if isinstance(matrix, np.ndarray) else RowSubset(matrix, rows)
 
 
 def _study_key(config: BlendConfig, runs: list[RunOutputs], validated: np.ndarray) -> str:
@@ -369,7 +369,7 @@ def _earlier_weights(config: BlendConfig, runs: list[RunOutputs], train, basis, 
         return None
     day = train.metadata["day"].to_numpy()
     earlier = validated[day[validated] != day.max()]
-    fit_stats = cell_statistics([r.oof[earlier] for r in runs], train.targets[earlier], basis)
+    fit_stats = cell_statistics([r.oof[earlier] for r in runs], _rows(train.targets, earlier), basis)
     options = {"n_trials": config.nested_trials, "seed": config.seed, "greedy_steps": config.greedy_steps}
     return fit_weights(config.method, fit_stats, **options), earlier
 
