@@ -114,6 +114,16 @@ def combined_measures(measures: list[dict]) -> dict:
     }
 
 
+def stage_totals(stage: dict) -> dict:
+    """A measured stage's figures over all its attempts: the completed one plus the measured part of each one
+    killed before it (its ``interrupted`` list, filled by :func:`collect_interrupted`).
+
+    An interrupted attempt's work up to its last checkpoint is not redone, the rest is, so the sums
+    bound from above what one uninterrupted attempt would have taken.
+    """
+    return combined_measures([stage, *stage.get("interrupted", [])])
+
+
 def collect_interrupted(progress: Path, attempts: list[dict]) -> None:
     """Move what a killed attempt left in ``progress`` (see :func:`run_measured`) into ``attempts``.
 

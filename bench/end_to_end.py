@@ -38,7 +38,6 @@ from common import (
     add_out_argument,
     bench_script,
     collect_interrupted,
-    combined_measures,
     load_result,
     markdown_table,
     measured_step,
@@ -47,6 +46,7 @@ from common import (
     run_measured,
     save_result,
     shipped_pipeline,
+    stage_totals,
     submission_scores,
 )
 
@@ -122,15 +122,6 @@ class Pipeline:
 def source_commit() -> str:
     """The commit of the mmscel tree that ran the stage (stages may run in several sittings)."""
     return run_command(["git", "rev-parse", "--short", "HEAD"]).strip()
-
-
-def stage_totals(stage: dict) -> dict:
-    """A stage's figures over all its attempts: the completed one plus the measured part of each killed one.
-
-    An interrupted attempt's work up to its last checkpoint is not redone, the rest is, so the sums
-    bound from above what one uninterrupted attempt would have taken.
-    """
-    return combined_measures([stage, *stage.get("interrupted", [])])
 
 
 def report(saved: dict, hours: float, stage_gib: float) -> str:

@@ -54,12 +54,13 @@ from common import (
     markdown_table,
     prepared,
     publish,
+    stage_totals,
     synthetic_competition,
 )
 from dask_overhead import Cluster, fresh_store, identical
 
 WORKERS = (1, 2, 4, 8, 16)
-ONE_MACHINE_STAGES = ("features_cite", "features_multi", "level2", "submit")
+ONE_MACHINE_STAGES = ("prepare", "features_cite", "features_multi", "level2", "submit")
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def model(args: argparse.Namespace) -> int:
     saved = load_result(out, "end_to_end", args.scale)
     if saved is None:
         raise SystemExit(f"no section {args.scale!r} in {out / 'end_to_end.json'}: run bench/end_to_end.py first")
-    stages = saved["stages"]
+    stages = {name: stage_totals(stage) for name, stage in saved["stages"].items()}  # every attempt counted
     one_machine = sum(stages[name]["wall_s"] for name in ONE_MACHINE_STAGES if name in stages)
     measured_level1 = sum(stage["wall_s"] for name, stage in stages.items() if name.startswith("level1_"))
     cost = per_task_cost(out)
@@ -202,10 +203,10 @@ def model(args: argparse.Namespace) -> int:
         table[workers] = {"level1_s": level1, "one_machine_s": one_machine, "total_s": total}
         cells = [f"{level1 / 3600:.2f}", f"{one_machine / 3600:.2f}", f"{total / 3600:.2f}", f"{level1 / total:.0%}"]
         rows.append([workers, *cells])
-    headers = ["workers", "level-1 h (model)", "features + level-2 + submit h", "total h", "level-1 share"]
+    headers = ["workers", "level-1 h (model)", "prepare, features, level-2, submit h", "total h", "level-1 share"]
     longest = max(fold for run in runs for fold in run.folds_s)
     text = markdown_table(headers, rows)
-    text += f"\n\nlevel-1 measured on this machine (ten local runs): {measured_level1 / 3600:.2f} h; "
+    text += f"\n\nlevel-1 measured on this machine (ten local runs, every attempt): {measured_level1 / 3600:.2f} h; "
     text += f"longest fold {longest:.0f} s (no number of workers goes below it); {cost:.3f} s per task"
     result = {"table": table, "runs": [run.__dict__ for run in runs], "measured_level1_s": measured_level1}
     return publish(out, "scaleout", f"model:{args.scale}", result, text)

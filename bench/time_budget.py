@@ -41,7 +41,6 @@ from common import (
     SHIPPED_TASKS,
     add_out_argument,
     collect_interrupted,
-    combined_measures,
     load_result,
     markdown_table,
     mmscel_command,
@@ -49,6 +48,7 @@ from common import (
     run_measured,
     save_result,
     seeded_competition,
+    stage_totals,
     submission_scores,
 )
 
@@ -166,7 +166,7 @@ def profile_wall(profile: str, stages: dict, measured: dict) -> tuple[float | No
             records.append(stages.get(f"level1_{task}_{learner}") if shipped else measured.get(run))
     if any(record is None for record in records):
         return None, None
-    totals = [combined_measures([record, *record.get("interrupted", [])]) for record in records]
+    totals = [stage_totals(record) for record in records]
     return sum(total["wall_s"] for total in totals), max(total["peak_rss_mib"] for total in totals)
 
 
