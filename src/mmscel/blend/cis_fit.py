@@ -271,8 +271,8 @@ def fit_blend_cis(
 def _drawn(n_cells: int, at_most: int | None, seed: int, rows: np.ndarray | None = None) -> tuple[Callable, Callable]:
     """One draw of at most ``at_most`` of ``n_cells`` cells (seeded; all of them if fewer), as two selections.
 
-    The first takes the drawn cells of an array of the ``n_cells`` cells, the second their ``rows`` of a
-    matrix (None: the first); either returns its argument uncopied when it selects every row in order.
+    The first takes the drawn cells of an array of the ``n_cells`` cells, uncopied when it keeps them all;
+    the second their ``rows`` of a matrix (None: as the first).
     """
     drawn = None if at_most is None or n_cells <= at_most else _draw_rows(n_cells, at_most, seed)
     if rows is not None and drawn is not None:
