@@ -54,6 +54,12 @@ UNSCALED = ["params.standardize_inputs=false"]  # the raw SVD scores: the leadin
 UNSCALED_MLP = {"unscaled_inputs": UNSCALED, "unscaled_inputs_seeds_3": UNSCALED + SEEDS}
 UNSCALED_RIDGE = {"unscaled_inputs": ["params.standardize=false"]}
 DAY = ["features.day=true"]  # the sampling day as a feature column
+FEW_ROWS = {  # the MLP's epochs on few cells: at least that many training rows seen (0: a fixed ``epochs``)
+    "min_rows_seen_0": ["params.min_rows_seen=0"],
+    "min_rows_seen_20000": ["params.min_rows_seen=20000"],
+    "min_rows_seen_40000": ["params.min_rows_seen=40000"],
+    "min_rows_seen_80000": ["params.min_rows_seen=80000"],
+}
 MORE_COMPONENTS = {"shipped": [], "components_32": ["targets.components=32"]}  # the GBDTs fit 32 target directions
 GBDT = {  # the variants of XGBoost, the same on both tasks
     **MORE_COMPONENTS,
@@ -82,6 +88,7 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "fold_mean_and_refit": BOTH,
             **UNSCALED_MLP,
             "day": DAY,
+            **FEW_ROWS,
         },
         "xgb": GBDT,
         "lgbm": MORE_COMPONENTS,  # XGBoost's best change, on the other GBDTs
@@ -100,6 +107,7 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "refit": REFIT,
             "fold_mean_and_refit": BOTH,
             **UNSCALED_MLP,
+            **FEW_ROWS,
         },
         "xgb": GBDT,
         "lgbm": MORE_COMPONENTS,

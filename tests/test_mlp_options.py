@@ -149,6 +149,31 @@ def test_without_early_stopping_every_epoch_runs_on_every_training_row():
     assert {fold.info["n_fit"] for fold in result.folds.values()} == {150}
 
 
+def test_min_rows_seen_adds_epochs_on_few_rows_only():
+    learner = mlp({"epochs": 4, "min_rows_seen": 1000})
+    assert [learner.epochs_for(rows) for rows in (100, 200, 301, 1000, 5000)] == [10, 5, 4, 4, 4]
+    assert mlp({"epochs": 4}).epochs_for(10) == 4  # 0: exactly ``epochs``
+
+
+def test_min_rows_seen_fits_what_that_many_epochs_fit():
+    X, Y = nonlinear_data(n=300)
+    train = FitData(X[:200], Y[:200])
+    raised = mlp({"early_stopping": False, "epochs": 2, "min_rows_seen": 1000}).fit(train).predict(X)
+    again = mlp({"early_stopping": False, "epochs": 2, "min_rows_seen": 1000}).fit(train).predict(X)
+    five = mlp({"early_stopping": False, "epochs": 5}).fit(train).predict(X)
+    two = mlp({"early_stopping": False, "epochs": 2}).fit(train).predict(X)
+    assert raised.shape == (300, Y.shape[1]) and raised.dtype == np.float32
+    np.testing.assert_array_equal(raised, again)
+    np.testing.assert_array_equal(raised, five)  # ceil(1000 / 200) = 5 epochs
+    assert not np.array_equal(raised, two)
+
+
+def test_onecycle_is_planned_over_the_raised_epochs():
+    learner = mlp({"schedule": "onecycle", "epochs": 2, "min_rows_seen": 1280, "batch_size": 64})
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    assert learner._scheduler(optimizer, 128).total_steps == 10 * 2  # 10 epochs of 2 batches
+
+
 def test_save_load_round_trip_with_decoder_and_heads(tmp_path):
     X, Y = nonlinear_data(n=200)
     learner = mlp({**DECODER, "norm": "batch", "epochs": 2}).fit(FitData(X, Y))
@@ -182,6 +207,7 @@ def test_a_model_saved_without_decoder_keys_still_loads(tmp_path):
         ({"schedule": "cosine"}, "schedule"),
         ({"pct_start": 0.0}, "pct_start"),
         ({"early_stopping": "sometimes"}, "early_stopping"),
+        ({"min_rows_seen": -1}, "min_rows_seen"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_key(params, key):

@@ -30,17 +30,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-import pydantic
 import torch
 import torch.utils.deterministic
 
 from mmscel.learners.base import BaseLearner, FitData, FitFailed, LearnerParams, TargetBasis, as_float32
-from mmscel.learners.device import Device, torch_cuda_problem
 from mmscel.learners.mlp_loss import GenePearson, Objective, batches_per_epoch, fade_weight, gene_objective
 from mmscel.learners.mlp_net import MLPNet, Reconstruction, batch_genes, rows_tensor, torch_session
+from mmscel.learners.mlp_params import MLPParams
 from mmscel.metrics import pearson_per_row
 from mmscel.progress import track
 
@@ -49,109 +48,6 @@ INFO_FILE = "mlp.json"
 PREDICT_BATCH = 4096
 # architecture keys beyond the encoder, with the values of a network without a decoder
 DECODER_DEFAULTS = {"decoder_blocks": 0, "decoder_width": None, "decoder_dropout": None, "heads": 1}
-
-
-class MLPParams(LearnerParams):
-    """Parameters of :class:`MLPLearner`.
-
-    Parameters
-    ----------
-    hidden
-        Width of each encoder layer, input side first.
-    dropout
-        Dropout rate after each encoder activation (0: no dropout layers).
-    activation
-        The hidden layers' activation.
-    norm
-        Normalisation after each hidden Linear.
-    lr
-        AdamW learning rate.
-    weight_decay
-        AdamW (decoupled) weight decay.
-    epochs
-        Epochs at most.
-    batch_size
-        Rows per mini-batch.
-    loss
-        The training loss (see :func:`compute_loss`).
-    patience
-        Epochs without a better validation score before stopping.
-    standardize_inputs
-        Standardise the features by the training rows' mean and std (kept); off: raw, the SVD's spectrum kept.
-    reconstruct
-        With a basis and ``Y_full``: take the loss on ``z @ components + mean`` against ``Y_full``.
-    decoder_blocks
-        Blocks after the encoder, each ``Linear -> norm -> act -> dropout`` (0: none). With one head,
-        blocks of the last encoder width and dropout are the same network as that many more ``hidden`` layers.
-    decoder_width
-        Width of the decoder blocks (None: the last encoder width).
-    decoder_dropout
-        Dropout rate of the decoder blocks (None: ``dropout``).
-    heads
-        Output heads, on the last ``heads`` hidden states (the encoder's output, then each decoder
-        block's); at most ``decoder_blocks + 1``. The loss is the mean of the heads' losses, the
-        prediction the mean of their outputs.
-    aux_loss
-        ``"mse"`` or ``"mae"``: an auxiliary term added to ``loss``, weighted by ``aux_weight`` (``"none"``: no term).
-    aux_weight
-        Weight of the auxiliary term.
-    aux_space
-        Where the auxiliary term is taken: ``"outputs"`` (the learner's targets: the proteins, or the
-        target-SVD coefficients) or ``"targets"`` (the scored targets, reconstructed when ``reconstruct`` applies).
-    aux_fade_after
-        Epochs at full ``aux_weight``; after them the weight fades as ``(1 - t)^2`` to about 0 by the
-        last epoch (None: constant weight).
-    schedule
-        Learning rate over the fit: ``"constant"``, or ``"onecycle"`` (torch's ``OneCycleLR`` peaking at ``lr``,
-        planned over ``epochs`` epochs; AdamW's first beta cycles too).
-    pct_start
-        Share of the one cycle spent raising the rate.
-    early_stopping
-        False: train ``epochs`` epochs on every training row and keep the last weights (no rows are cut
-        for validation; ``patience`` is unused).
-    device
-        ``cpu``, or ``cuda``: fit on a CUDA GPU. Part of the run's hash, as GPU fits differ from CPU fits.
-    """
-
-    hidden: list[Annotated[int, pydantic.Field(ge=1, le=65_536)]] = pydantic.Field(
-        default_factory=lambda: [256, 256], max_length=32
-    )
-    dropout: float = pydantic.Field(0.1, ge=0, lt=1)
-    activation: Literal["silu", "relu", "gelu"] = "silu"
-    norm: Literal["none", "batch", "layer"] = "layer"
-    lr: float = pydantic.Field(1e-3, gt=0)
-    weight_decay: float = pydantic.Field(1e-5, ge=0)
-    epochs: Annotated[int, pydantic.Field(ge=1, le=100_000)] = 60
-    batch_size: Annotated[int, pydantic.Field(ge=1, le=10_000_000)] = 256
-    loss: Literal["mse", "correlation", "mse+correlation"] = "correlation"
-    patience: Annotated[int, pydantic.Field(ge=1, le=100_000)] = 8
-    standardize_inputs: bool = True
-    reconstruct: bool = True
-    decoder_blocks: Annotated[int, pydantic.Field(ge=0, le=64)] = 0
-    decoder_width: Annotated[int, pydantic.Field(ge=1, le=65_536)] | None = None
-    decoder_dropout: float | None = pydantic.Field(None, ge=0, lt=1)
-    heads: Annotated[int, pydantic.Field(ge=1, le=65)] = 1
-    aux_loss: Literal["none", "mse", "mae"] = "none"
-    aux_weight: float = pydantic.Field(1.0, ge=0)
-    aux_space: Literal["outputs", "targets"] = "outputs"
-    aux_fade_after: Annotated[int, pydantic.Field(ge=0, le=100_000)] | None = None
-    schedule: Literal["constant", "onecycle"] = "constant"
-    pct_start: float = pydantic.Field(0.3, gt=0, lt=1)
-    early_stopping: bool = True
-    device: Device = "cpu"
-
-    @pydantic.field_validator("heads")
-    @classmethod
-    def _heads_fit_the_decoder(cls, heads: int, info: pydantic.ValidationInfo) -> int:
-        blocks = info.data.get("decoder_blocks")
-        if blocks is not None and heads > blocks + 1:
-            raise ValueError(f"at most decoder_blocks + 1 = {blocks + 1} heads (one per hidden state), got {heads}")
-        return heads
-
-    @classmethod
-    def cuda_problem(cls) -> str | None:
-        """Why torch cannot fit on a CUDA GPU here (None: it can)."""
-        return torch_cuda_problem()
 
 
 class MLPLearner(BaseLearner):
@@ -296,6 +192,21 @@ class MLPLearner(BaseLearner):
 
     # -- training ---------------------------------------------------------------
 
+    def epochs_for(self, n_rows: int) -> int:
+        """Epochs of a fit on ``n_rows`` training rows: ``epochs``, or more to pass ``min_rows_seen`` rows.
+
+        Parameters
+        ----------
+        n_rows
+            Rows the network trains on.
+
+        Returns
+        -------
+        int
+        """
+        p = self.params
+        return max(p.epochs, math.ceil(p.min_rows_seen / max(1, n_rows)))
+
     def _train(self, Z, Y, Y_full, recon, valid: FitData | None, basis: TargetBasis | None) -> None:
         """Epoch loop on standardised inputs ``Z``, early-stopping on ``valid``; keeps the best weights."""
         p = self.params
@@ -314,9 +225,10 @@ class MLPLearner(BaseLearner):
         self.valid_scores_: list[float] = []
         on_genes = valid is not None and valid.Y_full is not None and basis is not None and p.reconstruct
         genes_score = GenePearson(basis, valid.Y_full) if on_genes else None
-        best_score, best_state, best_epoch = -np.inf, None, p.epochs
-        for epoch in track(range(1, p.epochs + 1), "mlp epochs"):
-            self._epoch(step, p.aux_weight * fade_weight(epoch, p.epochs, p.aux_fade_after))
+        epochs = self.epochs_for(len(Z))
+        best_score, best_state, best_epoch = -np.inf, None, epochs
+        for epoch in track(range(1, epochs + 1), "mlp epochs"):
+            self._epoch(step, p.aux_weight * fade_weight(epoch, epochs, p.aux_fade_after))
             if valid is None:
                 continue
             score = self._valid_score(valid, basis, genes_score)
@@ -335,7 +247,7 @@ class MLPLearner(BaseLearner):
         p = self.params
         if p.schedule == "constant":
             return None
-        steps = p.epochs * batches_per_epoch(n_rows, p.batch_size)
+        steps = self.epochs_for(n_rows) * batches_per_epoch(n_rows, p.batch_size)
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=p.lr, total_steps=steps, pct_start=p.pct_start)
 
     def _epoch(self, step: _Step, aux_weight: float) -> None:
