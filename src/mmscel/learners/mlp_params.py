@@ -11,7 +11,7 @@ from mmscel.learners.device import Device, torch_cuda_problem
 
 
 class MLPParams(LearnerParams):
-    """Parameters of :class:`MLPLearner`.
+    """Parameters of :class:`~mmscel.learners.mlp.MLPLearner`.
 
     Parameters
     ----------
@@ -28,14 +28,14 @@ class MLPParams(LearnerParams):
     weight_decay
         AdamW (decoupled) weight decay.
     epochs
-        Epochs at most.
+        Epochs at most (more on few rows under ``min_rows_seen``).
     min_rows_seen
         Training rows the fit passes at least (epochs x rows): on few rows it runs more than ``epochs``
         epochs, as many as reach this count (0: exactly ``epochs``). Early stopping still applies.
     batch_size
         Rows per mini-batch.
     loss
-        The training loss (see :func:`compute_loss`).
+        The training loss (see :func:`~mmscel.learners.mlp_loss.compute_loss`).
     patience
         Epochs without a better validation score before stopping.
     standardize_inputs
@@ -69,8 +69,8 @@ class MLPParams(LearnerParams):
     pct_start
         Share of the one cycle spent raising the rate.
     early_stopping
-        False: train ``epochs`` epochs on every training row and keep the last weights (no rows are cut
-        for validation; ``patience`` is unused).
+        False: train every epoch of the fit (``epochs``, or more under ``min_rows_seen``) on every training row
+        and keep the last weights (no rows are cut for validation; ``patience`` is unused).
     device
         ``cpu``, or ``cuda``: fit on a CUDA GPU. Part of the run's hash, as GPU fits differ from CPU fits.
     """
