@@ -60,6 +60,12 @@ FEW_ROWS = {  # the MLP's epochs on few cells: at least that many training rows 
     "min_rows_seen_40000": ["params.min_rows_seen=40000"],
     "min_rows_seen_80000": ["params.min_rows_seen=80000"],
 }
+NOT_FROM_FOLDS = ["params.epochs_from_folds=false"]
+CITE_FEW_ROWS = {  # the CITEseq MLP chooses its epochs on the folds, up to 40,000 rows seen: other ranges, or fixed
+    "fixed_epochs": [*NOT_FROM_FOLDS, "params.min_rows_seen=0"],
+    **{f"min_rows_seen_{n}": [*NOT_FROM_FOLDS, f"params.min_rows_seen={n}"] for n in (20000, 40000, 80000)},
+    "epochs_from_folds_80000": ["params.min_rows_seen=80000"],
+}
 MORE_COMPONENTS = {"shipped": [], "components_32": ["targets.components=32"]}  # the GBDTs fit 32 target directions
 GBDT = {  # the variants of XGBoost, the same on both tasks
     **MORE_COMPONENTS,
@@ -88,7 +94,7 @@ VARIANTS = {  # task -> learner -> variant -> --set settings over the shipped co
             "fold_mean_and_refit": BOTH,
             **UNSCALED_MLP,
             "day": DAY,
-            **FEW_ROWS,
+            **CITE_FEW_ROWS,
         },
         "xgb": GBDT,
         "lgbm": MORE_COMPONENTS,  # XGBoost's best change, on the other GBDTs

@@ -29,6 +29,21 @@ DASK = Path(sys.executable).with_name("dask")
 FEATURES = {"cite": {"svd_components": 24}, "multi": {"svd_components": 24, "target_svd_components": 12}}
 RIDGE = {"task": "cite", "learner": "ridge", "params": {"alpha": 10.0}, "features": FEATURES["cite"], "n_jobs": 1}
 # the shipped config: its BLAS products are large enough for OpenBLAS to use every thread it may
+# an MLP that chooses its epochs on the folds: each worker makes the choice a local run makes once
+MLP_FROM_FOLDS = {
+    "task": "cite",
+    "learner": "mlp",
+    "params": {
+        "hidden": [32],
+        "epochs": 2,
+        "batch_size": 64,
+        "early_stopping": False,
+        "min_rows_seen": 2000,
+        "epochs_from_folds": True,
+    },
+    "features": FEATURES["cite"],
+    "n_jobs": 1,
+}
 MULTI_RIDGE = yaml.safe_load((Path(__file__).parents[1] / "configs" / "multi" / "ridge.yaml").read_text())
 LGBM = {
     "task": "multi",
@@ -152,8 +167,9 @@ def test_folds_on_dask_match_a_local_run_and_are_done_once(tiny_prepared, tmp_pa
         write_config(tmp_path, "ridge_refit", **RIDGE, test_predictions="refit"),
         write_config(tmp_path, "multi_ridge", **MULTI_RIDGE),
         write_config(tmp_path, "lgbm", **LGBM),
+        write_config(tmp_path, "mlp_from_folds", **MLP_FROM_FOLDS),
     ]
-    runs = [("cite", "ridge_refit"), ("multi", "multi_ridge"), ("multi", "lgbm")]
+    runs = [("cite", "ridge_refit"), ("multi", "multi_ridge"), ("multi", "lgbm"), ("cite", "mlp_from_folds")]
     for config in configs:
         run_level1(config, tiny_prepared, oof_root=tmp_path / "local")
     result = run_cli("level1", *configs, "--data", tiny_prepared, "--oof", tmp_path / "dask", "--dask", address)
@@ -166,6 +182,12 @@ def test_folds_on_dask_match_a_local_run_and_are_done_once(tiny_prepared, tmp_pa
         assert f"multi/lgbm fold {fold}: on the worker " in log
     assert f"multi/lgbm: {len(folds)} folds to fit on the cluster" in log
     assert "multi/multi_ridge" not in log and "cite/ridge_refit" not in log
+    chosen = [
+        line.split("epochs chosen on the folds: ")[1]
+        for line in (tmp_path / "dask" / "cite" / "mlp_from_folds" / "run.log").read_text().splitlines()
+        if "epochs chosen on the folds" in line
+    ]
+    assert len(set(chosen)) == 1  # every worker chose what the local run chose (its folds equal, above)
 
     # every fold checkpointed but the run unfinished: nothing is sent, the run is assembled from the checkpoints
     run_dir = tmp_path / "dask" / "multi" / "lgbm"

@@ -141,7 +141,7 @@ def test_without_early_stopping_every_epoch_runs_on_every_training_row():
     fitted = learner.fit(FitData(X[:200], Y[:200]), valid=FitData(X[200:], Y[200:]))
     alone = mlp({"early_stopping": False, "epochs": 4}).fit(FitData(X[:200], Y[:200]))
     np.testing.assert_array_equal(fitted.predict(X), alone.predict(X))  # the validation part is not used
-    assert fitted.best_iterations is None and fitted.fit_info() == {}
+    assert fitted.best_iterations is None and fitted.fit_info() == {"epochs": 4}
     assert not make_learner("mlp", {**SMALL, "early_stopping": False}, seeds=2).uses_validation
     folds = np.repeat([0, 1], 150)
     result = cross_validate(mlp({"early_stopping": False, "epochs": 2}), X, Y, folds)

@@ -8,7 +8,8 @@ Every fold fits a fresh copy of the learner, seeded with the learner's seed
 plus the split's ``seed_offset``, so a fold's result does not depend on which
 folds ran before it (a killed run resumes to identical results). Early
 stopping uses a part cut from *inside* the training rows, never the fold
-being predicted.
+being predicted. A learner may first choose a setting on the folds themselves
+(see :mod:`mmscel.fold_probe`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from mmscel.learners.base import BaseLearner, FitData
+from mmscel.fold_probe import FoldProbe, fold_data
+from mmscel.learners.base import BaseLearner
 from mmscel.progress import track
 from mmscel.targets import NativeTargets, TargetSpace, mean_profile_score
 
@@ -177,7 +179,8 @@ def cross_validate(
     Parameters
     ----------
     learner
-        A learner whose ``clone`` makes each fold's fresh copy (seed: its seed plus the split's offset).
+        A learner whose ``clone`` makes each fold's fresh copy (seed: its seed plus the split's offset),
+        after its ``adapt_to_folds`` has chosen any setting it reads off these splits.
     X
         Features of the training rows (rows x features, float32).
     Y
@@ -222,11 +225,14 @@ def cross_validate(
         raise ValueError("the folds validate no row")
     learner_targets = None if space.per_fold else space.transform(Y)
     results: dict[str, FoldResult] = {}
+    adapted = None  # chosen on the folds when the first split is fitted (not when every split is checkpointed)
     for split in track(splits, progress or "folds", total=len(splits), enabled=progress is not None):
         result = checkpoints.load(split.name) if checkpoints is not None else None
         if result is None:
+            if adapted is None:
+                adapted = learner.adapt_to_folds(FoldProbe(X, Y, splits, space, learner_targets))
             result, fitted, fold_space = fit_split(
-                learner, X, Y, split, X_test, space, learner_targets, validation_fraction
+                adapted, X, Y, split, X_test, space, learner_targets, validation_fraction
             )
             if checkpoints is not None:
                 checkpoints.save(result, fitted, fold_space)
@@ -309,7 +315,7 @@ def fit_split(
     fold_learner = learner.clone(seed=seed)
     fit_rows, stop_rows = early_stopping_split(split.train, validation_fraction, seed, fold_learner.uses_validation)
     fold_space = space.clone().fit_rows(Y, fit_rows) if space.per_fold else space
-    parts = [_fit_data(X, Y, rows, fold_space, learner_targets, fold_learner) for rows in (fit_rows, stop_rows)]
+    parts = [fold_data(X, Y, rows, fold_space, learner_targets, fold_learner) for rows in (fit_rows, stop_rows)]
     fold_learner.fit(*parts, fold_space.learner_basis)
     del parts
     width = fold_space.prediction_width(Y)
@@ -355,14 +361,6 @@ def early_stopping_split(rows: np.ndarray, fraction: float, seed: int, wanted: b
     stop = np.zeros(len(rows), dtype=bool)
     stop[rng.choice(len(rows), size=max(1, int(round(fraction * len(rows)))), replace=False)] = True
     return rows[~stop], rows[stop]
-
-
-def _fit_data(X, Y, rows, space: TargetSpace, learner_targets, learner: BaseLearner) -> FitData | None:
-    if len(rows) == 0:
-        return None
-    targets = space.transform_rows(Y, rows) if learner_targets is None else learner_targets[rows]
-    full = space.basis_targets(Y, rows) if space.learner_basis is not None and learner.uses_full_targets else None
-    return FitData(X[rows], targets, full)
 
 
 def _predict(learner: BaseLearner, space: TargetSpace, X: np.ndarray) -> np.ndarray:

@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from mmscel.config import RunConfig
 from mmscel.cv import fit_split
 from mmscel.errors import InputError
+from mmscel.fold_probe import FoldProbe
 from mmscel.fsutil import sweep_temporaries
 from mmscel.learners import FitFailed, make_learner
 from mmscel.level1 import RUN_LOG, RunResult, as_run_config, check_run, finish_run, start_run
@@ -284,10 +285,13 @@ def fit_fold(
         with log_file(store.run_dir(config.task, config.name) / RUN_LOG, this_thread=True), threadpool_limits(threads):
             log.info(f"{config.task}/{config.name} fold {fold}: on the worker {worker}")
             inputs, space, learner_targets = _run_inputs(config, facts, data_dir, cache_dir, store, threads)
-            split = {split.name: split for split in inputs.plan(config)}[fold]
+            splits = inputs.plan(config)
+            split = {split.name: split for split in splits}[fold]
             learner = make_learner(config.learner, config.learner_params(), config.seed, config.n_jobs, config.seeds)
             X, Y, X_test = inputs.features.train, inputs.Y, inputs.features.test
             try:
+                # the choice a local run makes once, made again for this fold (deterministic: the same choice)
+                learner = learner.adapt_to_folds(FoldProbe(X, Y, splits, space, learner_targets))
                 result, fitted, fold_space = fit_split(
                     learner, X, Y, split, X_test, space, learner_targets, config.validation_fraction
                 )

@@ -9,12 +9,15 @@ so level-1 treats it like any other.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmscel.learners.base import BaseLearner, FitData, LearnerParams
 from mmscel.targets import TargetBasis
+
+if TYPE_CHECKING:
+    from mmscel.fold_probe import FoldProbe
 
 SEED_STRIDE = 10_007  # member i uses seed + i * SEED_STRIDE: clear of the per-fold offsets of the same run
 
@@ -60,6 +63,13 @@ class SeedBag(BaseLearner):
         """An unfitted bag of the same learner and size (seeded with ``seed``, when given)."""
         seed = self.seed if seed is None else seed
         return SeedBag(self.learner_cls, self.params, len(self.members), seed=seed, n_jobs=self.n_jobs)
+
+    def adapt_to_folds(self, probe: FoldProbe) -> SeedBag:
+        """A bag whose members take the settings the first member chooses on the folds (itself when none)."""
+        adapted = self.members[0].adapt_to_folds(probe)
+        if adapted is self.members[0]:
+            return self
+        return SeedBag(self.learner_cls, adapted.params, len(self.members), seed=self.seed, n_jobs=self.n_jobs)
 
     def fit(self, train: FitData, valid: FitData | None = None, basis: TargetBasis | None = None) -> SeedBag:
         """Fit every member on the same rows (each early-stops on the same ``valid``)."""

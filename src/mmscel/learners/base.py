@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pydantic
@@ -29,6 +29,9 @@ import scipy.sparse as sp
 from mmscel.errors import InputError
 from mmscel.targets import RowSubset, TargetBasis
 from mmscel.targets.moments import ShiftedRows
+
+if TYPE_CHECKING:
+    from mmscel.fold_probe import FoldProbe
 
 
 class LearnerParams(pydantic.BaseModel):
@@ -262,6 +265,23 @@ class BaseLearner(ABC):
         BaseLearner
             ``self``, ready to predict.
         """
+
+    def adapt_to_folds(self, probe: FoldProbe) -> BaseLearner:
+        """The learner the cross-validation fits, with any setting it reads off the folds chosen.
+
+        Called once before the first split is fitted. The default chooses nothing.
+
+        Parameters
+        ----------
+        probe
+            The cross-validation's ``cv`` splits, to fit probe copies on (see :mod:`mmscel.fold_probe`).
+
+        Returns
+        -------
+        BaseLearner
+            ``self``, or an unfitted copy with the chosen parameters and the same seed.
+        """
+        return self
 
     def check_device(self, where: str = "params.device") -> None:
         """Refuse a ``params.device`` this machine cannot fit on, before anything is fitted or written.

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +43,11 @@ from mmscel.learners.mlp_net import MLPNet, Reconstruction, batch_genes, rows_te
 from mmscel.learners.mlp_params import MLPParams
 from mmscel.metrics import pearson_per_row
 from mmscel.progress import track
+
+if TYPE_CHECKING:
+    from mmscel.fold_probe import FoldProbe
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "mlp.pt"
 INFO_FILE = "mlp.json"
@@ -133,9 +139,38 @@ class MLPLearner(BaseLearner):
         self.model_.eval()
         return self
 
+    def adapt_to_folds(self, probe: FoldProbe) -> MLPLearner:
+        """With ``epochs_from_folds``: this learner passing the rows the folds' mean validation curve chooses.
+
+        Each probed split trains a copy (this seed plus the split's offset) for every epoch
+        ``min_rows_seen`` allows on its rows, scoring its validation rows after each; the chosen count
+        ``e`` (at least ``epochs``) is the best of the mean curve, over the epochs every split reached.
+        The copy returned passes ``e`` times the splits' median training rows (``min_rows_seen``), so a
+        refit on more rows runs proportionally fewer epochs.
+        """
+        p = self.params
+        budgets = [self.epochs_for(n) for n in probe.train_rows]
+        if not p.epochs_from_folds or not budgets or min(budgets) <= p.epochs:
+            return self
+        watching = p.model_copy(update={"early_stopping": True, "patience": max(budgets), "epochs_from_folds": False})
+        curves = np.array([fit.valid_scores_[: min(budgets)] for fit in probe.fit(self._copy(watching))])
+        mean = curves.mean(axis=0)
+        chosen = p.epochs + int(np.argmax(mean[p.epochs - 1 :]))
+        rows = chosen * int(np.median(probe.train_rows))
+        log.info(
+            f"epochs chosen on the folds: {chosen} of {p.epochs}-{len(mean)} (mean validation score "
+            f"{mean[chosen - 1]:.4f}, {mean[p.epochs - 1]:.4f} at {p.epochs}): min_rows_seen {rows}"
+        )
+        return self._copy(p.model_copy(update={"min_rows_seen": rows, "epochs_from_folds": False}))
+
+    def _copy(self, params: MLPParams) -> MLPLearner:
+        return type(self)(params, seed=self.seed, n_jobs=self.n_jobs)
+
     def fit_info(self) -> dict[str, Any]:
-        """Best epoch and the best validation per-cell Pearson."""
+        """Epochs run, the best epoch and the best validation per-cell Pearson."""
         info = super().fit_info()
+        if getattr(self, "epochs_run_", None):
+            info["epochs"] = self.epochs_run_
         if getattr(self, "valid_scores_", None):
             info["best_valid_pearson"] = float(max(self.valid_scores_))
         return info
@@ -237,6 +272,7 @@ class MLPLearner(BaseLearner):
                 best_score, best_epoch, best_state = score, epoch, copy.deepcopy(self.model_.state_dict())
             elif epoch - best_epoch >= p.patience:
                 break
+        self.epochs_run_ = epoch
         if best_state is not None:
             self.model_.load_state_dict(best_state)
         self.best_iterations = [best_epoch] if valid is not None else None

@@ -71,6 +71,13 @@ class MLPParams(LearnerParams):
     early_stopping
         False: train every epoch of the fit (``epochs``, or more under ``min_rows_seen``) on every training row
         and keep the last weights (no rows are cut for validation; ``patience`` is unused).
+    epochs_from_folds
+        Choose the epochs on the cross-validation folds: probe fits of each fold (one seed), watching the
+        fold's validation rows for as many epochs as ``min_rows_seen`` allows, give a mean validation curve,
+        and every fit then passes as many rows as a fold did at the curve's best count of at least ``epochs``.
+        Where ``min_rows_seen`` adds no epoch (many rows) nothing is probed and ``epochs`` is kept. Needs
+        ``min_rows_seen``, no early stopping, a constant rate and no aux fade (the curve's count ``e`` is then
+        exactly an ``e``-epoch fit).
     device
         ``cpu``, or ``cuda``: fit on a CUDA GPU. Part of the run's hash, as GPU fits differ from CPU fits.
     """
@@ -101,6 +108,7 @@ class MLPParams(LearnerParams):
     schedule: Literal["constant", "onecycle"] = "constant"
     pct_start: float = pydantic.Field(0.3, gt=0, lt=1)
     early_stopping: bool = True
+    epochs_from_folds: bool = False
     device: Device = "cpu"
 
     @pydantic.field_validator("heads")
@@ -110,6 +118,20 @@ class MLPParams(LearnerParams):
         if blocks is not None and heads > blocks + 1:
             raise ValueError(f"at most decoder_blocks + 1 = {blocks + 1} heads (one per hidden state), got {heads}")
         return heads
+
+    @pydantic.field_validator("epochs_from_folds")
+    @classmethod
+    def _a_curve_is_a_count_of_epochs(cls, chosen: bool, info: pydantic.ValidationInfo) -> bool:
+        if not chosen:
+            return chosen
+        data = info.data
+        if not data.get("min_rows_seen"):
+            raise ValueError("needs min_rows_seen > 0: the most rows a fit may pass, the range the folds choose in")
+        if data.get("early_stopping", True):
+            raise ValueError("needs early_stopping: false (the folds choose the epochs instead)")
+        if data.get("schedule") != "constant" or data.get("aux_fade_after") is not None:
+            raise ValueError("needs schedule: constant and no aux_fade_after (both are planned over the epochs)")
+        return chosen
 
     @classmethod
     def cuda_problem(cls) -> str | None:
