@@ -135,3 +135,25 @@ def test_a_bad_combination_is_one_line_naming_the_key(params):
         validate_run_config({"name": "r", "task": "cite", "learner": "mlp", "params": params}, "mlp.yaml")
     message = str(caught.value)
     assert "'params.epochs_from_folds'" in message and "\n" not in message
+
+
+class KeptFolds:
+    """Checkpoints in memory: the splits of an earlier, interrupted cross-validation."""
+
+    def __init__(self, results):
+        self.results = dict(results)
+
+    def load(self, name):
+        return self.results.get(name)
+
+    def save(self, result, learner, space):
+        self.results[result.name] = result
+
+
+def test_a_resumed_cross_validation_makes_the_same_choice():
+    X, Y, X_test = data()
+    whole = cross_validate(MLPLearner(FROM_FOLDS, seed=1, n_jobs=1), X, Y, FOLDS, X_test)
+    interrupted = KeptFolds({name: whole.folds[name] for name in ("0", "1")})  # killed after two folds
+    resumed = cross_validate(MLPLearner(FROM_FOLDS, seed=1, n_jobs=1), X, Y, FOLDS, X_test, checkpoints=interrupted)
+    assert resumed.oof.tobytes() == whole.oof.tobytes() and resumed.test.tobytes() == whole.test.tobytes()
+    assert resumed.folds["3"].info["epochs"] == whole.folds["3"].info["epochs"]
