@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from mmscel.fold_probe import FoldProbe, fold_data
+from mmscel.fold_probe import FoldProbe, fit_on_rows
 from mmscel.learners.base import BaseLearner
 from mmscel.progress import track
 from mmscel.targets import NativeTargets, TargetSpace, mean_profile_score
@@ -314,10 +314,7 @@ def fit_split(
     seed = learner.seed + split.seed_offset
     fold_learner = learner.clone(seed=seed)
     fit_rows, stop_rows = early_stopping_split(split.train, validation_fraction, seed, fold_learner.uses_validation)
-    fold_space = space.clone().fit_rows(Y, fit_rows) if space.per_fold else space
-    parts = [fold_data(X, Y, rows, fold_space, learner_targets, fold_learner) for rows in (fit_rows, stop_rows)]
-    fold_learner.fit(*parts, fold_space.learner_basis)
-    del parts
+    fold_space = fit_on_rows(fold_learner, X, Y, fit_rows, stop_rows, space, learner_targets)
     width = fold_space.prediction_width(Y)
     valid = _predict(fold_learner, fold_space, X[split.valid]) if len(split.valid) else _empty(width)
     test = _predict(fold_learner, fold_space, X_test) if split.predict_test and X_test is not None else _empty(width)

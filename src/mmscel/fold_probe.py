@@ -66,31 +66,40 @@ class FoldProbe:
         fitted = []
         for split in self.splits:
             copy = probe.clone(seed=probe.seed + split.seed_offset)
-            space = self.space.clone().fit_rows(self.Y, split.train) if self.space.per_fold else self.space
-            rows = (split.train, split.valid)
-            parts = [fold_data(self.X, self.Y, part, space, self.learner_targets, copy) for part in rows]
-            copy.fit(*parts, space.learner_basis)
+            fit_on_rows(copy, self.X, self.Y, split.train, split.valid, self.space, self.learner_targets)
             fitted.append(copy)
         return fitted
 
 
-def fold_data(X, Y, rows: np.ndarray, space: TargetSpace, learner_targets, learner: BaseLearner) -> FitData | None:
-    """What ``learner`` fits on for ``rows``: their features, targets in the learner's space, and the full targets.
+def fit_on_rows(
+    learner: BaseLearner, X, Y, fit_rows: np.ndarray, watch_rows: np.ndarray, space: TargetSpace, learner_targets
+) -> TargetSpace:
+    """Fit ``learner`` on ``fit_rows``, handing it ``watch_rows`` as its validation part.
 
     Parameters
     ----------
+    learner
+        An unfitted learner, fitted in place.
     X, Y, space, learner_targets
         As in :class:`FoldProbe`.
-    rows
-        The rows.
-    learner
-        The learner (the full targets go only to learners that read them, when the space has a basis).
+    fit_rows
+        The rows to fit on.
+    watch_rows
+        The rows given as ``valid`` (early stopping, or a probe's curve); empty for none.
 
     Returns
     -------
-    FitData or None
-        None for no rows.
+    TargetSpace
+        The space the learner's targets went through (fitted on ``fit_rows`` when it is fitted per fold).
     """
+    fold_space = space.clone().fit_rows(Y, fit_rows) if space.per_fold else space
+    parts = [_fit_data(X, Y, rows, fold_space, learner_targets, learner) for rows in (fit_rows, watch_rows)]
+    learner.fit(*parts, fold_space.learner_basis)
+    return fold_space
+
+
+def _fit_data(X, Y, rows: np.ndarray, space: TargetSpace, learner_targets, learner: BaseLearner) -> FitData | None:
+    """What ``learner`` fits on for ``rows`` (None for no rows); the full targets only to learners that read them."""
     if len(rows) == 0:
         return None
     targets = space.transform_rows(Y, rows) if learner_targets is None else learner_targets[rows]
@@ -98,4 +107,4 @@ def fold_data(X, Y, rows: np.ndarray, space: TargetSpace, learner_targets, learn
     return FitData(X[rows], targets, full)
 
 
-__all__ = ["FoldProbe", "fold_data"]
+__all__ = ["FoldProbe", "fit_on_rows"]
